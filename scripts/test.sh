@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, then every test.
+# Starts PostgreSQL if it is not answering, since the store tests use it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_ready() {
+    if command -v pg_isready >/dev/null 2>&1; then
+        pg_isready -q -h 127.0.0.1 -p 5432
+    else
+        (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+    fi
+}
+
+if ! pg_ready; then
+    echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it" >&2
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+        pg_ctlcluster --skip-systemctl-redirect "${version:-15}" main start || true
+    fi
+    for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+    pg_ready || { echo "error: PostgreSQL did not start; the store tests need it on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --all-targets --locked

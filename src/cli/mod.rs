@@ -1,0 +1,87 @@
+//! The command line: flags as parsed (clap, with `FLIGHTBENCH_*` environment
+//! fallbacks) → validated, typed config → the library. This is the edge where errors
+//! become `anyhow` with context and then a one-line message and an exit code.
+
+mod query;
+mod seed;
+
+use crate::store::{Durability, StoreConfig};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flightbench",
+    version,
+    about = "A performance workbench built around a real flight-delay tracking service"
+)]
+#[command(long_about = "A performance workbench built around a real flight-delay tracking service.\n\n\
+Seed a deterministic dataset into sharded SQLite files (or PostgreSQL), then query it \
+through four query paths (prepared, adhoc, orm, raw) that return identical results.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `flightbench=debug`.
+    #[arg(long, global = true, env = "FLIGHTBENCH_LOG", default_value = "warn")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the deterministic dataset into shards (SQLite files or PostgreSQL).
+    Seed(seed::SeedArgs),
+    /// Run one store operation against the seeded dataset and print JSON.
+    Query(query::QueryArgs),
+}
+
+/// Where the dataset is and how to open it; shared by every command that reads it.
+#[derive(Debug, Clone, Args)]
+pub struct DatasetArgs {
+    /// Directory holding manifest.json (and the SQLite shard files).
+    #[arg(long, env = "FLIGHTBENCH_DIR", default_value = "shards")]
+    pub dir: PathBuf,
+    /// SQLite `synchronous`: normal (WAL-safe, may lose the last commits on power
+    /// loss) or full (sync on every commit).
+    #[arg(long, value_enum, env = "FLIGHTBENCH_DURABILITY", default_value_t = Durability::Normal)]
+    pub durability: Durability,
+    /// Connections per shard for each database library.
+    #[arg(long, env = "FLIGHTBENCH_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pool_size: u32,
+    /// Password for PostgreSQL shards (never written to the manifest).
+    #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
+    pub pg_password: Option<String>,
+}
+
+impl DatasetArgs {
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            durability: self.durability,
+            pool_size: self.pool_size,
+            busy_timeout: Duration::from_secs(5),
+            pg_password: self.pg_password.clone(),
+        }
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Seed(args) => seed::run(args).await,
+        Command::Query(args) => query::run(args).await,
+    }
+}
+
+/// Logs go to stderr so stdout stays machine-readable JSON.
+pub fn init_tracing(cli: &Cli) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// clap value parser for any domain `parse` function.
+pub(crate) fn parse_with<T, E: std::fmt::Display>(
+    f: fn(&str) -> Result<T, E>,
+) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |s| f(s).map_err(|e| e.to_string())
+}

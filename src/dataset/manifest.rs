@@ -1,0 +1,196 @@
+//! `shards/manifest.json`: what a seeded dataset is, written last by `seed` (so a
+//! dataset without one is incomplete) and read first by every other command.
+
+use super::generator::{DatasetSpec, Popularity};
+use crate::routing::ShardCount;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Bumped when the manifest or the table layout changes incompatibly.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// SQLite files under the shard directory (the embedded default).
+    Sqlite,
+    /// One PostgreSQL database per shard, partitioned tables inside.
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Row counts written by `seed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub flights: u64,
+    pub events: u64,
+}
+
+/// SQLite settings the dataset was written with; reports quote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqliteSettings {
+    pub journal_mode: String,
+    pub synchronous: String,
+    /// Shard files relative to the manifest, in shard order.
+    pub files: Vec<String>,
+}
+
+/// Where the PostgreSQL shards are. URLs are stored without passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresLayout {
+    pub shard_urls: Vec<String>,
+    /// Range partitions are one calendar month each.
+    pub partition_interval: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub generator_version: String,
+    pub backend: Backend,
+    pub shards: ShardCount,
+    pub dataset: DatasetSpec,
+    pub counts: Counts,
+    pub popularity: Popularity,
+    /// Airport codes, busiest first: the load generator's airport key space.
+    pub airports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<SqliteSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresLayout>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("no dataset at {0}: run `flightbench seed` first")]
+    Missing(PathBuf),
+    #[error("cannot read {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("{path} is not a valid manifest: {cause}")]
+    Invalid { path: PathBuf, cause: serde_json::Error },
+    #[error(
+        "{path} has format {found}; this build reads format {MANIFEST_FORMAT}: re-seed with `flightbench seed --force`"
+    )]
+    Format { path: PathBuf, found: u32 },
+    #[error("{path} is inconsistent: {problem}")]
+    Inconsistent { path: PathBuf, problem: String },
+}
+
+impl Manifest {
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST_FILE)
+    }
+
+    pub fn exists_in(dir: &Path) -> bool {
+        Self::path_in(dir).exists()
+    }
+
+    /// Reads and checks the manifest in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        let path = Self::path_in(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ManifestError::Missing(path)),
+            Err(cause) => return Err(ManifestError::Io { path, cause }),
+        };
+        // Check the format first so an old manifest gets the "re-seed" message rather
+        // than a field-by-field parse error.
+        let format = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|cause| ManifestError::Invalid { path: path.clone(), cause })?
+            .get("format")
+            .and_then(|f| f.as_u64())
+            .unwrap_or(0) as u32;
+        if format != MANIFEST_FORMAT {
+            return Err(ManifestError::Format { path, found: format });
+        }
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|cause| ManifestError::Invalid { path: path.clone(), cause })?;
+        manifest.check().map_err(|problem| ManifestError::Inconsistent { path, problem })?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let shards = self.shards.get() as usize;
+        match (self.backend, &self.sqlite, &self.postgres) {
+            (Backend::Sqlite, Some(s), None) if s.files.len() == shards => Ok(()),
+            (Backend::Sqlite, Some(s), None) => {
+                Err(format!("{} shard files listed for {shards} shards", s.files.len()))
+            }
+            (Backend::Postgres, None, Some(p)) if p.shard_urls.len() == shards => Ok(()),
+            (Backend::Postgres, None, Some(p)) => {
+                Err(format!("{} shard URLs listed for {shards} shards", p.shard_urls.len()))
+            }
+            (backend, _, _) => Err(format!("backend {} without its own settings section", backend.as_str())),
+        }
+    }
+
+    /// Writes atomically (temp file + rename), so a crash never leaves half a manifest.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let path = Self::path_in(dir);
+        let tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        text.push('\n');
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Generator;
+    use crate::domain::UtcTime;
+
+    fn sample() -> Manifest {
+        let spec = DatasetSpec::new(1, 10, 2, UtcTime::parse("2026-12-01").unwrap()).unwrap();
+        Manifest {
+            format: MANIFEST_FORMAT,
+            generator_version: "test".into(),
+            backend: Backend::Sqlite,
+            shards: ShardCount::new(2).unwrap(),
+            dataset: spec,
+            counts: Counts { flights: 10, events: 30 },
+            popularity: Generator::new(spec).popularity(),
+            airports: vec!["ATL".into()],
+            sqlite: Some(SqliteSettings {
+                journal_mode: "wal".into(),
+                synchronous: "normal".into(),
+                files: vec!["a".into(), "b".into()],
+            }),
+            postgres: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_reports_problems_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Manifest::load(dir.path()), Err(ManifestError::Missing(_))));
+        let m = sample();
+        m.save(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+
+        let mut wrong = m.clone();
+        wrong.sqlite.as_mut().unwrap().files.pop();
+        wrong.save(dir.path()).unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("1 shard files listed for 2 shards"), "{err}");
+
+        let mut old = m.clone();
+        old.format = 0;
+        old.save(dir.path()).unwrap();
+        assert!(matches!(Manifest::load(dir.path()), Err(ManifestError::Format { found: 0, .. })));
+
+        std::fs::write(Manifest::path_in(dir.path()), "{ not json").unwrap();
+        assert!(matches!(Manifest::load(dir.path()), Err(ManifestError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,228 @@
+//! Delay events: the source of truth for everything the service says about a flight.
+//!
+//! Events carry a `schema_version` so that stored streams stay readable when the event
+//! format grows. In the database an event is three columns (`kind`, `delay_minutes`,
+//! `reason`); [`EventKind::from_columns`] is the single place that maps them back, so
+//! the four query paths cannot disagree on decoding.
+
+use super::time::UtcTime;
+use serde::{Deserialize, Serialize};
+
+/// The event format version written by this build.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// The most delay a report may carry: two days. Anything longer is a data-entry error.
+pub const MAX_DELAY_MINUTES: i64 = 2_880;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventKindError {
+    #[error("unknown event kind {0:?} (expected reported, revised, cancelled or departed)")]
+    UnknownKind(String),
+    #[error("delay of {minutes} minutes is outside {min}..={max} for a {kind} event")]
+    DelayOutOfRange { kind: &'static str, minutes: i64, min: i64, max: i64 },
+    #[error(transparent)]
+    Reason(#[from] ReasonError),
+    #[error("schema version {0} is newer than this build understands ({SCHEMA_VERSION})")]
+    SchemaVersion(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    #[error("reason is {0} characters long; the maximum is {max}", max = Reason::MAX_CHARS)]
+    TooLong(usize),
+    #[error("reason contains a control character (U+{0:04X}); only printable text is accepted")]
+    ControlCharacter(u32),
+}
+
+/// Free text a person typed about a delay. Printable text only (no NUL or other control
+/// characters, which PostgreSQL cannot store and terminals mis-render) and bounded in
+/// length; quotes, semicolons and any Unicode are fine and are stored verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(transparent)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<Self, ReasonError> {
+        let chars = text.chars().count();
+        if chars > Self::MAX_CHARS {
+            return Err(ReasonError::TooLong(chars));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(ReasonError::ControlCharacter(c as u32));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What happened to the flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventKind {
+    /// A first delay estimate.
+    Reported {
+        delay_minutes: i64,
+        #[serde(default)]
+        reason: Reason,
+    },
+    /// A changed estimate; zero clears the delay.
+    Revised {
+        delay_minutes: i64,
+        #[serde(default)]
+        reason: Reason,
+    },
+    Cancelled {
+        #[serde(default)]
+        reason: Reason,
+    },
+    /// Off-block, with the final delay.
+    Departed { delay_minutes: i64 },
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Reported { .. } => "reported",
+            EventKind::Revised { .. } => "revised",
+            EventKind::Cancelled { .. } => "cancelled",
+            EventKind::Departed { .. } => "departed",
+        }
+    }
+
+    /// The `delay_minutes` column: zero for a cancellation.
+    pub fn delay_minutes(&self) -> i64 {
+        match self {
+            EventKind::Reported { delay_minutes, .. }
+            | EventKind::Revised { delay_minutes, .. }
+            | EventKind::Departed { delay_minutes } => *delay_minutes,
+            EventKind::Cancelled { .. } => 0,
+        }
+    }
+
+    /// The `reason` column: empty where the kind has none.
+    pub fn reason(&self) -> &str {
+        match self {
+            EventKind::Reported { reason, .. }
+            | EventKind::Revised { reason, .. }
+            | EventKind::Cancelled { reason } => reason.as_str(),
+            EventKind::Departed { .. } => "",
+        }
+    }
+
+    /// Checks the delay bounds; reasons were checked when parsed.
+    pub fn validate(&self) -> Result<(), EventKindError> {
+        let (min, minutes) = match self {
+            EventKind::Reported { delay_minutes, .. } => (1, *delay_minutes),
+            EventKind::Revised { delay_minutes, .. } | EventKind::Departed { delay_minutes } => (0, *delay_minutes),
+            EventKind::Cancelled { .. } => return Ok(()),
+        };
+        if (min..=MAX_DELAY_MINUTES).contains(&minutes) {
+            Ok(())
+        } else {
+            Err(EventKindError::DelayOutOfRange { kind: self.name(), minutes, min, max: MAX_DELAY_MINUTES })
+        }
+    }
+
+    /// Rebuilds an event from its stored columns, rejecting anything this build could
+    /// not have written.
+    pub fn from_columns(kind: &str, delay_minutes: i64, reason: &str) -> Result<Self, EventKindError> {
+        let reason = || Reason::parse(reason);
+        let event = match kind {
+            "reported" => EventKind::Reported { delay_minutes, reason: reason()? },
+            "revised" => EventKind::Revised { delay_minutes, reason: reason()? },
+            "cancelled" => EventKind::Cancelled { reason: reason()? },
+            "departed" => EventKind::Departed { delay_minutes },
+            other => return Err(EventKindError::UnknownKind(other.to_owned())),
+        };
+        event.validate()?;
+        Ok(event)
+    }
+}
+
+/// One event as appended: when it happened and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayEvent {
+    #[serde(default = "current_schema_version")]
+    pub schema_version: u16,
+    pub occurred_at: UtcTime,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+fn current_schema_version() -> u16 {
+    SCHEMA_VERSION
+}
+
+impl DelayEvent {
+    pub fn new(occurred_at: UtcTime, kind: EventKind) -> Self {
+        Self { schema_version: SCHEMA_VERSION, occurred_at, kind }
+    }
+
+    pub fn schema_version_from_column(v: i64) -> Result<u16, EventKindError> {
+        u16::try_from(v).ok().filter(|v| (1..=SCHEMA_VERSION).contains(v)).ok_or(EventKindError::SchemaVersion(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons() {
+        for good in ["", "crew", "it's \"late\"; -- DROP TABLE flights", "Verspätung ✈ 遅延"] {
+            assert_eq!(Reason::parse(good).unwrap().as_str(), good);
+        }
+        assert_eq!(Reason::parse("a\0b"), Err(ReasonError::ControlCharacter(0)));
+        assert_eq!(Reason::parse("a\nb"), Err(ReasonError::ControlCharacter(10)));
+        assert_eq!(Reason::parse(&"x".repeat(201)), Err(ReasonError::TooLong(201)));
+        assert!(Reason::parse(&"é".repeat(200)).is_ok(), "limit counts characters, not bytes");
+    }
+
+    #[test]
+    fn columns_round_trip() {
+        let events = [
+            EventKind::Reported { delay_minutes: 25, reason: Reason::parse("weather").unwrap() },
+            EventKind::Revised { delay_minutes: 0, reason: Reason::default() },
+            EventKind::Cancelled { reason: Reason::parse("crew").unwrap() },
+            EventKind::Departed { delay_minutes: 12 },
+        ];
+        for e in events {
+            let back = EventKind::from_columns(e.name(), e.delay_minutes(), e.reason()).unwrap();
+            assert_eq!(back, e);
+        }
+        assert!(matches!(EventKind::from_columns("exploded", 0, ""), Err(EventKindError::UnknownKind(_))));
+        assert!(matches!(EventKind::from_columns("reported", 0, ""), Err(EventKindError::DelayOutOfRange { .. })));
+        assert!(matches!(EventKind::from_columns("departed", 9_999, ""), Err(EventKindError::DelayOutOfRange { .. })));
+    }
+
+    #[test]
+    fn json_shape() {
+        let json = r#"{"occurred_at":"2026-12-01T06:00:00Z","kind":"reported","delay_minutes":30,"reason":"fog"}"#;
+        let event: DelayEvent = serde_json::from_str(json).unwrap();
+        assert_eq!(event.schema_version, SCHEMA_VERSION);
+        assert_eq!(event.kind, EventKind::Reported { delay_minutes: 30, reason: Reason::parse("fog").unwrap() });
+        let bad = r#"{"occurred_at":"2026-12-01T06:00:00Z","kind":"reported","delay_minutes":30,"reason":"a\u0000b"}"#;
+        assert!(serde_json::from_str::<DelayEvent>(bad).is_err());
+        let unknown = r#"{"occurred_at":"2026-12-01T06:00:00Z","kind":"departed","delay_minutes":3,"gate":"B4"}"#;
+        assert!(serde_json::from_str::<DelayEvent>(unknown).is_err());
+    }
+
+    #[test]
+    fn schema_versions() {
+        assert_eq!(DelayEvent::schema_version_from_column(1), Ok(1));
+        assert!(DelayEvent::schema_version_from_column(0).is_err());
+        assert!(DelayEvent::schema_version_from_column(i64::from(SCHEMA_VERSION) + 1).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! # flightbench
+//!
+//! A flight-delay tracking service built to be measured: the same requests served from
+//! 1 or N shards, through prepared statements, ad-hoc SQL, an ORM or the raw driver,
+//! and the tooling that benchmarks, load-tests and profiles each choice.
+//!
+//! # Layout
+//!
+//! Layers, lowest first; a lower layer never imports a higher one.
+//!
+//! - [`domain`]: validated values (ids, codes, times), delay events and the status
+//!   projection they fold into. Pure.
+//! - [`routing`]: which shard owns a flight (jump consistent hash). Pure.
+//! - [`dataset`]: the deterministic generator and the manifest describing a seeded
+//!   dataset.
+//! - [`store`]: the sharded data layer, SQLite files or PostgreSQL databases, with every
+//!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
+//!   scatter-gather for queries not keyed by flight.
+//! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`cli`]: the command line: flags → validated config → the layers above.
+
+pub mod cli;
+pub mod dataset;
+pub mod domain;
+pub mod routing;
+pub mod seed;
+pub mod store;

@@ -1,0 +1,258 @@
+//! Loading PostgreSQL shards: one database per shard, created here from a base URL or
+//! given as a list, each with monthly partitions and binary `COPY`.
+
+use super::{SeedError, shard_ids, total};
+use crate::dataset::{Counts, GeneratedFlight, Generator};
+use crate::routing::ShardCount;
+use crate::store::schema::{INDEXES, POSTGRES_DROP, POSTGRES_TABLES, postgres_partitions};
+use futures_util::future::try_join_all;
+use indicatif::ProgressBar;
+use std::pin::pin;
+use std::str::FromStr;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+/// Which databases hold the shards.
+#[derive(Debug, Clone)]
+pub enum PgShards {
+    /// `postgres://…/NAME`: seed creates databases `NAME_0`, `NAME_1`, … on that server.
+    Base(String),
+    /// One URL per shard, databases already existing (possibly on several servers).
+    Explicit(Vec<String>),
+}
+
+impl PgShards {
+    /// The shard URLs, after creating (or, with `force`, re-creating) the databases,
+    /// or checking that explicit ones hold no dataset unless `force`.
+    pub(super) async fn resolve(
+        &self,
+        shards: ShardCount,
+        password: Option<&str>,
+        force: bool,
+    ) -> Result<Vec<String>, SeedError> {
+        match self {
+            PgShards::Explicit(urls) => {
+                if urls.len() != shards.get() as usize {
+                    return Err(SeedError::Config(format!(
+                        "{} --pg-shard-url given for --shards {}; give one URL per shard",
+                        urls.len(),
+                        shards.get()
+                    )));
+                }
+                for (shard, url) in urls.iter().enumerate() {
+                    let client = connect(url, password).await.map_err(|source| shard_err(shard, url, source))?;
+                    let taken: Option<String> = client
+                        .query_one("SELECT to_regclass('flights')::text", &[])
+                        .await
+                        .map_err(|source| shard_err(shard, url, source))?
+                        .get(0);
+                    if taken.is_some() && !force {
+                        return Err(SeedError::Config(format!(
+                            "shard {shard} ({}) already holds a dataset; pass --force to replace it",
+                            crate::store::redact_password(url)
+                        )));
+                    }
+                }
+                Ok(urls.clone())
+            }
+            PgShards::Base(base) => {
+                let config = tokio_postgres::Config::from_str(base)
+                    .map_err(|cause| SeedError::PostgresAdmin { url: base.clone(), cause })?;
+                let name = config.get_dbname().unwrap_or("flightbench").to_owned();
+                let admin_url = replace_dbname(base, "postgres");
+                let admin = connect(&admin_url, password).await.map_err(|cause| SeedError::PostgresAdmin {
+                    url: crate::store::redact_password(&admin_url),
+                    cause,
+                })?;
+                let admin_err = |cause| SeedError::PostgresAdmin { url: crate::store::redact_password(base), cause };
+                let mut urls = Vec::new();
+                for shard in 0..shards.get() as usize {
+                    let db = format!("{name}_{shard}");
+                    let exists = admin
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+                        .await
+                        .map_err(admin_err)?
+                        .is_some();
+                    if exists && !force {
+                        return Err(SeedError::Config(format!(
+                            "database {db} already exists; pass --force to drop and re-create it"
+                        )));
+                    }
+                    // Identifiers cannot be bound; `quote_ident` makes any name safe.
+                    let ident = quote_ident(&db);
+                    if exists {
+                        admin.batch_execute(&format!("DROP DATABASE {ident} WITH (FORCE)")).await.map_err(admin_err)?;
+                    }
+                    admin.batch_execute(&format!("CREATE DATABASE {ident}")).await.map_err(admin_err)?;
+                    urls.push(replace_dbname(base, &db));
+                }
+                Ok(urls)
+            }
+        }
+    }
+}
+
+fn shard_err(shard: usize, url: &str, source: tokio_postgres::Error) -> SeedError {
+    SeedError::Postgres { shard, url: crate::store::redact_password(url), cause: source }
+}
+
+/// `"name"` with embedded quotes doubled.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The URL with its path (database name) replaced, query string kept.
+fn replace_dbname(url: &str, db: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let base = match head[scheme_end..].find('/') {
+        Some(slash) => &head[..scheme_end + slash],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+pub(crate) async fn connect(url: &str, password: Option<&str>) -> Result<Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::from_str(url)?;
+    if let Some(p) = password {
+        config.password(p);
+    }
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        // The connection ends when the client is dropped; an error here surfaces on the
+        // client's next call, so it needs no handling of its own.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+pub(super) async fn seed_all(
+    urls: &[String],
+    generator: &Generator,
+    shards: ShardCount,
+    password: Option<&str>,
+    progress: &ProgressBar,
+) -> Result<Counts, SeedError> {
+    let loads = urls.iter().enumerate().map(|(shard, url)| async move {
+        seed_shard(url, generator, shards, shard, password, progress)
+            .await
+            .map_err(|source| shard_err(shard, url, source))
+    });
+    Ok(total(try_join_all(loads).await?))
+}
+
+async fn seed_shard(
+    url: &str,
+    generator: &Generator,
+    shards: ShardCount,
+    shard: usize,
+    password: Option<&str>,
+    progress: &ProgressBar,
+) -> Result<Counts, tokio_postgres::Error> {
+    let client = connect(url, password).await?;
+    client.batch_execute(POSTGRES_DROP).await?;
+    for ddl in POSTGRES_TABLES {
+        client.batch_execute(ddl).await?;
+    }
+    for ddl in postgres_partitions(generator.spec()) {
+        client.batch_execute(&ddl).await?;
+    }
+    // Generation is CPU work: run it on the blocking pool, not an async worker. A
+    // generator is cheap to build from its spec, so the task owns its own.
+    let spec = *generator.spec();
+    let flights: Vec<GeneratedFlight> = tokio::task::spawn_blocking(move || {
+        let generator = Generator::new(spec);
+        shard_ids(&spec, shards, shard).map(|id| generator.flight(id)).collect()
+    })
+    .await
+    .expect("generation task panicked");
+
+    let sink = client
+        .copy_in("COPY flights (id, carrier, number, origin, destination, sched_dep, sched_arr) FROM STDIN BINARY")
+        .await?;
+    let types = [Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8];
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for g in &flights {
+        let f = &g.flight;
+        let row: [&(dyn ToSql + Sync); 7] = [
+            &f.id.get(),
+            &f.carrier.as_str(),
+            &f.number.get(),
+            &f.origin.as_str(),
+            &f.destination.as_str(),
+            &f.scheduled_departure.unix(),
+            &f.scheduled_arrival.unix(),
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+
+    let sink = client
+        .copy_in("COPY flight_status (flight_id, version, state, delay_minutes, updated_at) FROM STDIN BINARY")
+        .await?;
+    let types = [Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::INT8];
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for g in &flights {
+        let s = &g.status;
+        let updated_at = s.updated_at.map(|t| t.unix());
+        let row: [&(dyn ToSql + Sync); 5] =
+            [&g.flight.id.get(), &s.version, &s.state.as_str(), &s.delay_minutes, &updated_at];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+
+    let sink = client
+        .copy_in(
+            "COPY delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
+             FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::INT8];
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    let mut events = 0u64;
+    for g in &flights {
+        for (i, e) in g.events.iter().enumerate() {
+            let row: [&(dyn ToSql + Sync); 8] = [
+                &g.flight.id.get(),
+                &(i as i64 + 1),
+                &g.flight.scheduled_departure.unix(),
+                &e.kind.name(),
+                &e.kind.delay_minutes(),
+                &e.kind.reason(),
+                &e.occurred_at.unix(),
+                &i64::from(e.schema_version),
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+        events += g.events.len() as u64;
+        progress.inc(1);
+    }
+    writer.finish().await?;
+
+    for ddl in INDEXES {
+        client.batch_execute(ddl).await?;
+    }
+    client.batch_execute("ANALYZE").await?;
+    Ok(Counts { flights: flights.len() as u64, events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_database_names() {
+        assert_eq!(replace_dbname("postgres://u@h:5432/fb", "fb_0"), "postgres://u@h:5432/fb_0");
+        assert_eq!(replace_dbname("postgres://u@h/fb?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(replace_dbname("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

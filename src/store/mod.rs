@@ -1,0 +1,253 @@
+//! The sharded data layer.
+//!
+//! A [`Store`] is N shards, each a SQLite file or a PostgreSQL database, opened from a
+//! dataset's manifest. Every operation runs under a [`QueryPath`] chosen per call, so
+//! one store (and later one server) can be measured on all four paths against the same
+//! data. Single-flight operations go to the one shard that owns the flight
+//! (`routing`); airport queries scatter to every shard concurrently and gather: a
+//! k-way merge with the limit pushed down for departures, a histogram merge for delay
+//! statistics.
+//!
+//! What the store leaves to others: validation of user input (`domain` types arrive
+//! already valid), and HTTP concerns.
+
+mod decode;
+mod digest;
+mod error;
+mod merge;
+mod path;
+mod postgres;
+pub mod schema;
+pub mod sql;
+mod sqlite;
+
+pub use error::{DriverError, StoreError};
+pub use merge::merge_departures;
+pub use postgres::redact_password;
+
+use crate::dataset::{Backend, Manifest};
+use crate::domain::{
+    AirportCode, AppendOutcome, DelayEvent, DelayHistogram, DelayStats, Departure, FlightId, FlightView, Limit,
+    RecordedEvent, TimeWindow,
+};
+use crate::routing::ShardCount;
+use futures_util::future::try_join_all;
+use postgres::PostgresShard;
+use serde::{Deserialize, Serialize};
+use sqlite::SqliteShard;
+use std::path::Path;
+use std::time::Duration;
+
+/// How a query reaches the database. All four return identical results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryPath {
+    /// sqlx with persistent (cached) prepared statements and bound parameters.
+    Prepared,
+    /// SQL text built per call with validated, escaped literals, sent unprepared.
+    Adhoc,
+    /// sea-orm entities and query builder over the same sqlx pools.
+    Orm,
+    /// The driver floor: rusqlite with cached statements, tokio-postgres prepared.
+    Raw,
+}
+
+impl QueryPath {
+    pub const ALL: [QueryPath; 4] = [QueryPath::Prepared, QueryPath::Adhoc, QueryPath::Orm, QueryPath::Raw];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryPath::Prepared => "prepared",
+            QueryPath::Adhoc => "adhoc",
+            QueryPath::Orm => "orm",
+            QueryPath::Raw => "raw",
+        }
+    }
+}
+
+impl std::fmt::Display for QueryPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueryPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        QueryPath::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown query path {s:?} (expected prepared, adhoc, orm or raw)"))
+    }
+}
+
+/// SQLite's `synchronous` setting. NORMAL in WAL mode never corrupts the database but
+/// may lose the last commits on power loss (not on a process crash); FULL syncs the WAL
+/// on every commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl Durability {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub durability: Durability,
+    /// Connections per shard, per library.
+    pub pool_size: u32,
+    /// How long a SQLite writer waits for the shard's write lock.
+    pub busy_timeout: Duration,
+    /// Applied to every PostgreSQL shard URL (the manifest stores none).
+    pub pg_password: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { durability: Durability::Normal, pool_size: 4, busy_timeout: Duration::from_secs(5), pg_password: None }
+    }
+}
+
+/// One shard's connections.
+pub(crate) struct Shard {
+    pub index: usize,
+    pub conn: ShardConn,
+}
+
+pub(crate) enum ShardConn {
+    Sqlite(SqliteShard),
+    Postgres(PostgresShard),
+}
+
+/// The sharded store. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Store {
+    manifest: Manifest,
+    shard_count: ShardCount,
+    shards: Vec<Shard>,
+}
+
+impl Store {
+    /// Opens the dataset described by `dir/manifest.json`, connecting to every shard.
+    pub async fn open(dir: &Path, config: &StoreConfig) -> Result<Self, StoreError> {
+        let manifest = Manifest::load(dir)?;
+        let opening = (0..manifest.shards.get() as usize).map(|index| {
+            let manifest = &manifest;
+            async move {
+                let conn = match (&manifest.sqlite, &manifest.postgres) {
+                    (Some(sqlite), _) => {
+                        ShardConn::Sqlite(SqliteShard::open(index, &dir.join(&sqlite.files[index]), config).await?)
+                    }
+                    (None, Some(pg)) => {
+                        ShardConn::Postgres(PostgresShard::open(index, &pg.shard_urls[index], config).await?)
+                    }
+                    // Cannot happen: `Manifest::load` checks each backend has its section.
+                    (None, None) => return Err(StoreError::Config("manifest names no shards".into())),
+                };
+                Ok::<_, StoreError>(Shard { index, conn })
+            }
+        });
+        let shards = try_join_all(opening).await?;
+        Ok(Self { shard_count: manifest.shards, manifest, shards })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.manifest.backend
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn owner(&self, id: FlightId) -> &Shard {
+        &self.shards[self.shard_count.shard_for(id.get())]
+    }
+
+    /// A flight and its current status.
+    pub async fn flight(&self, path: QueryPath, id: FlightId) -> Result<FlightView, StoreError> {
+        path::flight(path, self.owner(id), id).await?.ok_or(StoreError::FlightNotFound(id))
+    }
+
+    /// Departures from `airport` in `window`, ordered by scheduled time then id, at most
+    /// `limit`. Each shard returns its first `limit`; the merge keeps the first `limit`
+    /// overall, which is exact because each shard's list is already in order.
+    pub async fn departures(
+        &self,
+        path: QueryPath,
+        airport: AirportCode,
+        window: TimeWindow,
+        limit: Limit,
+    ) -> Result<Vec<Departure>, StoreError> {
+        let per_shard =
+            try_join_all(self.shards.iter().map(|shard| path::departures(path, shard, airport, window, limit))).await?;
+        Ok(merge_departures(per_shard, limit.get()))
+    }
+
+    /// A flight's events in version order.
+    pub async fn events(&self, path: QueryPath, id: FlightId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shard = self.owner(id);
+        let events = path::events(path, shard, id).await?;
+        // An empty stream is either a flight nothing happened to or no flight at all.
+        if events.is_empty() && path::flight(path, shard, id).await?.is_none() {
+            return Err(StoreError::FlightNotFound(id));
+        }
+        Ok(events)
+    }
+
+    /// Delay statistics for departures from `airport` in `window`, exact across shards.
+    pub async fn delay_stats(
+        &self,
+        path: QueryPath,
+        airport: AirportCode,
+        window: TimeWindow,
+    ) -> Result<DelayStats, StoreError> {
+        let per_shard =
+            try_join_all(self.shards.iter().map(|shard| path::delay_histogram(path, shard, airport, window))).await?;
+        let mut total = DelayHistogram::default();
+        per_shard.iter().for_each(|h| total.merge(h));
+        Ok(total.into_stats(airport, window))
+    }
+
+    /// Appends `event` to a flight's stream if its current version is
+    /// `expected_version`, updating the status projection in the same transaction.
+    pub async fn append(
+        &self,
+        path: QueryPath,
+        id: FlightId,
+        expected_version: i64,
+        event: &DelayEvent,
+    ) -> Result<AppendOutcome, StoreError> {
+        event.kind.validate().map_err(|e| StoreError::Config(e.to_string()))?;
+        path::append(path, self.owner(id), id, expected_version, event).await
+    }
+
+    /// One BLAKE3 digest per shard over all rows in primary-key order: equal digests
+    /// mean equal data, whatever the backend.
+    pub async fn shard_digests(&self) -> Result<Vec<String>, StoreError> {
+        try_join_all(self.shards.iter().map(digest::shard_digest)).await
+    }
+
+    /// Closes every pool; in-flight queries finish first.
+    pub async fn close(&self) {
+        for shard in &self.shards {
+            match &shard.conn {
+                ShardConn::Sqlite(s) => s.close().await,
+                ShardConn::Postgres(p) => p.close().await,
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Opening a SQLite shard: one file, three handles onto it.
+//!
+//! - an sqlx pool (the `prepared` and `adhoc` paths);
+//! - a sea-orm connection wrapping that same pool (the `orm` path), so the ORM shares
+//!   connections and data rather than opening its own;
+//! - a small pool of rusqlite connections (the `raw` path), used inline on the
+//!   calling thread; see [`RawSqlitePool`] for why.
+//!
+//! Every connection gets the same pragmas: WAL (persistent in the file, set by
+//! `seed`), `synchronous` from the configured durability, and a busy timeout.
+
+use super::{Durability, StoreConfig, StoreError};
+use rusqlite::OpenFlags;
+use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub(crate) struct SqliteShard {
+    pub pool: SqlitePool,
+    pub orm: DatabaseConnection,
+    pub raw: Arc<RawSqlitePool>,
+}
+
+impl SqliteShard {
+    pub async fn open(shard: usize, file: &Path, config: &StoreConfig) -> Result<Self, StoreError> {
+        let unavailable =
+            |reason: String| StoreError::Unavailable { shard, location: file.display().to_string(), reason };
+        if !file.is_file() {
+            return Err(unavailable("shard file is missing; re-seed with `flightbench seed --force`".into()));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.durability {
+                Durability::Normal => SqliteSynchronous::Normal,
+                Durability::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(config.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.pool_size)
+            .acquire_timeout(config.busy_timeout + Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let raw = RawSqlitePool::open(file.to_owned(), config).map_err(|e| unavailable(e.to_string()))?;
+        // Check the file really is a dataset shard, not an empty or foreign database.
+        raw.with(|c| c.query_row("SELECT COUNT(*) FROM flight_status WHERE flight_id = 0", [], |r| r.get::<_, i64>(0)))
+            .map_err(|e| unavailable(format!("not a flightbench shard: {e}")))?;
+        let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+        Ok(Self { pool, orm, raw: Arc::new(raw) })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// rusqlite connections for the `raw` path, checked out and run **inline on the
+/// calling thread**.
+///
+/// sqlx hands every SQLite call to a per-connection worker thread and awaits the
+/// answer; on this 2-core machine that hand-off measured 21 µs per point read when
+/// pinned to one core and about 120 µs when not, against 3–12 µs for the query itself
+/// through rusqlite (see shared/DESIGN.md and `benches/queries.rs`). A point read
+/// finishes faster than a thread wake-up, so the raw path runs it where it is.
+/// Writes, which may wait for the shard's write lock up to the busy timeout, go to
+/// tokio's blocking pool instead (`path::raw`).
+///
+/// The pool is a mutex-guarded stack: the lock is held only to push or pop a
+/// connection, never during a query. It grows on demand (one connection per thread
+/// that is using the shard at once) up to `max_idle` kept connections.
+pub(crate) struct RawSqlitePool {
+    file: PathBuf,
+    synchronous: &'static str,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    max_idle: usize,
+}
+
+impl RawSqlitePool {
+    fn open(file: PathBuf, config: &StoreConfig) -> rusqlite::Result<Self> {
+        let pool = Self {
+            file,
+            synchronous: config.durability.pragma(),
+            busy_timeout: config.busy_timeout,
+            idle: Mutex::new(Vec::new()),
+            max_idle: config.pool_size as usize * 2,
+        };
+        let first = pool.connect()?;
+        pool.idle().push(first);
+        Ok(pool)
+    }
+
+    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
+        // NO_MUTEX: each connection is used by one thread at a time (the pool hands it
+        // out exclusively), so SQLite's own per-connection mutex is pure overhead.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&self.file, flags)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "synchronous", self.synchronous)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(conn)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<rusqlite::Connection>> {
+        // A panic while holding this lock can only happen inside Vec::push/pop; the
+        // stack is still consistent, so a poisoned lock is safe to keep using.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `work` on a pooled connection on the current thread.
+    pub fn with<R>(&self, work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+        let popped = self.idle().pop();
+        let mut conn = match popped {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = work(&mut conn);
+        // A connection left inside a transaction (the work returned early) is dropped,
+        // which rolls the transaction back, rather than reused.
+        if conn.is_autocommit() {
+            let mut idle = self.idle();
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
