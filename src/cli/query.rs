@@ -64,12 +64,12 @@ pub enum Operation {
         #[arg(value_parser = parse_with(FlightId::parse))]
         id: FlightId,
         /// The version the flight must be at (see `query flight`).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         expected_version: i64,
         #[arg(long, value_enum)]
         kind: KindArg,
         /// Delay in minutes (reported, revised, departed).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         delay_minutes: Option<i64>,
         /// Free-text reason (reported, revised, cancelled).
         #[arg(long, default_value = "", value_parser = parse_with(Reason::parse))]

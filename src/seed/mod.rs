@@ -164,3 +164,33 @@ fn total(counts: impl IntoIterator<Item = Counts>) -> Counts {
         events: a.events + b.events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UtcTime;
+
+    #[test]
+    fn progress_bar_template_is_valid() {
+        let config = SeedConfig {
+            dir: PathBuf::from("unused"),
+            spec: DatasetSpec::new(1, 10, 1, UtcTime::parse("2026-12-01").unwrap()).unwrap(),
+            shards: ShardCount::new(2).unwrap(),
+            target: SeedTarget::Sqlite { durability: Durability::Normal },
+            force: false,
+            progress: true,
+        };
+        let bar = progress_bar(&config);
+        assert_eq!(bar.length(), Some(10));
+        bar.finish_and_clear();
+    }
+
+    #[test]
+    fn every_id_belongs_to_exactly_one_shard() {
+        let spec = DatasetSpec::new(1, 5_000, 1, UtcTime::parse("2026-12-01").unwrap()).unwrap();
+        let shards = ShardCount::new(7).unwrap();
+        let mut ids: Vec<i64> = (0..7).flat_map(|s| shard_ids(&spec, shards, s)).map(|id| id.get()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=5_000).collect::<Vec<_>>());
+    }
+}

@@ -14,6 +14,8 @@ pub enum StoreError {
     FlightNotFound(FlightId),
     #[error("version conflict on flight {flight}: expected version {expected}, {}", describe_current(*.current))]
     Conflict { flight: FlightId, expected: i64, current: Option<i64> },
+    #[error("invalid event: {0}")]
+    InvalidEvent(EventKindError),
     #[error("flight {flight}: {rule}")]
     Transition { flight: FlightId, rule: TransitionError },
     #[error("shard {shard}: {cause}")]

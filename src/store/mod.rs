@@ -231,7 +231,7 @@ impl Store {
         expected_version: i64,
         event: &DelayEvent,
     ) -> Result<AppendOutcome, StoreError> {
-        event.kind.validate().map_err(|e| StoreError::Config(e.to_string()))?;
+        event.kind.validate().map_err(StoreError::InvalidEvent)?;
         path::append(path, self.owner(id), id, expected_version, event).await
     }
 

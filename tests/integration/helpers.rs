@@ -1,0 +1,127 @@
+//! `TestDataset`: a freshly seeded store, SQLite or PostgreSQL, plus the generator
+//! that made it, used as the oracle for what every query should return.
+
+use flightbench::dataset::{DatasetSpec, Generator};
+use flightbench::domain::{FlightId, FlightView, RecordedEvent, UtcTime};
+use flightbench::routing::ShardCount;
+use flightbench::seed::{PgShards, SeedConfig, SeedTarget, seed};
+use flightbench::store::{Durability, Store, StoreConfig};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestDataset {
+    pub store: Store,
+    pub spec: DatasetSpec,
+    pub generator: Generator,
+    /// Owns the shard directory: deleted when the dataset is dropped.
+    _dir: tempfile::TempDir,
+    pub pg: Option<PgDatabases>,
+}
+
+pub fn spec(seed: u64, flights: u64, days: u32) -> DatasetSpec {
+    DatasetSpec::new(seed, flights, days, UtcTime::parse("2026-12-01").unwrap()).unwrap()
+}
+
+/// Seeds `spec` into `shards` shards of the given kind and opens it.
+pub async fn dataset(kind: Kind, spec: DatasetSpec, shards: u32) -> TestDataset {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, pg) = match kind {
+        Kind::Sqlite => (SeedTarget::Sqlite { durability: Durability::Normal }, None),
+        Kind::Postgres => {
+            let pg = PgDatabases::new(shards);
+            (SeedTarget::Postgres { shards: PgShards::Base(pg.base_url()), password: None }, Some(pg))
+        }
+    };
+    let config = SeedConfig {
+        dir: dir.path().to_owned(),
+        spec,
+        shards: ShardCount::new(i64::from(shards)).unwrap(),
+        target,
+        force: false,
+        progress: false,
+    };
+    seed(&config).await.unwrap_or_else(|e| panic!("seeding {kind:?} failed: {e}"));
+    let store = Store::open(dir.path(), &StoreConfig::default()).await.unwrap();
+    TestDataset { store, spec, generator: Generator::new(spec), _dir: dir, pg }
+}
+
+impl TestDataset {
+    pub fn flight_count(&self) -> i64 {
+        self.spec.flights as i64
+    }
+
+    /// What the seeded store must return for a point read.
+    pub fn expected_flight(&self, id: i64) -> Option<FlightView> {
+        (1..=self.flight_count()).contains(&id).then(|| {
+            let g = self.generator.flight(FlightId::new(id).unwrap());
+            FlightView { flight: g.flight, status: g.status }
+        })
+    }
+
+    pub fn expected_events(&self, id: i64) -> Vec<RecordedEvent> {
+        let flight_id = FlightId::new(id).unwrap();
+        self.generator
+            .flight(flight_id)
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| RecordedEvent { flight_id, version: i as i64 + 1, event })
+            .collect()
+    }
+
+    pub fn all_expected(&self) -> Vec<FlightView> {
+        (1..=self.flight_count()).map(|id| self.expected_flight(id).unwrap()).collect()
+    }
+}
+
+/// Uniquely named PostgreSQL databases (`<base>_0` … `<base>_{n-1}`), dropped when
+/// the guard is, even if the test panicked.
+pub struct PgDatabases {
+    pub name: String,
+    shards: u32,
+}
+
+impl PgDatabases {
+    pub fn new(shards: u32) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("fbtest_{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed));
+        Self { name, shards }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("{PG_BASE}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabases {
+    fn drop(&mut self) {
+        let (name, shards) = (self.name.clone(), self.shards);
+        // Drop may run inside a runtime; do the async cleanup on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&format!("{PG_BASE}/postgres"), tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to drop test databases");
+                tokio::spawn(conn);
+                for i in 0..shards {
+                    client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}_{i}\" WITH (FORCE)"))
+                        .await
+                        .expect("drop test database");
+                }
+            });
+        });
+        if cleanup.join().is_err() && !std::thread::panicking() {
+            panic!("could not drop test databases {}_*", self.name);
+        }
+    }
+}

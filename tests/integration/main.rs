@@ -1,0 +1,11 @@
+//! Integration tests: one binary (see STYLE.md), one module per concern. Each test
+//! seeds its own dataset, in a temp directory or uniquely named PostgreSQL databases
+//! that are dropped afterwards.
+
+mod cli;
+mod helpers;
+mod injection;
+mod partitions;
+mod paths;
+mod seeding;
+mod writes;
