@@ -17,11 +17,18 @@
 //!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
 //!   scatter-gather for queries not keyed by flight.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`compression`]: response codecs and their levels (used by the server and
+//!   measured by `benches/compression.rs`).
+//! - [`profile`]: pprof samples → collapsed stacks → inferno flamegraphs.
+//! - [`bench_report`]: criterion's estimates → `results/benchmarks.md`.
 //! - [`cli`]: the command line: flags → validated config → the layers above.
 
+pub mod bench_report;
 pub mod cli;
+pub mod compression;
 pub mod dataset;
 pub mod domain;
+pub mod profile;
 pub mod routing;
 pub mod seed;
 pub mod store;

@@ -2,10 +2,11 @@
 //! fallbacks) → validated, typed config → the library. This is the edge where errors
 //! become `anyhow` with context and then a one-line message and an exit code.
 
+mod bench_report;
 mod query;
 mod seed;
 
-use crate::store::{Durability, StoreConfig};
+use crate::store::{Durability, PlanCacheMode, StoreConfig};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Run one store operation against the seeded dataset and print JSON.
     Query(query::QueryArgs),
+    /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
+    BenchReport(bench_report::BenchReportArgs),
 }
 
 /// Where the dataset is and how to open it; shared by every command that reads it.
@@ -51,6 +54,9 @@ pub struct DatasetArgs {
     /// Password for PostgreSQL shards (never written to the manifest).
     #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
     pub pg_password: Option<String>,
+    /// PostgreSQL plan_cache_mode for shard connections.
+    #[arg(long, value_enum, env = "FLIGHTBENCH_PLAN_CACHE_MODE", default_value_t = PlanCacheMode::Auto)]
+    pub plan_cache_mode: PlanCacheMode,
 }
 
 impl DatasetArgs {
@@ -60,6 +66,7 @@ impl DatasetArgs {
             pool_size: self.pool_size,
             busy_timeout: Duration::from_secs(5),
             pg_password: self.pg_password.clone(),
+            plan_cache_mode: self.plan_cache_mode,
         }
     }
 }
@@ -69,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
+        Command::BenchReport(args) => bench_report::run(args),
     }
 }
 

@@ -101,6 +101,30 @@ impl Durability {
     }
 }
 
+/// PostgreSQL's `plan_cache_mode` for the shard connections. After five executions a
+/// prepared statement may switch to a generic plan, which cannot prune partitions at
+/// plan time (only at execution); `force_custom_plan` re-plans with the actual values
+/// every time. `benches/queries.rs` measures both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanCacheMode {
+    /// PostgreSQL's default: custom plans first, generic once it looks no worse.
+    #[default]
+    Auto,
+    ForceCustomPlan,
+    ForceGenericPlan,
+}
+
+impl PlanCacheMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanCacheMode::Auto => "auto",
+            PlanCacheMode::ForceCustomPlan => "force_custom_plan",
+            PlanCacheMode::ForceGenericPlan => "force_generic_plan",
+        }
+    }
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -111,11 +135,19 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
     /// Applied to every PostgreSQL shard URL (the manifest stores none).
     pub pg_password: Option<String>,
+    /// PostgreSQL `plan_cache_mode` for every shard connection.
+    pub plan_cache_mode: PlanCacheMode,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { durability: Durability::Normal, pool_size: 4, busy_timeout: Duration::from_secs(5), pg_password: None }
+        Self {
+            durability: Durability::Normal,
+            pool_size: 4,
+            busy_timeout: Duration::from_secs(5),
+            pg_password: None,
+            plan_cache_mode: PlanCacheMode::Auto,
+        }
     }
 }
 

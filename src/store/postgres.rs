@@ -1,7 +1,8 @@
 //! Opening a PostgreSQL shard: one database, three handles onto it.
 //!
 //! - an sqlx pool (`prepared`, `adhoc`), with `standard_conforming_strings` forced on
-//!   so that backslashes in the ad-hoc path's string literals are never escapes;
+//!   so that backslashes in the ad-hoc path's string literals are never escapes, and
+//!   the configured `plan_cache_mode`;
 //! - sea-orm over that pool (`orm`);
 //! - a deadpool of tokio-postgres clients with cached prepared statements (`raw`).
 
@@ -27,8 +28,9 @@ impl PostgresShard {
             options = options.password(password);
             raw_config.password(password);
         }
-        options = options.options([("standard_conforming_strings", "on")]);
-        raw_config.options("-c standard_conforming_strings=on");
+        let plan_cache_mode = config.plan_cache_mode.as_str();
+        options = options.options([("standard_conforming_strings", "on"), ("plan_cache_mode", plan_cache_mode)]);
+        raw_config.options(format!("-c standard_conforming_strings=on -c plan_cache_mode={plan_cache_mode}"));
         raw_config.connect_timeout(Duration::from_secs(5));
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)

@@ -1,0 +1,125 @@
+//! Response compression codecs: the encodings the server negotiates and the levels it
+//! uses for dynamic JSON. `benches/compression.rs` measures every codec and level on
+//! real response bodies; the defaults below are chosen from those figures (see
+//! `results/benchmarks.md`).
+//!
+//! HTTP's `deflate` is the zlib format (RFC 1950), not raw deflate, so it is encoded
+//! with a zlib encoder.
+
+use async_compression::Level;
+use async_compression::tokio::bufread::{
+    BrotliDecoder, BrotliEncoder, GzipDecoder, GzipEncoder, ZlibDecoder, ZlibEncoder, ZstdDecoder, ZstdEncoder,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+/// A content coding (RFC 9110 §8.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Identity,
+    Br,
+    Zstd,
+    Gzip,
+    Deflate,
+}
+
+impl Encoding {
+    pub const COMPRESSED: [Encoding; 4] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip, Encoding::Deflate];
+
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+        }
+    }
+
+    /// The level used when none is configured. Brotli's own default (11) costs far too
+    /// much CPU for JSON generated per request; the figures behind these choices are in
+    /// `results/benchmarks.md` (`compression/*` groups).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Encoding::Identity => 0,
+            Encoding::Br => 4,
+            Encoding::Zstd => 3,
+            Encoding::Gzip | Encoding::Deflate => 6,
+        }
+    }
+
+    /// The levels the codec accepts.
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Encoding::Identity => 0..=0,
+            Encoding::Br => 0..=11,
+            Encoding::Zstd => 1..=19,
+            Encoding::Gzip | Encoding::Deflate => 1..=9,
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+/// Compresses a whole body.
+pub async fn compress(encoding: Encoding, level: i32, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() / 4 + 64);
+    let level = Level::Precise(level);
+    match encoding {
+        Encoding::Identity => out.extend_from_slice(body),
+        Encoding::Br => _ = BrotliEncoder::with_quality(body, level).read_to_end(&mut out).await?,
+        Encoding::Zstd => _ = ZstdEncoder::with_quality(body, level).read_to_end(&mut out).await?,
+        Encoding::Gzip => _ = GzipEncoder::with_quality(body, level).read_to_end(&mut out).await?,
+        Encoding::Deflate => _ = ZlibEncoder::with_quality(body, level).read_to_end(&mut out).await?,
+    }
+    Ok(out)
+}
+
+/// Decompresses a whole body (tests and the load generator's decoded-bytes count).
+pub async fn decompress(encoding: Encoding, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() * 4);
+    match encoding {
+        Encoding::Identity => out.extend_from_slice(body),
+        Encoding::Br => _ = BrotliDecoder::new(body).read_to_end(&mut out).await?,
+        Encoding::Zstd => _ = ZstdDecoder::new(body).read_to_end(&mut out).await?,
+        Encoding::Gzip => _ = GzipDecoder::new(body).read_to_end(&mut out).await?,
+        Encoding::Deflate => _ = ZlibDecoder::new(body).read_to_end(&mut out).await?,
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_codec_round_trips_at_every_level_and_shrinks_json() {
+        let body = serde_json::to_vec(
+            &(0..500).map(|i| format!("{{\"flight\":{i},\"state\":\"delayed\"}}")).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        for encoding in Encoding::COMPRESSED {
+            for level in [*encoding.levels().start(), encoding.default_level(), *encoding.levels().end()] {
+                let packed = compress(encoding, level, &body).await.unwrap();
+                assert!(packed.len() < body.len() / 3, "{encoding} level {level}: {} of {}", packed.len(), body.len());
+                assert_eq!(decompress(encoding, &packed).await.unwrap(), body, "{encoding} level {level}");
+            }
+            assert!(encoding.levels().contains(&encoding.default_level()));
+        }
+        assert_eq!(compress(Encoding::Identity, 0, &body).await.unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn deflate_is_zlib_wrapped() {
+        let packed = compress(Encoding::Deflate, 6, b"hello hello hello").await.unwrap();
+        // zlib header: CM = 8 (deflate), and the first two bytes are a multiple of 31.
+        assert_eq!(packed[0] & 0x0f, 8);
+        assert_eq!((u16::from(packed[0]) << 8 | u16::from(packed[1])) % 31, 0);
+    }
+}
