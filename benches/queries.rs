@@ -185,7 +185,6 @@ fn queries(c: &mut Criterion) {
     let (spec, shards) = support::bench_spec();
     let inputs = Inputs::draw(&spec);
     let auto = support::store_config(PlanCacheMode::Auto);
-    let custom = support::store_config(PlanCacheMode::ForceCustomPlan);
 
     let sqlite = rt.block_on(support::dataset(Backend::Sqlite, spec, shards, &auto));
     let postgres = rt.block_on(support::dataset(Backend::Postgres, spec, shards, &auto));
@@ -196,15 +195,22 @@ fn queries(c: &mut Criterion) {
         appends(c, &rt, name, store, &inputs);
     }
 
-    // Plan cache modes on the partitioned tables: the same queries through the two
-    // paths that use server-side prepared statements.
-    let postgres_custom = rt.block_on(support::dataset(Backend::Postgres, spec, shards, &custom));
+    // Plan cache modes on the partitioned tables. Pruning needs more than one
+    // partition, so this group runs on its own 92-day dataset (three monthly
+    // partitions per table) with its own inputs spread over all three months.
+    let plan_spec = support::plan_cache_spec();
+    let plan_inputs = Inputs::draw(&plan_spec);
+    let modes = [PlanCacheMode::Auto, PlanCacheMode::ForceCustomPlan, PlanCacheMode::ForceGenericPlan];
+    let plan_stores: Vec<Store> = modes
+        .iter()
+        .map(|&mode| rt.block_on(support::dataset(Backend::Postgres, plan_spec, shards, &support::store_config(mode))))
+        .collect();
     let plan_arms: Vec<(String, QueryPath)> = [QueryPath::Prepared, QueryPath::Raw]
         .iter()
-        .flat_map(|&p| [(format!("{p}/auto"), p), (format!("{p}/force_custom_plan"), p)])
+        .flat_map(|&p| modes.map(|mode| (format!("{p}/{}", mode.as_str()), p)))
         .collect();
-    let plan_stores = [&postgres, &postgres_custom, &postgres, &postgres_custom];
-    reads(c, &rt, "postgres_plan_cache", Reads::Headline, &plan_stores, &plan_arms, &inputs);
+    let by_arm: Vec<&Store> = (0..plan_arms.len()).map(|arm| &plan_stores[arm % modes.len()]).collect();
+    reads(c, &rt, "postgres_plan_cache", Reads::Headline, &by_arm, &plan_arms, &plan_inputs);
 
     // One shard against the usual count, same data: point reads touch one shard either
     // way; departures scatter to all of them.
@@ -246,7 +252,7 @@ fn write_settings(rt: &Runtime, spec: &DatasetSpec, shards: u32, postgres: &Stor
             "sqlite": { "journal_mode": "wal", "synchronous": config.durability.pragma().to_ascii_lowercase(),
                         "busy_timeout_ms": config.busy_timeout.as_millis() as u64 },
             "pool_size_per_shard": config.pool_size,
-            "postgres": { "server_version": pg_version, "plan_cache_mode": "auto unless the arm says force_custom_plan" },
+            "postgres": { "server_version": pg_version, "plan_cache_mode": "auto, except in postgres_plan_cache where the arm names it", "plan_cache_dataset": support::plan_cache_spec() },
             "inputs": { "point_reads": 256, "departure_windows": "64 × (hub, 2 h), limit 50", "stat_windows": "64 × (hub, 1 day)", "append_flights": 64 },
         }),
     );

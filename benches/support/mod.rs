@@ -33,6 +33,13 @@ pub fn bench_spec() -> (DatasetSpec, u32) {
     }
 }
 
+/// The plan-cache comparison's dataset: the same size over 92 days, so the
+/// partitioned tables have three monthly partitions to prune.
+pub fn plan_cache_spec() -> DatasetSpec {
+    let (spec, _) = bench_spec();
+    DatasetSpec::new(spec.seed, spec.flights, 92, spec.start).expect("valid spec")
+}
+
 /// One driver thread: benches measure one request at a time, so a multi-thread runtime
 /// would only add cross-thread wake-ups to every measurement.
 pub fn runtime() -> tokio::runtime::Runtime {
