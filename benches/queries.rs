@@ -211,6 +211,9 @@ fn queries(c: &mut Criterion) {
         .collect();
     let by_arm: Vec<&Store> = (0..plan_arms.len()).map(|arm| &plan_stores[arm % modes.len()]).collect();
     reads(c, &rt, "postgres_plan_cache", Reads::Headline, &by_arm, &plan_arms, &plan_inputs);
+    for store in &plan_stores {
+        rt.block_on(store.close());
+    }
 
     // One shard against the usual count, same data: point reads touch one shard either
     // way; departures scatter to all of them.
@@ -223,6 +226,7 @@ fn queries(c: &mut Criterion) {
             .collect();
         let stores = [&one, many, &one, many];
         reads(c, &rt, &format!("{}_shards", backend.as_str()), Reads::Headline, &stores, &arms, &inputs);
+        rt.block_on(one.close());
     }
 }
 
@@ -240,7 +244,7 @@ fn write_settings(rt: &Runtime, spec: &DatasetSpec, shards: u32, postgres: &Stor
             })
         })
         .unwrap_or_default();
-    let config = flightbench::store::StoreConfig::default();
+    let config = support::store_config(PlanCacheMode::Auto);
     support::write_settings(
         "queries",
         &serde_json::json!({

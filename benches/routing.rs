@@ -17,11 +17,15 @@ fn routing(c: &mut Criterion) {
     let mut g = c.benchmark_group("routing/shard_for");
     g.throughput(Throughput::Elements(1_024));
     for shards in [1u32, 8, 16, 256] {
-        g.bench_function(BenchmarkId::from_parameter(format!("{shards}_shards")), |b| {
+        g.bench_function(BenchmarkId::from_parameter(shard_label(shards as usize)), |b| {
             b.iter(|| (1..=1_024i64).fold(0u32, |acc, id| acc ^ shard_for(black_box(id), black_box(shards))))
         });
     }
     g.finish();
+}
+
+fn shard_label(shards: usize) -> String {
+    if shards == 1 { "1_shard".into() } else { format!("{shards}_shards") }
 }
 
 fn departure(id: i64, minute: i64) -> Departure {
@@ -50,7 +54,7 @@ fn merge(c: &mut Criterion) {
         let merged = merge_departures(lists.clone(), 50);
         assert_eq!(merged.len(), 50.min(50 * shards));
         assert!(merged.windows(2).all(|w| w[0].flight.scheduled_departure <= w[1].flight.scheduled_departure));
-        g.bench_function(BenchmarkId::from_parameter(format!("{shards}_shards")), |b| {
+        g.bench_function(BenchmarkId::from_parameter(shard_label(shards)), |b| {
             b.iter_batched(|| lists.clone(), |lists| merge_departures(lists, 50), criterion::BatchSize::SmallInput)
         });
     }

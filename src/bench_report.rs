@@ -125,11 +125,21 @@ pub fn collect(criterion_dir: &Path) -> Result<Groups, ReportError> {
     Ok(groups)
 }
 
-/// Paths in their usual order; anything else by name.
-fn arm_order(name: &str) -> (usize, String) {
+/// Paths in their usual order; anything else by name, numbers compared as numbers
+/// (`br_4` before `br_11`, `8_shards` before `16_shards`).
+fn arm_order(name: &str) -> (usize, Vec<(String, u64)>) {
     let rank =
         ["prepared", "adhoc", "orm", "raw"].iter().position(|p| name == *p || name.starts_with(&format!("{p}/")));
-    (rank.unwrap_or(4), name.to_owned())
+    let mut key = Vec::new();
+    let mut rest = name;
+    while !rest.is_empty() {
+        let text_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_len = rest[text_len..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - text_len);
+        let number = rest[text_len..text_len + digits_len].parse().unwrap_or(0);
+        key.push((rest[..text_len].to_owned(), number));
+        rest = &rest[text_len + digits_len..];
+    }
+    (rank.unwrap_or(4), key)
 }
 
 /// A duration in the unit that keeps three significant digits readable.
@@ -145,6 +155,11 @@ pub fn format_ns(ns: f64) -> String {
     }
 }
 
+/// `| name | mean | lower – upper |`, the cells every table starts with.
+fn timing_cells(a: &Arm) -> String {
+    format!("| {} | {} | {} – {} |", a.name, format_ns(a.mean), format_ns(a.lower), format_ns(a.upper))
+}
+
 fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}×", a / b)
 }
@@ -157,9 +172,80 @@ fn is_path_group(arms: &[Arm]) -> bool {
     find(arms, "prepared").is_some() && find(arms, "raw").is_some()
 }
 
-/// The summary: for point reads and departures on each backend, each path as a multiple
-/// of the raw floor, and the headline ratio of prepared to adhoc.
-pub fn findings(groups: &Groups) -> Vec<String> {
+/// The summary, every sentence computed from the figures: each path against the raw
+/// floor and prepared against adhoc; one shard against many; the plan cache modes;
+/// and the compression level each codec's rule picks.
+pub fn findings(groups: &Groups, sizes: &BTreeMap<String, (u64, u64)>) -> Vec<String> {
+    let mut out = path_findings(groups);
+    for backend in ["sqlite", "postgres"] {
+        for op in ["point_read", "departures"] {
+            let Some(arms) = groups.get(&format!("{backend}_shards/{op}")) else { continue };
+            let one = arms.iter().find(|a| a.name == "raw/1_shard");
+            let many = arms.iter().find(|a| a.name.starts_with("raw/") && a.name.ends_with("_shards"));
+            if let (Some(one), Some(many)) = (one, many) {
+                let shards = many.name.trim_start_matches("raw/").trim_end_matches("_shards");
+                out.push(format!(
+                    "{backend} {op} on {shards} shards takes {} as long as on 1 shard (raw path, same data).",
+                    ratio(many.mean, one.mean)
+                ));
+            }
+        }
+    }
+    for op in ["point_read", "departures"] {
+        let Some(arms) = groups.get(&format!("postgres_plan_cache/{op}")) else { continue };
+        let mode = |m: &str| find(arms, &format!("prepared/{m}"));
+        if let (Some(auto), Some(custom), Some(generic)) =
+            (mode("auto"), mode("force_custom_plan"), mode("force_generic_plan"))
+        {
+            out.push(format!(
+                "postgres {op} with prepared statements over 3 monthly partitions: force_custom_plan takes {} and force_generic_plan {} as long as auto.",
+                ratio(custom.mean, auto.mean),
+                ratio(generic.mean, auto.mean)
+            ));
+        }
+    }
+    out.extend(compression_findings(groups, sizes));
+    out
+}
+
+/// The body the compression defaults are chosen on: a typical API response.
+pub const LEVEL_BODY: &str = "departures_50";
+/// A level qualifies if its output is at most this much larger than the codec's
+/// smallest measured output on `LEVEL_BODY`; the cheapest qualifying level wins.
+pub const LEVEL_SIZE_SLACK: f64 = 1.15;
+
+/// Per codec: the level the rule picks, its cost and size against the codec's
+/// highest measured level.
+fn compression_findings(groups: &Groups, sizes: &BTreeMap<String, (u64, u64)>) -> Vec<String> {
+    let group = format!("compression/{LEVEL_BODY}");
+    let Some(arms) = groups.get(&group) else { return Vec::new() };
+    let mut out = Vec::new();
+    for codec in ["br", "zstd", "gzip", "deflate"] {
+        let levels: Vec<(&Arm, u64)> = arms
+            .iter()
+            .filter(|a| a.name.split('_').next() == Some(codec))
+            .filter_map(|a| sizes.get(&format!("{group}/{}", a.name)).map(|&(_, out)| (a, out)))
+            .collect();
+        let Some(smallest) = levels.iter().map(|&(_, size)| size).min() else { continue };
+        let chosen = levels
+            .iter()
+            .filter(|&&(_, size)| size as f64 <= smallest as f64 * LEVEL_SIZE_SLACK)
+            .min_by(|a, b| a.0.mean.total_cmp(&b.0.mean));
+        let highest = levels.iter().max_by_key(|(a, _)| arm_order(&a.name));
+        if let (Some(&(chosen, size)), Some(&(highest, highest_size))) = (chosen, highest) {
+            out.push(format!(
+                "{codec} on {LEVEL_BODY}: level {} is the cheapest within {:.0}% of the smallest output ({size} B vs {highest_size} B at {}, which takes {} as long).",
+                chosen.name.trim_start_matches(&format!("{codec}_")),
+                (LEVEL_SIZE_SLACK - 1.0) * 100.0,
+                highest.name,
+                ratio(highest.mean, chosen.mean),
+            ));
+        }
+    }
+    out
+}
+
+fn path_findings(groups: &Groups) -> Vec<String> {
     let mut out = Vec::new();
     for backend in ["sqlite", "postgres"] {
         for op in ["point_read", "departures"] {
@@ -199,8 +285,9 @@ fn compressed_sizes(settings_dir: &Path) -> BTreeMap<String, (u64, u64)> {
 pub fn render(groups: &Groups, settings_dir: &Path, provenance: &[(String, String)]) -> String {
     let mut md = String::from("# flightbench benchmarks\n\n");
     md.push_str("Criterion means with 95% confidence intervals. In each query table a path is given as a multiple of `prepared` and of the `raw` driver floor (rusqlite / tokio-postgres with cached statements); other tables are multiples of their first row. Generated by `flightbench bench-report` from criterion's output.\n\n");
+    let sizes = compressed_sizes(settings_dir);
     md.push_str("## What the benches found\n\n");
-    for line in findings(groups) {
+    for line in findings(groups, &sizes) {
         let _ = writeln!(md, "- {line}");
     }
     md.push_str("\n## How it ran\n\n| | |\n|---|---|\n");
@@ -216,7 +303,6 @@ pub fn render(groups: &Groups, settings_dir: &Path, provenance: &[(String, Strin
             let _ = writeln!(md, "| {name} bench settings | `{}` |", serde_json::to_string(&shown).unwrap_or_default());
         }
     }
-    let sizes = compressed_sizes(settings_dir);
     for (group, arms) in groups {
         let _ = write!(md, "\n## {group}\n\n");
         if is_path_group(arms) {
@@ -225,11 +311,8 @@ pub fn render(groups: &Groups, settings_dir: &Path, provenance: &[(String, Strin
             for a in arms {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} – {} | {} | {} |",
-                    a.name,
-                    format_ns(a.mean),
-                    format_ns(a.lower),
-                    format_ns(a.upper),
+                    "{} {} | {} |",
+                    timing_cells(a),
                     prepared.map_or("–".into(), |p| ratio(a.mean, p)),
                     raw.map_or("–".into(), |r| ratio(a.mean, r)),
                 );
@@ -246,18 +329,13 @@ pub fn render(groups: &Groups, settings_dir: &Path, provenance: &[(String, Strin
             md.push_str(if with_sizes { "---|" } else { "" });
             md.push('\n');
             for a in arms {
-                let _ = write!(
-                    md,
-                    "| {} | {} | {} – {} | {} |",
-                    a.name,
-                    format_ns(a.mean),
-                    format_ns(a.lower),
-                    format_ns(a.upper),
-                    ratio(a.mean, first)
-                );
+                let _ = write!(md, "{} {} |", timing_cells(a), ratio(a.mean, first));
                 if with_throughput {
                     let throughput = match (a.bytes, a.elements) {
-                        (Some(b), _) => format!("{:.0} MB/s", b as f64 / a.mean * 1e3),
+                        (Some(b), _) => format!("{:.3} MB/s", b as f64 / a.mean * 1e3)
+                            .trim_end_matches('0')
+                            .trim_end_matches('.')
+                            .to_owned(),
                         (None, Some(e)) => format!("{:.1} M/s", e as f64 / a.mean * 1e3),
                         (None, None) => "–".into(),
                     };
@@ -300,7 +378,7 @@ mod tests {
         let groups = collect(dir.path()).unwrap();
         let names: Vec<_> = groups["sqlite/point_read"].iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["prepared", "adhoc", "orm", "raw"]);
-        let findings = findings(&groups);
+        let findings = findings(&groups, &BTreeMap::new());
         assert_eq!(
             findings,
             [
@@ -312,8 +390,26 @@ mod tests {
 
         // Change a figure: the sentence changes with it.
         write(dir.path(), "sqlite/point_read", "adhoc", 20_000.0);
-        let again = super::findings(&collect(dir.path()).unwrap());
+        let again = super::findings(&collect(dir.path()).unwrap(), &BTreeMap::new());
         assert!(again[0].contains("adhoc takes 1.00× as long as prepared"), "{again:?}");
+    }
+
+    #[test]
+    fn the_level_rule_picks_the_cheapest_level_near_the_smallest_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = format!("compression/{LEVEL_BODY}");
+        let mut sizes = BTreeMap::new();
+        for (level, ns, out) in [(1, 10_000.0, 1_400u64), (4, 30_000.0, 1_150), (11, 900_000.0, 1_000)] {
+            write(dir.path(), &group, &format!("br_{level}"), ns);
+            sizes.insert(format!("{group}/br_{level}"), (10_000u64, out));
+        }
+        let groups = collect(dir.path()).unwrap();
+        let names: Vec<_> = groups[&group].iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["br_1", "br_4", "br_11"], "numeric order");
+        let found = compression_findings(&groups, &sizes);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("br on departures_50: level 4 is the cheapest"), "{found:?}");
+        assert!(found[0].contains("1150 B vs 1000 B at br_11"), "{found:?}");
     }
 
     #[test]

@@ -38,14 +38,18 @@ impl Encoding {
         }
     }
 
-    /// The level used when none is configured. Brotli's own default (11) costs far too
-    /// much CPU for JSON generated per request; the figures behind these choices are in
-    /// `results/benchmarks.md` (`compression/*` groups).
+    /// The level used when none is configured: per codec, the cheapest measured level
+    /// whose output on a typical response (50 departures) is within 15% of the
+    /// codec's smallest, as `flightbench bench-report` computes it
+    /// (`results/benchmarks.md`, "What the benches found", from `benches/compression.rs`).
+    /// On this machine that rule picked br 4 (brotli's own default, 11, took over 200×
+    /// the CPU for 21% less output), zstd 1 (smaller *and* faster than 3 on these
+    /// bodies), gzip and deflate 6.
     pub fn default_level(self) -> i32 {
         match self {
             Encoding::Identity => 0,
             Encoding::Br => 4,
-            Encoding::Zstd => 3,
+            Encoding::Zstd => 1,
             Encoding::Gzip | Encoding::Deflate => 6,
         }
     }

@@ -122,6 +122,9 @@ pub async fn dataset(backend: Backend, spec: DatasetSpec, shards: u32, config: &
     Store::open(&dir, config).await.unwrap_or_else(|e| panic!("opening bench dataset {name}: {e}"))
 }
 
+/// Benches issue one request at a time, so two connections per shard and library
+/// are plenty; larger pools only hold idle PostgreSQL connections, and with several
+/// 8-shard stores open the server's `max_connections` (100 by default) runs out.
 pub fn store_config(plan_cache_mode: PlanCacheMode) -> StoreConfig {
-    StoreConfig { plan_cache_mode, ..StoreConfig::default() }
+    StoreConfig { plan_cache_mode, pool_size: 2, ..StoreConfig::default() }
 }
