@@ -40,17 +40,19 @@ impl Encoding {
 
     /// The level used when none is configured: per codec, the cheapest measured level
     /// whose output on a typical response (50 departures) is within 15% of the
-    /// codec's smallest, as `flightbench bench-report` computes it
-    /// (`results/benchmarks.md`, "What the benches found", from `benches/compression.rs`).
-    /// On this machine that rule picked br 4 (brotli's own default, 11, took over 200×
-    /// the CPU for 21% less output), zstd 1 (smaller *and* faster than 3 on these
-    /// bodies), gzip and deflate 6.
+    /// codec's smallest, as `flightbench bench-report` computes it from
+    /// `benches/compression.rs` (`results/benchmarks.md`, "What the benches found").
+    /// On this machine the rule picked br 6 (br 11, brotli's own default, took 114× as
+    /// long for 12% less output; br 4 is about half br 6's CPU for 11% more bytes),
+    /// zstd 1 (smaller *and* faster than 3 on these bodies), gzip 9 (level 6 is within
+    /// noise of it in both size and time) and deflate 6. `--compression-level` overrides.
     pub fn default_level(self) -> i32 {
         match self {
             Encoding::Identity => 0,
-            Encoding::Br => 4,
+            Encoding::Br => 6,
             Encoding::Zstd => 1,
-            Encoding::Gzip | Encoding::Deflate => 6,
+            Encoding::Gzip => 9,
+            Encoding::Deflate => 6,
         }
     }
 
