@@ -22,6 +22,19 @@ if ! pg_ready; then
     pg_ready || { echo "error: PostgreSQL did not start; the store tests need it on 127.0.0.1:5432" >&2; exit 1; }
 fi
 
+# Real HTTP clients for the end-to-end server test (scripts/e2e-http.sh).
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} for the end-to-end tests" >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings" >&2

@@ -17,6 +17,8 @@
 //!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
 //!   scatter-gather for queries not keyed by flight.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`http`]: the server: hyper on tokio, HTTP/1.1, h2c and TLS on one port, the
+//!   flight API over the store, negotiated compression, limits, graceful shutdown.
 //! - [`compression`]: response codecs and their levels (used by the server and
 //!   measured by `benches/compression.rs`).
 //! - [`profile`]: pprof samples → collapsed stacks → inferno flamegraphs.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod compression;
 pub mod dataset;
 pub mod domain;
+pub mod http;
 pub mod profile;
 pub mod routing;
 pub mod seed;

@@ -3,8 +3,10 @@
 //! become `anyhow` with context and then a one-line message and an exit code.
 
 mod bench_report;
+mod cert;
 mod query;
 mod seed;
+mod serve;
 
 use crate::store::{Durability, PlanCacheMode, StoreConfig};
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +36,10 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Run one store operation against the seeded dataset and print JSON.
     Query(query::QueryArgs),
+    /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
+    Serve(serve::ServeArgs),
+    /// Write a self-signed certificate for `serve --tls-cert` (local testing).
+    Cert(cert::CertArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
     BenchReport(bench_report::BenchReportArgs),
 }
@@ -77,6 +83,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
+        Command::Serve(args) => serve::run(args).await,
+        Command::Cert(args) => cert::run(args),
     }
 }
 
@@ -92,4 +100,38 @@ pub(crate) fn parse_with<T, E: std::fmt::Display>(
     f: fn(&str) -> Result<T, E>,
 ) -> impl Fn(&str) -> Result<T, String> + Clone {
     move |s| f(s).map_err(|e| e.to_string())
+}
+
+/// clap value parser for durations: `500ms`, `5s`, `2m` (a bare number is seconds).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 500ms, 5s or 2m (up to a day)");
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "ms" => value / 1_000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(bad()),
+    };
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1_500)));
+        for bad in ["", "0s", "-1s", "5h", "fast", "2d", "100000s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -151,6 +151,15 @@ impl Default for StoreConfig {
     }
 }
 
+/// A readiness probe's answer for one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardHealth {
+    pub shard: usize,
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// One shard's connections.
 pub(crate) struct Shard {
     pub index: usize,
@@ -271,6 +280,24 @@ impl Store {
     /// mean equal data, whatever the backend.
     pub async fn shard_digests(&self) -> Result<Vec<String>, StoreError> {
         try_join_all(self.shards.iter().map(digest::shard_digest)).await
+    }
+
+    /// Asks every shard a trivial query, concurrently, each within `deadline`.
+    pub async fn shard_health(&self, deadline: Duration) -> Vec<ShardHealth> {
+        futures_util::future::join_all(self.shards.iter().map(|shard| async move {
+            let probe = async {
+                let answered = match &shard.conn {
+                    ShardConn::Sqlite(s) => sqlx::query("SELECT 1").execute(&s.pool).await.map(drop),
+                    ShardConn::Postgres(p) => sqlx::query("SELECT 1").execute(&p.pool).await.map(drop),
+                };
+                answered.map_err(|e| e.to_string())
+            };
+            let result = tokio::time::timeout(deadline, probe)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", deadline.as_millis())));
+            ShardHealth { shard: shard.index, ready: result.is_ok(), error: result.err() }
+        }))
+        .await
     }
 
     /// Closes every pool; in-flight queries finish first.

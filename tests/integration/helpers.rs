@@ -17,7 +17,7 @@ pub enum Kind {
 }
 
 pub struct TestDataset {
-    pub store: Store,
+    pub store: std::sync::Arc<Store>,
     pub spec: DatasetSpec,
     pub generator: Generator,
     /// Owns the shard directory: deleted when the dataset is dropped.
@@ -49,10 +49,15 @@ pub async fn dataset(kind: Kind, spec: DatasetSpec, shards: u32) -> TestDataset 
     };
     seed(&config).await.unwrap_or_else(|e| panic!("seeding {kind:?} failed: {e}"));
     let store = Store::open(dir.path(), &StoreConfig::default()).await.unwrap();
-    TestDataset { store, spec, generator: Generator::new(spec), _dir: dir, pg }
+    TestDataset { store: std::sync::Arc::new(store), spec, generator: Generator::new(spec), _dir: dir, pg }
 }
 
 impl TestDataset {
+    /// The shard directory (manifest and SQLite files).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn flight_count(&self) -> i64 {
         self.spec.flights as i64
     }

@@ -2,7 +2,11 @@
 //! seeds its own dataset, in a temp directory or uniquely named PostgreSQL databases
 //! that are dropped afterwards.
 
+mod api;
 mod cli;
+mod client;
+mod crash;
+mod e2e;
 mod helpers;
 mod injection;
 mod partitions;

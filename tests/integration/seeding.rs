@@ -38,17 +38,22 @@ async fn same_seed_same_digests_on_both_backends_and_different_seed_differs() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_to_overwrite_without_force_and_replaces_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SeedConfig {
-        dir: dir.path().to_owned(),
-        spec: spec(1, 300, 5),
-        shards: ShardCount::new(4).unwrap(),
+/// A quiet SQLite seed into `dir` that refuses to replace an existing dataset.
+fn sqlite_config(dir: &std::path::Path, spec: flightbench::dataset::DatasetSpec, shards: i64) -> SeedConfig {
+    SeedConfig {
+        dir: dir.to_owned(),
+        spec,
+        shards: ShardCount::new(shards).unwrap(),
         target: SeedTarget::Sqlite { durability: Durability::Normal },
         force: false,
         progress: false,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_overwrite_without_force_and_replaces_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sqlite_config(dir.path(), spec(1, 300, 5), 4);
     seed(&config).await.unwrap();
     let first = Manifest::load(dir.path()).unwrap();
 
@@ -77,14 +82,7 @@ async fn missing_or_damaged_datasets_are_named_errors() {
     let missing = Store::open(dir.path(), &StoreConfig::default()).await.err().unwrap();
     assert!(missing.to_string().contains("run `flightbench seed` first"), "{missing}");
 
-    let config = SeedConfig {
-        dir: dir.path().to_owned(),
-        spec: spec(1, 100, 2),
-        shards: ShardCount::new(2).unwrap(),
-        target: SeedTarget::Sqlite { durability: Durability::Normal },
-        force: false,
-        progress: false,
-    };
+    let config = sqlite_config(dir.path(), spec(1, 100, 2), 2);
     seed(&config).await.unwrap();
     std::fs::remove_file(dir.path().join("shard-001.sqlite3")).unwrap();
     let err = Store::open(dir.path(), &StoreConfig::default()).await.err().unwrap();

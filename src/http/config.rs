@@ -1,0 +1,127 @@
+//! Server settings: limits, timeouts, compression, the default query path. Built once
+//! from the CLI (`flightbench serve --help` lists them) and passed down.
+
+use crate::compression::Encoding;
+use crate::store::QueryPath;
+use std::time::Duration;
+
+/// Levels per codec; defaults from [`Encoding::default_level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionLevels {
+    br: i32,
+    zstd: i32,
+    gzip: i32,
+    deflate: i32,
+}
+
+impl Default for CompressionLevels {
+    fn default() -> Self {
+        Self {
+            br: Encoding::Br.default_level(),
+            zstd: Encoding::Zstd.default_level(),
+            gzip: Encoding::Gzip.default_level(),
+            deflate: Encoding::Deflate.default_level(),
+        }
+    }
+}
+
+impl CompressionLevels {
+    pub fn level(&self, encoding: Encoding) -> i32 {
+        match encoding {
+            Encoding::Identity => 0,
+            Encoding::Br => self.br,
+            Encoding::Zstd => self.zstd,
+            Encoding::Gzip => self.gzip,
+            Encoding::Deflate => self.deflate,
+        }
+    }
+
+    /// Applies `codec=level` (e.g. `br=5`), checking the level is one the codec takes.
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let (codec, level) = spec.split_once('=').ok_or_else(|| format!("{spec:?} is not codec=level, e.g. br=4"))?;
+        let encoding = match codec.trim() {
+            "br" => Encoding::Br,
+            "zstd" => Encoding::Zstd,
+            "gzip" => Encoding::Gzip,
+            "deflate" => Encoding::Deflate,
+            other => return Err(format!("unknown codec {other:?} (br, zstd, gzip or deflate)")),
+        };
+        let level: i32 = level.trim().parse().map_err(|_| format!("level {level:?} is not a number"))?;
+        if !encoding.levels().contains(&level) {
+            let range = encoding.levels();
+            return Err(format!("{encoding} level {level} is outside {}..={}", range.start(), range.end()));
+        }
+        match encoding {
+            Encoding::Br => self.br = level,
+            Encoding::Zstd => self.zstd = level,
+            Encoding::Gzip => self.gzip = level,
+            Encoding::Deflate => self.deflate = level,
+            Encoding::Identity => {}
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Query path when a request does not choose one with `x-query-path`.
+    pub default_path: QueryPath,
+    /// Bodies smaller than this are sent uncompressed (when identity is acceptable).
+    pub compression_min_bytes: usize,
+    /// Compressed bodies at least this large are encoded as a stream.
+    pub stream_min_bytes: usize,
+    pub levels: CompressionLevels,
+    /// Largest request body accepted (413 beyond, for fixed-length, chunked and h2).
+    pub max_body_bytes: usize,
+    /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// A connection must deliver a complete request head within this time.
+    pub header_read_timeout: Duration,
+    /// HTTP/2 connections are pinged after this long without traffic and closed if the
+    /// ping goes unanswered for as long again.
+    pub idle_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    /// Requests handled at once; beyond it the server answers 503 at once rather than
+    /// queueing without bound.
+    pub max_in_flight: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// How long `/readyz` waits for each shard.
+    pub readiness_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            default_path: QueryPath::Raw,
+            compression_min_bytes: 1_024,
+            stream_min_bytes: 256 * 1_024,
+            levels: CompressionLevels::default(),
+            max_body_bytes: 16 * 1_024,
+            max_header_bytes: 16 * 1_024,
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 128,
+            max_in_flight: 1_024,
+            shutdown_grace: Duration::from_secs(10),
+            readiness_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_and_validate() {
+        let mut levels = CompressionLevels::default();
+        assert_eq!(levels.level(Encoding::Br), Encoding::Br.default_level());
+        levels.set("br=5").unwrap();
+        levels.set("zstd=19").unwrap();
+        assert_eq!((levels.level(Encoding::Br), levels.level(Encoding::Zstd)), (5, 19));
+        for bad in ["br", "br=12", "gzip=0", "lz4=1", "zstd=fast"] {
+            assert!(levels.set(bad).is_err(), "{bad}");
+        }
+    }
+}

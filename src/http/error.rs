@@ -1,0 +1,125 @@
+//! `ApiError`: every way a request can fail, mapped to a status and an
+//! `application/problem+json` body (RFC 9457) in exactly one place, [`ApiError::status`]
+//! and [`ApiError::problem`].
+
+use crate::store::StoreError;
+use http::StatusCode;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A malformed path segment, query parameter, header or body.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no resource at {0}")]
+    NoRoute(String),
+    #[error("{method} is not allowed here; use {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error(
+        "none of the encodings in Accept-Encoding ({0:?}) can be produced; acceptable: br, zstd, gzip, deflate, identity"
+    )]
+    NotAcceptable(String),
+    #[error("request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body must be application/json, not {0:?}")]
+    UnsupportedMediaType(String),
+    #[error(
+        "If-Match with the flight's current version is required, e.g. If-Match: \"3\" (see the ETag of GET /flights/{{id}})"
+    )]
+    PreconditionRequired,
+    #[error("the server is at its limit of {0} requests in flight; retry shortly")]
+    Overloaded(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A failure inside the server itself (logged; the client sees a generic detail).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The problem document.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(e) => match e {
+                StoreError::FlightNotFound(_) => StatusCode::NOT_FOUND,
+                StoreError::Conflict { .. } => StatusCode::CONFLICT,
+                StoreError::Transition { .. } | StoreError::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Database { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::Manifest(_)
+                | StoreError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let title = match status {
+            StatusCode::BAD_REQUEST => "Bad request",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+            StatusCode::NOT_ACCEPTABLE => "Not acceptable",
+            StatusCode::CONFLICT => "Version conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+            StatusCode::UNPROCESSABLE_ENTITY => "Event not allowed",
+            StatusCode::PRECONDITION_REQUIRED => "Precondition required",
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+            _ => "Internal server error",
+        };
+        let current_version = match self {
+            ApiError::Store(StoreError::Conflict { current, .. }) => *current,
+            _ => None,
+        };
+        // Internal failures are logged in full; the client learns only that it failed,
+        // never driver messages or file paths.
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            "the server failed to handle this request; it has been logged".to_owned()
+        } else {
+            self.to_string()
+        };
+        Problem { kind: "about:blank", title, status: status.as_u16(), detail, current_version }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FlightId;
+
+    #[test]
+    fn store_errors_map_to_statuses_and_internal_detail_is_hidden() {
+        let id = FlightId::new(3).unwrap();
+        let conflict = ApiError::from(StoreError::Conflict { flight: id, expected: 1, current: Some(4) });
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        assert_eq!(conflict.problem().current_version, Some(4));
+        assert_eq!(ApiError::from(StoreError::FlightNotFound(id)).status(), StatusCode::NOT_FOUND);
+        let internal = ApiError::from(StoreError::Corrupt { shard: 2, problem: "/secret/path".into() });
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!internal.problem().detail.contains("secret"));
+        let json = serde_json::to_value(ApiError::PayloadTooLarge { limit: 10 }.problem()).unwrap();
+        assert_eq!(json["status"], 413);
+        assert_eq!(json["type"], "about:blank");
+    }
+}

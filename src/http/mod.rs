@@ -1,0 +1,141 @@
+//! The HTTP server: hyper 1.x on tokio, HTTP/1.1 and HTTP/2 with prior knowledge (h2c)
+//! on one port, the flight API, negotiated compression, limits, graceful shutdown.
+//!
+//! Layers: `negotiate` (Accept-Encoding) and `error` (status + problem mapping) are
+//! pure; `response` builds bodies; `service` routes a request to the store; this
+//! module owns connections. Entry point: [`serve`], which takes its listener, state
+//! and shutdown signal so tests start the real server on port 0.
+//!
+//! hyper drops `header_read_timeout` silently when no timer is set, so every
+//! connection builder gets a `TokioTimer`; without it a slowloris client would keep a
+//! connection forever.
+
+mod config;
+mod error;
+mod negotiate;
+mod response;
+mod service;
+pub mod tls;
+
+pub use config::{CompressionLevels, ServerConfig};
+pub use error::{ApiError, Problem};
+pub use negotiate::AcceptEncoding;
+pub use response::Body;
+pub use service::{QUERY_PATH_HEADER, handle};
+
+use crate::store::Store;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: ServerConfig,
+    /// Permits for requests in flight; see `ServerConfig::max_in_flight`.
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, config: ServerConfig) -> Arc<Self> {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        Arc::new(Self { store, config, in_flight })
+    }
+}
+
+fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        // hyper's minimum read buffer is 8 KiB.
+        .max_buf_size(config.max_header_bytes.max(8_192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_header_list_size(config.max_header_bytes as u32)
+        .keep_alive_interval(config.idle_timeout)
+        .keep_alive_timeout(config.idle_timeout);
+    builder
+}
+
+/// Serves `listener` in cleartext (HTTP/1.1 and h2c) until `shutdown` resolves, then
+/// stops accepting, lets in-flight requests finish (up to `shutdown_grace`) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (ALPN picks h2 or http/1.1).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = Arc::new(connection_builder(&state.config));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small JSON responses: send them now rather than wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let shared = state.clone();
+        let service = service_fn(move |request| {
+            let state = shared.clone();
+            async move { Ok::<_, Infallible>(handle(state, request).await) }
+        });
+        let watcher = graceful.watcher();
+        let (builder, tls) = (builder.clone(), tls.clone());
+        let handshake_timeout = state.config.header_read_timeout;
+        tokio::spawn(async move {
+            let served = match tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    // The handshake counts against the header timeout: a client that
+                    // stalls here is a slowloris too.
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let grace = state.config.shutdown_grace;
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period"),
+    }
+    state.store.close().await;
+    Ok(())
+}

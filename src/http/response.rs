@@ -1,0 +1,103 @@
+//! Building responses: JSON bodies with negotiated compression, and problem documents.
+//!
+//! Bodies are serialised once into one buffer. Below `compression_min_bytes` they go
+//! out as they are (compressing a few hundred bytes costs more than it saves); up to
+//! `stream_min_bytes` they are compressed in memory in one call; above that the encoder
+//! streams, so the first compressed bytes reach the socket while the rest are still
+//! being encoded. Only that large-body case boxes its body type.
+
+use super::config::ServerConfig;
+use super::error::ApiError;
+use super::negotiate::AcceptEncoding;
+use crate::compression::{Encoding, compress};
+use async_compression::Level;
+use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
+use http::{Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::Frame;
+use std::io::Cursor;
+use tokio_util::io::ReaderStream;
+
+/// Every response body: a complete buffer, or (large compressed bodies) a stream.
+pub type Body = Either<Full<Bytes>, UnsyncBoxBody<Bytes, std::io::Error>>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// A JSON response, compressed as the client accepts.
+pub async fn json(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+    accept: &AcceptEncoding,
+    config: &ServerConfig,
+) -> Result<Response<Body>, ApiError> {
+    // Cannot fail: every type we serialise is plain data with string keys.
+    let raw = serde_json::to_vec(value).expect("response values serialise");
+    let encoding = accept
+        .choose(raw.len(), config.compression_min_bytes)
+        .ok_or_else(|| ApiError::NotAcceptable(accept.to_string()))?;
+    let level = config.levels.level(encoding);
+    let body = if encoding == Encoding::Identity {
+        full(raw)
+    } else if raw.len() < config.stream_min_bytes {
+        full(compress(encoding, level, &raw).await.map_err(|e| ApiError::Internal(format!("{encoding}: {e}")))?)
+    } else {
+        stream(encoding, level, Bytes::from(raw))
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(VARY, ACCEPT_ENCODING);
+    if encoding != Encoding::Identity {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+    }
+    Ok(response)
+}
+
+fn stream(encoding: Encoding, level: i32, raw: Bytes) -> Body {
+    let level = Level::Precise(level);
+    let input = Cursor::new(raw);
+    Either::Right(match encoding {
+        Encoding::Br => frames(BrotliEncoder::with_quality(input, level)),
+        Encoding::Zstd => frames(ZstdEncoder::with_quality(input, level)),
+        Encoding::Gzip => frames(GzipEncoder::with_quality(input, level)),
+        Encoding::Deflate => frames(ZlibEncoder::with_quality(input, level)),
+        Encoding::Identity => return full(input.into_inner()),
+    })
+}
+
+/// An encoder's output as a body of data frames.
+fn frames(reader: impl tokio::io::AsyncRead + Send + 'static) -> UnsyncBoxBody<Bytes, std::io::Error> {
+    StreamBody::new(ReaderStream::new(reader).map_ok(Frame::data)).boxed_unsync()
+}
+
+/// A problem document for `error`. Never compressed: problem bodies are small and must
+/// be readable even by a client whose Accept-Encoding caused the error.
+pub fn problem(error: &ApiError) -> Response<Body> {
+    let status = error.status();
+    if status.is_server_error() {
+        tracing::error!(%error, "request failed");
+    }
+    // Cannot fail: Problem is plain data.
+    let body = serde_json::to_vec(&error.problem()).expect("problem serialises");
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+    if let ApiError::MethodNotAllowed { allow, .. } = error {
+        response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if matches!(error, ApiError::Overloaded(_)) {
+        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}

@@ -1,0 +1,271 @@
+//! One request in, one response out: routing, parameter parsing, the handlers. Every
+//! failure becomes an `ApiError` and leaves through `response::problem`.
+
+use super::AppState;
+use super::error::ApiError;
+use super::negotiate::AcceptEncoding;
+use super::response::{Body, json, problem};
+use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, Limit, TimeWindow, UtcTime};
+use crate::store::QueryPath;
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use std::sync::Arc;
+
+/// The header that picks a query path for one request.
+pub const QUERY_PATH_HEADER: &str = "x-query-path";
+
+/// Handles one request. Never fails: errors become problem responses.
+pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    // Shed load before doing any work: a permit per request in flight.
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return problem(&ApiError::Overloaded(state.config.max_in_flight));
+    };
+    match route(&state, request).await {
+        Ok(response) => response,
+        Err(error) => problem(&error),
+    }
+}
+
+async fn route<B>(state: &AppState, request: Request<B>) -> Result<Response<Body>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let accept =
+        AcceptEncoding::parse(request.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    let allow = |allow: &'static str| ApiError::MethodNotAllowed { method: method.to_string(), allow };
+    let config = &state.config;
+    match (segments.as_slice(), &method) {
+        (["healthz"], &Method::GET) => {
+            json(StatusCode::OK, &serde_json::json!({"status": "ok"}), &accept, config).await
+        }
+        (["readyz"], &Method::GET) => readyz(state, &accept).await,
+        (["healthz" | "readyz"], _) => Err(allow("GET")),
+        (["flights", id], &Method::GET) => {
+            let query_path = query_path(state, &request)?;
+            let view = state.store.flight(query_path, flight_id(id)?).await?;
+            let version = view.status.version;
+            let mut response = json(StatusCode::OK, &view, &accept, config).await?;
+            response.headers_mut().insert(ETAG, etag(version));
+            Ok(response)
+        }
+        (["flights", _], _) => Err(allow("GET")),
+        (["flights", id, "events"], &Method::GET) => {
+            let query_path = query_path(state, &request)?;
+            let events = state.store.events(query_path, flight_id(id)?).await?;
+            json(StatusCode::OK, &events, &accept, config).await
+        }
+        (["flights", _, "events"], _) => Err(allow("GET")),
+        (["flights", id, "delays"], &Method::POST) => {
+            let id = flight_id(id)?;
+            report_delay(state, id, request, &accept).await
+        }
+        (["flights", _, "delays"], _) => Err(allow("POST")),
+        (["airports", code, "departures"], &Method::GET) => {
+            let query_path = query_path(state, &request)?;
+            let params = Params::parse(request.uri().query(), &["from", "to", "limit"])?;
+            let limit = params.get("limit").map(Limit::parse).transpose().map_err(bad)?.unwrap_or(Limit::DEFAULT);
+            let departures = state.store.departures(query_path, airport(code)?, params.window()?, limit).await?;
+            json(StatusCode::OK, &departures, &accept, config).await
+        }
+        (["airports", code, "delays"], &Method::GET) => {
+            let query_path = query_path(state, &request)?;
+            let params = Params::parse(request.uri().query(), &["from", "to"])?;
+            let stats = state.store.delay_stats(query_path, airport(code)?, params.window()?).await?;
+            json(StatusCode::OK, &stats, &accept, config).await
+        }
+        (["airports", _, "departures" | "delays"], _) => Err(allow("GET")),
+        _ => Err(ApiError::NoRoute(path.clone())),
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+fn flight_id(segment: &str) -> Result<FlightId, ApiError> {
+    FlightId::parse(segment).map_err(bad)
+}
+
+fn airport(segment: &str) -> Result<AirportCode, ApiError> {
+    AirportCode::parse(segment).map_err(bad)
+}
+
+fn etag(version: i64) -> HeaderValue {
+    // Cannot fail: digits and quotes are valid header bytes.
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("valid etag")
+}
+
+fn query_path<B>(state: &AppState, request: &Request<B>) -> Result<QueryPath, ApiError> {
+    match request.headers().get(QUERY_PATH_HEADER) {
+        None => Ok(state.config.default_path),
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad("x-query-path is not ASCII"))?;
+            text.parse().map_err(|e: String| ApiError::BadRequest(format!("x-query-path: {e}")))
+        }
+    }
+}
+
+/// Query parameters: only the expected names, each at most once.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if !allowed.contains(&key.as_ref()) {
+                return Err(bad(format!("unknown query parameter {key:?}; expected {}", allowed.join(", "))));
+            }
+            if pairs.iter().any(|(k, _)| *k == key) {
+                return Err(bad(format!("query parameter {key:?} given more than once")));
+            }
+            pairs.push((key.into_owned(), value.into_owned()));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn time(&self, key: &str) -> Result<UtcTime, ApiError> {
+        let text = self.get(key).ok_or_else(|| bad(format!("query parameter {key:?} is required (RFC 3339 time)")))?;
+        UtcTime::parse(text).map_err(|e| bad(format!("{key}: {e}")))
+    }
+
+    fn window(&self) -> Result<TimeWindow, ApiError> {
+        TimeWindow::new(self.time("from")?, self.time("to")?).map_err(bad)
+    }
+}
+
+async fn readyz(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
+    let shards = state.store.shard_health(state.config.readiness_timeout).await;
+    let ready = shards.iter().all(|s| s.ready);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, &serde_json::json!({ "ready": ready, "shards": shards }), accept, &state.config).await
+}
+
+/// The request body of `POST /flights/{id}/delays`: an event kind with its fields,
+/// and optionally when it happened (default: now).
+async fn report_delay<B>(
+    state: &AppState,
+    id: FlightId,
+    request: Request<B>,
+    accept: &AcceptEncoding,
+) -> Result<Response<Body>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let query_path = query_path(state, &request)?;
+    let headers = request.headers();
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    let expected = expected_version(headers.get(IF_MATCH))?;
+    let limit = state.config.max_body_bytes;
+    // Refuse a declared oversize body before reading any of it; chunked and HTTP/2
+    // bodies are caught by `Limited` while reading.
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            bad(format!("reading the request body: {e}"))
+        }
+    })?;
+    let event = parse_event(&body.to_bytes())?;
+    let outcome = state.store.append(query_path, id, expected, &event).await?;
+    let version = outcome.status.version;
+    let mut response = json(StatusCode::CREATED, &outcome, accept, &state.config).await?;
+    response.headers_mut().insert(ETAG, etag(version));
+    // Cannot fail: the path is ASCII digits and slashes.
+    response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));
+    Ok(response)
+}
+
+/// `If-Match: "3"` (or a bare `3`): the version the client last saw.
+fn expected_version(header: Option<&HeaderValue>) -> Result<i64, ApiError> {
+    let text = header.ok_or(ApiError::PreconditionRequired)?.to_str().map_err(|_| bad("If-Match is not ASCII"))?;
+    let trimmed = text.trim();
+    let unquoted = trimmed.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(trimmed);
+    unquoted
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| bad(format!("If-Match {text:?} is not a flight version such as \"3\"")))
+}
+
+fn parse_event(body: &[u8]) -> Result<DelayEvent, ApiError> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let object = value.as_object_mut().ok_or_else(|| bad("body must be a JSON object"))?;
+    let occurred_at = match object.remove("occurred_at") {
+        None => UtcTime::now(),
+        Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("occurred_at: {e}")))?,
+    };
+    let kind: EventKind = serde_json::from_value(value).map_err(|e| bad(format!("body: {e}")))?;
+    kind.validate().map_err(bad)?;
+    Ok(DelayEvent::new(occurred_at, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_versions() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(expected_version(Some(&h("\"3\""))).unwrap(), 3);
+        assert_eq!(expected_version(Some(&h("0"))).unwrap(), 0);
+        assert!(matches!(expected_version(None), Err(ApiError::PreconditionRequired)));
+        for bad in ["\"x\"", "-1", "W/\"3\"", "*", ""] {
+            assert!(expected_version(Some(&h(bad))).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_bodies() {
+        let e = parse_event(
+            br#"{"kind":"reported","delay_minutes":20,"reason":"fog","occurred_at":"2026-12-01T06:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.occurred_at, UtcTime::parse("2026-12-01T06:00:00Z").unwrap());
+        assert!(parse_event(br#"{"kind":"departed","delay_minutes":3}"#).is_ok());
+        for bad in [
+            &br#"[1]"#[..],
+            br#"{"kind":"landed"}"#,
+            br#"{"kind":"reported","delay_minutes":0}"#,
+            br#"{"kind":"departed","delay_minutes":1,"gate":"B"}"#,
+            b"not json",
+        ] {
+            assert!(matches!(parse_event(bad), Err(ApiError::BadRequest(_))), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_strict() {
+        assert!(Params::parse(Some("from=2026-12-01&to=2026-12-02"), &["from", "to"]).unwrap().window().is_ok());
+        assert!(Params::parse(Some("from=a&from=b"), &["from", "to"]).is_err());
+        assert!(Params::parse(Some("form=x"), &["from", "to"]).is_err());
+        let missing = Params::parse(Some("from=2026-12-01"), &["from", "to"]).unwrap();
+        assert!(missing.window().is_err());
+        let encoded =
+            Params::parse(Some("from=2026-12-01T07%3A00%3A00%2B01%3A00&to=2026-12-02"), &["from", "to"]).unwrap();
+        assert_eq!(encoded.time("from").unwrap(), UtcTime::parse("2026-12-01T06:00:00Z").unwrap());
+    }
+}

@@ -1,0 +1,50 @@
+//! TLS for the server: rustls with ALPN `h2` and `http/1.1`, so one port serves both
+//! protocols over TLS as it does in cleartext. The `ring` crypto provider is named
+//! explicitly rather than installed process-wide, so nothing depends on which
+//! provider another crate's features happen to enable.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading certificate {path}: {cause}")]
+    Certificate { path: String, cause: rustls::pki_types::pem::Error },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: String },
+    #[error("reading private key {path}: {cause}")]
+    Key { path: String, cause: rustls::pki_types::pem::Error },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// An acceptor for the PEM certificate chain and private key at the given paths.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let cert_path = cert.display().to_string();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|cause| TlsError::Certificate { path: cert_path.clone(), cause })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert_path });
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|cause| TlsError::Key { path: key.display().to_string(), cause })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A self-signed certificate and key (PEM) for `names`, for local testing only.
+pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
