@@ -38,6 +38,8 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
     Serve(serve::ServeArgs),
+    /// A minimal server returning a fixed body: the ceiling load figures are compared to.
+    Ceiling(serve::CeilingArgs),
     /// Write a self-signed certificate for `serve --tls-cert` (local testing).
     Cert(cert::CertArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
@@ -85,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(args).await,
         Command::Cert(args) => cert::run(args),
+        Command::Ceiling(args) => serve::ceiling(args).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `flightbench serve`.
 
 use super::DatasetArgs;
-use crate::http::{AppState, CompressionLevels, ServerConfig, serve_with, tls};
+use crate::http::{AppState, CompressionLevels, ServerConfig, serve_fixed, serve_with, tls};
 use crate::store::{QueryPath, Store};
 use anyhow::Context;
 use clap::Args;
@@ -123,5 +123,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let state = AppState::new(Arc::new(store), config);
     serve_with(listener, state, acceptor, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `flightbench ceiling`: the fixed-body server load figures are measured against.
+#[derive(Debug, Args)]
+pub struct CeilingArgs {
+    /// Address to listen on; port 0 picks a free port (the real address is printed).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub addr: SocketAddr,
+    /// Size of the fixed JSON body; the default is about one `GET /flights/{id}` reply.
+    #[arg(long, default_value_t = 270, value_parser = clap::value_parser!(u32).range(2..=16_777_216))]
+    pub body_bytes: u32,
+}
+
+pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
+    // A JSON string of the requested size: `"xxx…"`.
+    let body = format!("\"{}\"", "x".repeat(args.body_bytes as usize - 2));
+    let listener =
+        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    println!("listening on http://{} (HTTP/1.1 and h2c), fixed {}-byte body", listener.local_addr()?, body.len());
+    serve_fixed(listener, &ServerConfig::default(), body.into(), shutdown_signal()).await;
     Ok(())
 }

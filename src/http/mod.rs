@@ -24,6 +24,9 @@ pub use response::Body;
 pub use service::{QUERY_PATH_HEADER, handle};
 
 use crate::store::Store;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -85,7 +88,43 @@ pub async fn serve_with(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = Arc::new(connection_builder(&state.config));
+    let shared = state.clone();
+    let handler = move |request| handle(shared.clone(), request);
+    accept_loop(listener, &state.config, tls, shutdown, handler).await;
+    state.store.close().await;
+    Ok(())
+}
+
+/// The ceiling for load tests: the same listener, connection settings and runtime as
+/// [`serve`], answering every request with `body` and touching nothing else. Load
+/// figures for the real server are quoted as ratios to this.
+pub async fn serve_fixed(
+    listener: TcpListener,
+    config: &ServerConfig,
+    body: Bytes,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |_request| {
+        let mut response = Response::new(response::full(body.clone()));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        std::future::ready(response)
+    };
+    accept_loop(listener, config, None, shutdown, handler).await;
+}
+
+/// Accepts connections until `shutdown`, serving each with `handler`, then drains them
+/// for up to `shutdown_grace`.
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    config: &ServerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let builder = Arc::new(connection_builder(config));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -103,14 +142,14 @@ pub async fn serve_with(
         };
         // Small JSON responses: send them now rather than wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let shared = state.clone();
+        let handler = handler.clone();
         let service = service_fn(move |request| {
-            let state = shared.clone();
-            async move { Ok::<_, Infallible>(handle(state, request).await) }
+            let response = handler(request);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let watcher = graceful.watcher();
         let (builder, tls) = (builder.clone(), tls.clone());
-        let handshake_timeout = state.config.header_read_timeout;
+        let handshake_timeout = config.header_read_timeout;
         tokio::spawn(async move {
             let served = match tls {
                 None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
@@ -131,11 +170,9 @@ pub async fn serve_with(
         });
     }
     drop(listener);
-    let grace = state.config.shutdown_grace;
+    let grace = config.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period"),
     }
-    state.store.close().await;
-    Ok(())
 }

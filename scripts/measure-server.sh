@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Load-tests `flightbench serve` with wrk (HTTP/1.1) and h2load (HTTP/2, h2c) against
+# the 1,000,000-flight, 8-shard SQLite dataset, for each query path, identity and br,
+# on GET /flights/{id} (random ids) and the departures endpoint (random hub/window),
+# plus the fixed-body ceiling (`flightbench ceiling`) in the same session. Writes
+# results/server.md. Traffic goes to 127.0.0.1 only; every run is bounded in time.
+#
+#   scripts/measure-server.sh
+#   SECONDS_PER_RUN=5 PATHS="raw prepared" scripts/measure-server.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${SECONDS_PER_RUN:-10}
+PATHS=${PATHS:-"prepared adhoc orm raw"}
+FLIGHTS=${FLIGHTS:-1000000}
+OUT=${OUT:-results/server.md}
+for tool in wrk h2load; do command -v $tool >/dev/null || { echo "error: $tool missing (apt-get install -y wrk nghttp2-client)" >&2; exit 1; }; done
+cargo build --release --quiet
+bin=target/release/flightbench
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin" seed --quiet --dir "$work/shards" --flights "$FLIGHTS" --shards 8
+# Request lists, the same for every arm: 10,000 random flight ids; 2,000 departures
+# windows of 2 hours at the 16 busiest airports (limit 50).
+python3 - "$work" "$FLIGHTS" <<'PY'
+import random, sys, datetime
+work, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(2026)
+with open(f"{work}/flights.txt", "w") as f:
+    for _ in range(10_000):
+        f.write(f"/flights/{r.randint(1, n)}\n")
+hubs = "ATL DXB DFW LHR HND DEN IST LAX ORD DEL CDG JFK CAN AMS SIN FRA".split()
+start = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+with open(f"{work}/departures.txt", "w") as f:
+    for _ in range(2_000):
+        t = start + datetime.timedelta(hours=r.randint(0, 30 * 24 - 3))
+        a, b = t.strftime("%Y-%m-%dT%H:00:00Z"), (t + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z")
+        f.write(f"/airports/{r.choice(hubs)}/departures?from={a}&to={b}&limit=50\n")
+PY
+# wrk walks the same list with a Lua script.
+cat >"$work/list.lua" <<'LUA'
+local paths, i = {}, 0
+init = function(args) for line in io.lines(args[1]) do paths[#paths + 1] = line end end
+request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
+LUA
+
+start() {
+    "$@" >"$work/server.out" 2>"$work/server.err" &
+    pid=$!
+    for _ in $(seq 200); do
+        base=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
+        [ -n "$base" ] && return
+        sleep 0.1
+    done
+    cat "$work/server.err" >&2; echo "error: server did not start" >&2; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+
+rows=()
+# One wrk run: prints "req/s p50 p99 errors".
+run_wrk() {
+    local list=$1 enc=$2
+    wrk -t2 -c64 -d"${RUN}s" --latency -H "accept-encoding: $enc" -s "$work/list.lua" "$base" -- "$list" >"$work/wrk.out" 2>&1
+    awk -v out="$work/wrk.out" '
+        /Requests\/sec/ {rps=$2}
+        /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+        /Non-2xx/ {err+=$NF} /Socket errors/ {err+=1}
+        END {printf "%.0f %s %s %d\n", rps, p50, p99, err}' "$work/wrk.out"
+}
+# One h2load run: prints "req/s p50 p99 errors" (percentiles from its request log).
+run_h2load() {
+    local list=$1 enc=$2
+    h2load -c16 -m16 -D "$RUN" --warm-up-time=1 -H "accept-encoding: $enc" -i "$list" --log-file="$work/h2.log" "$base" >"$work/h2.out" 2>&1
+    local rps failed
+    rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$work/h2.out")
+    failed=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2/p' "$work/h2.out" | awk '{print $1+$2}')
+    local codes
+    codes=$(awk '$2 != 200' "$work/h2.log" | wc -l)
+    sort -n -k3 "$work/h2.log" | awk -v rps="$rps" -v err="$((failed + codes))" '{v[NR]=$3} END {
+        printf "%.0f %.2fms %.2fms %d\n", rps, v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000, err}'
+}
+
+echo "ceiling" >&2
+start "$bin" ceiling --addr 127.0.0.1:0
+printf '/\n' >"$work/root.txt"
+read -r c_wrk c_wrk50 c_wrk99 c_wrkerr < <(run_wrk "$work/root.txt" identity)
+read -r c_h2 c_h250 c_h299 c_h2err < <(run_h2load "$work/root.txt" identity)
+stop
+rows+=("| ceiling (fixed 270-byte body) | – | identity | $c_wrk | $c_wrk50 / $c_wrk99 | 1.00 | $c_h2 | $c_h250 / $c_h299 | 1.00 | $((c_wrkerr + c_h2err)) |")
+
+for path in $PATHS; do
+    start "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --path "$path"
+    for endpoint in flights departures; do
+        for enc in identity br; do
+            echo "$path $endpoint $enc" >&2
+            read -r w w50 w99 werr < <(run_wrk "$work/$endpoint.txt" "$enc")
+            read -r h h50 h99 herr < <(run_h2load "$work/$endpoint.txt" "$enc")
+            wr=$(awk -v a="$w" -v b="$c_wrk" 'BEGIN {printf "%.2f", a / b}')
+            hr=$(awk -v a="$h" -v b="$c_h2" 'BEGIN {printf "%.2f", a / b}')
+            rows+=("| $path | $endpoint | $enc | $w | $w50 / $w99 | $wr | $h | $h50 / $h99 | $hr | $((werr + herr)) |")
+        done
+    done
+    stop
+done
+
+{
+    echo "# Server load: \`flightbench serve\` against its fixed-body ceiling"
+    echo
+    echo "wrk: HTTP/1.1, \`-t2 -c64\`; h2load: h2c, \`-c16 -m16\` (1 s warm-up); ${RUN} s each, one after another in one session. Ratios are to the ceiling measured by the same tool in the same session. No response cache exists yet (every request reaches the store)."
+    echo
+    echo "| server path | endpoint | encoding | wrk req/s | wrk p50 / p99 | × ceiling | h2load req/s | h2load p50 / p99 | × ceiling | errors |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "## How it ran"
+    echo
+    echo "- Command: \`SECONDS_PER_RUN=$RUN PATHS=\"$PATHS\" scripts/measure-server.sh\`"
+    echo "- Dataset: $FLIGHTS flights, 8 SQLite shards (WAL, synchronous=NORMAL), seed 42; request lists: 10,000 random flight ids; 2,000 random 2-hour windows at the 16 busiest airports, limit 50; br at the server's default level"
+    echo "- Runtime shape: server on a tokio multi-thread runtime with 2 workers; the load generator runs on the same 2 cores (no pinning), so server and client compete for CPU, and the ceiling is measured under the same handicap"
+    echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (with uncommitted changes)'); $(rustc -V); release build"
+    echo "- Tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(h2load --version 2>&1 | head -1)"
+    echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; date $(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$OUT"
+echo "wrote $OUT" >&2
