@@ -62,7 +62,8 @@ rows=()
 # One wrk run: prints "req/s p50 p99 errors".
 run_wrk() {
     local list=$1 enc=$2
-    wrk -t2 -c64 -d"${RUN}s" --latency -H "accept-encoding: $enc" -s "$work/list.lua" "$base" -- "$list" >"$work/wrk.out" 2>&1
+    wrk -t2 -c64 -d"${RUN}s" --latency -H "accept-encoding: $enc" -s "$work/list.lua" "$base" -- "$list" >"$work/wrk.out" 2>&1 \
+        || { cat "$work/wrk.out" >&2; exit 1; }
     awk -v out="$work/wrk.out" '
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
@@ -72,7 +73,12 @@ run_wrk() {
 # One h2load run: prints "req/s p50 p99 errors" (percentiles from its request log).
 run_h2load() {
     local list=$1 enc=$2
-    h2load -c16 -m16 -D "$RUN" --warm-up-time=1 -H "accept-encoding: $enc" -i "$list" --log-file="$work/h2.log" "$base" >"$work/h2.out" 2>&1
+    # h2load appends to its log file: start each run with an empty one.
+    rm -f "$work/h2.log"
+    # h2load takes scheme, host and port from the first URI of the list only.
+    { printf '%s%s\n' "$base" "$(head -n 1 "$list")"; tail -n +2 "$list"; } >"$work/h2list.txt"
+    h2load -c16 -m16 -D "$RUN" --warm-up-time=1 -H "accept-encoding: $enc" -i "$work/h2list.txt" --log-file="$work/h2.log" >"$work/h2.out" 2>&1 \
+        || { cat "$work/h2.out" >&2; exit 1; }
     local rps failed
     rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$work/h2.out")
     failed=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2/p' "$work/h2.out" | awk '{print $1+$2}')
