@@ -67,7 +67,8 @@ run_wrk() {
     awk -v out="$work/wrk.out" '
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-        /Non-2xx/ {err+=$NF} /Socket errors/ {err+=1}
+        /Non-2xx/ {err+=$NF}
+        /Socket errors/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) err += $i + 0}
         END {printf "%.0f %s %s %d\n", rps, p50, p99, err}' "$work/wrk.out"
 }
 # One h2load run: prints "req/s p50 p99 errors" (percentiles from its request log).
