@@ -181,6 +181,7 @@ fn appends(c: &mut Criterion, rt: &Runtime, backend: &str, store: &Store, inputs
 }
 
 fn queries(c: &mut Criterion) {
+    let _cleanup = support::SmokeCleanup;
     let rt = support::runtime();
     let (spec, shards) = support::bench_spec();
     let inputs = Inputs::draw(&spec);

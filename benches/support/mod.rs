@@ -91,11 +91,54 @@ fn matches(manifest: &Manifest, spec: &DatasetSpec, shards: u32, backend: Backen
 /// written under other rules is re-seeded rather than reused.
 const CACHE_VERSION: u32 = 2;
 
+/// Full runs share a cache across runs. Smoke runs (`cargo test --benches`) are
+/// tests: their PostgreSQL databases are named for this process and dropped at the
+/// end by [`SmokeCleanup`].
+fn dataset_prefix() -> String {
+    if full_run() { format!("fbbench_v{CACHE_VERSION}") } else { format!("fbbench_smoke_{}", std::process::id()) }
+}
+
+/// Drops this process's smoke-run PostgreSQL databases when dropped (also on panic).
+/// Does nothing in full runs, whose datasets are a cache meant to outlive the run.
+pub struct SmokeCleanup;
+
+impl Drop for SmokeCleanup {
+    fn drop(&mut self) {
+        if full_run() {
+            return;
+        }
+        let prefix = format!("{}_", dataset_prefix());
+        let server = pg_server();
+        // Drop may run during unwinding inside a runtime: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let (client, conn) =
+                    tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let rows =
+                    client.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", &[&prefix]).await?;
+                for row in rows {
+                    let name: String = row.get(0);
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+                }
+                Ok::<_, tokio_postgres::Error>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop smoke-run databases: {e}"),
+            Err(_) => eprintln!("warning: dropping smoke-run databases panicked"),
+        }
+    }
+}
+
 /// Opens the cached dataset for (backend, spec, shards), seeding it first if the cache
 /// is missing or was built from other inputs. Benches that write (appends) only touch
 /// flights that read benches never draw, so a reused dataset reads the same.
 pub async fn dataset(backend: Backend, spec: DatasetSpec, shards: u32, config: &StoreConfig) -> Store {
-    let name = format!("fbbench_v{CACHE_VERSION}_s{}_f{}_d{}_n{}", spec.seed, spec.flights, spec.days, shards);
+    let name = format!("{}_s{}_f{}_d{}_n{}", dataset_prefix(), spec.seed, spec.flights, spec.days, shards);
     let dir = target_dir().join("bench-data").join(format!("{}-{name}", backend.as_str()));
     if let Ok(manifest) = Manifest::load(&dir)
         && matches(&manifest, &spec, shards, backend)

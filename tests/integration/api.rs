@@ -1,11 +1,11 @@
 //! The HTTP server, started in-process on port 0 and driven by a real HTTP client over
 //! HTTP/1.1 and h2c: every endpoint, every error status, every encoding.
 
-use crate::client::{PROTOS, Proto, Reply, get, post_delay, send};
+use crate::client::{PROTOS, Proto, Reply, Transport, get, post_delay, send, try_send};
 use crate::helpers::{Kind, TestDataset, dataset, spec};
 use flightbench::compression::{Encoding, decompress};
 use flightbench::domain::{AirportCode, FlightId, Limit, TimeWindow};
-use flightbench::http::{AppState, ServerConfig, serve};
+use flightbench::http::{AppState, ServerConfig, serve_with};
 use flightbench::store::QueryPath;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -22,12 +22,16 @@ struct TestApp {
 }
 
 async fn spawn_app(config: ServerConfig) -> TestApp {
+    spawn_app_with(config, None).await
+}
+
+async fn spawn_app_with(config: ServerConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> TestApp {
     let ds = dataset(Kind::Sqlite, spec(31, 2_000, 10), 2).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let state = AppState::new(ds.store.clone(), config);
-    let server = tokio::spawn(serve(listener, state, async move {
+    let server = tokio::spawn(serve_with(listener, state, tls, async move {
         let _ = stopped.await;
     }));
     TestApp { addr, ds, stop: Some(stop), server }
@@ -48,61 +52,87 @@ fn window(ds: &TestDataset, days: i64) -> TimeWindow {
     TimeWindow::new(ds.spec.start, ds.spec.start.plus_seconds(days * 86_400)).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_over_h1_and_h2c_matches_the_store() {
-    let app = spawn_app(ServerConfig::default()).await;
+/// Every read endpoint on every query path through `transport`, compared with the
+/// store; then a write and a read after it.
+async fn check_endpoints(app: &TestApp, transport: Transport) {
     let ds = &app.ds;
     let atl = AirportCode::parse("ATL").unwrap();
     let w = window(ds, 2);
     let (from, to) = (w.from.to_string(), w.to.to_string());
-    for proto in PROTOS {
-        let health = get_json(&app, proto, "/healthz").await;
-        assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")), "{proto:?}");
-        let ready = get_json(&app, proto, "/readyz").await;
-        assert_eq!(ready.status, StatusCode::OK, "{proto:?}");
-        assert_eq!(ready.json()["shards"].as_array().unwrap().len(), 2);
+    let plain = |uri: &str| get(uri).body(Full::default()).unwrap();
+    let health = send(app.addr, transport.clone(), plain("/healthz")).await;
+    assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let ready = send(app.addr, transport.clone(), plain("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["shards"].as_array().unwrap().len(), 2);
 
-        for path in QueryPath::ALL {
-            let request = |uri: &str| get(uri).header("x-query-path", path.as_str()).body(Full::default()).unwrap();
-            let flight = send(app.addr, proto, request("/flights/17")).await;
-            let want = ds.store.flight(QueryPath::Raw, FlightId::new(17).unwrap()).await.unwrap();
-            assert_eq!(flight.status, StatusCode::OK);
-            assert_eq!(flight.json(), serde_json::to_value(&want).unwrap(), "{proto:?} {path}");
-            assert_eq!(flight.header("etag"), Some(format!("\"{}\"", want.status.version).as_str()));
-            assert_eq!(flight.header("content-type"), Some("application/json"));
+    for path in QueryPath::ALL {
+        let request = |uri: &str| get(uri).header("x-query-path", path.as_str()).body(Full::default()).unwrap();
+        let flight = send(app.addr, transport.clone(), request("/flights/17")).await;
+        let want = ds.store.flight(QueryPath::Raw, FlightId::new(17).unwrap()).await.unwrap();
+        assert_eq!(flight.status, StatusCode::OK);
+        assert_eq!(flight.json(), serde_json::to_value(&want).unwrap(), "{path}");
+        assert_eq!(flight.header("etag"), Some(format!("\"{}\"", want.status.version).as_str()));
+        assert_eq!(flight.header("content-type"), Some("application/json"));
 
-            let events = send(app.addr, proto, request("/flights/17/events")).await;
-            let want = ds.store.events(QueryPath::Raw, FlightId::new(17).unwrap()).await.unwrap();
-            assert_eq!(events.json(), serde_json::to_value(&want).unwrap(), "{proto:?} {path}");
+        let events = send(app.addr, transport.clone(), request("/flights/17/events")).await;
+        let want = ds.store.events(QueryPath::Raw, FlightId::new(17).unwrap()).await.unwrap();
+        assert_eq!(events.json(), serde_json::to_value(&want).unwrap(), "{path}");
 
-            let uri = format!("/airports/ATL/departures?from={from}&to={to}&limit=25");
-            let departures = send(app.addr, proto, request(&uri)).await;
-            let want = ds.store.departures(QueryPath::Raw, atl, w, Limit::new(25).unwrap()).await.unwrap();
-            assert_eq!(want.len(), 25);
-            assert_eq!(departures.json(), serde_json::to_value(&want).unwrap(), "{proto:?} {path}");
+        let uri = format!("/airports/ATL/departures?from={from}&to={to}&limit=25");
+        let departures = send(app.addr, transport.clone(), request(&uri)).await;
+        let want = ds.store.departures(QueryPath::Raw, atl, w, Limit::new(25).unwrap()).await.unwrap();
+        assert_eq!(want.len(), 25);
+        assert_eq!(departures.json(), serde_json::to_value(&want).unwrap(), "{path}");
 
-            let delays = send(app.addr, proto, request(&format!("/airports/ATL/delays?from={from}&to={to}"))).await;
-            let want = ds.store.delay_stats(QueryPath::Raw, atl, w).await.unwrap();
-            assert_eq!(delays.json(), serde_json::to_value(&want).unwrap(), "{proto:?} {path}");
-        }
+        let delays =
+            send(app.addr, transport.clone(), request(&format!("/airports/ATL/delays?from={from}&to={to}"))).await;
+        let want = ds.store.delay_stats(QueryPath::Raw, atl, w).await.unwrap();
+        assert_eq!(delays.json(), serde_json::to_value(&want).unwrap(), "{path}");
     }
 
-    // Writes: 201 with the new version as ETag, and a read after the write sees it.
-    let open = ds.all_expected().into_iter().find(|v| !v.status.state.is_terminal()).unwrap();
-    let (id, mut version) = (open.flight.id.get(), open.status.version);
+    // A write: 201 with the new version as ETag, and a read after the write sees it.
+    let id = ds.all_expected().into_iter().find(|v| !v.status.state.is_terminal()).unwrap().flight.id.get();
+    let version = send(app.addr, transport.clone(), plain(&format!("/flights/{id}"))).await.json()["status"]["version"]
+        .as_i64()
+        .unwrap();
+    let body = r#"{"kind":"revised","delay_minutes":42,"reason":"crew's rest","occurred_at":"2026-12-02T08:00:00Z"}"#;
+    let created = send(app.addr, transport.clone(), post_delay(id, Some(&format!("\"{version}\"")), body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.header("etag"), Some(format!("\"{}\"", version + 1).as_str()));
+    assert_eq!(created.header("location"), Some(format!("/flights/{id}/events").as_str()));
+    assert_eq!(created.json()["status"]["version"], version + 1);
+    let read = send(app.addr, transport, plain(&format!("/flights/{id}"))).await;
+    assert_eq!(read.json()["status"]["delay_minutes"], 42);
+    assert_eq!(read.json()["status"]["version"], version + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_over_h1_and_h2c_matches_the_store() {
+    let app = spawn_app(ServerConfig::default()).await;
     for proto in PROTOS {
-        let body =
-            r#"{"kind":"revised","delay_minutes":42,"reason":"crew's rest","occurred_at":"2026-12-02T08:00:00Z"}"#;
-        let created = send(app.addr, proto, post_delay(id, Some(&format!("\"{version}\"")), body)).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{proto:?}: {:?}", created.body);
-        version += 1;
-        assert_eq!(created.header("etag"), Some(format!("\"{version}\"").as_str()));
-        assert_eq!(created.header("location"), Some(format!("/flights/{id}/events").as_str()));
-        assert_eq!(created.json()["status"]["version"], version);
-        let read = get_json(&app, proto, &format!("/flights/{id}")).await;
-        assert_eq!(read.json()["status"]["delay_minutes"], 42);
-        assert_eq!(read.json()["status"]["version"], version);
+        check_endpoints(&app, proto.into()).await;
     }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_over_tls_with_alpn_h2_and_http11() {
+    let (cert, key) = flightbench::http::tls::self_signed(&["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap();
+    let app = spawn_app_with(ServerConfig::default(), Some(acceptor)).await;
+    for (proto, alpn) in [(Proto::H2c, &b"h2"[..]), (Proto::H1, &b"http/1.1"[..])] {
+        let transport = Transport::tls(&cert, proto);
+        let probe = send(app.addr, transport.clone(), get("/healthz").body(Full::default()).unwrap()).await;
+        assert_eq!(probe.alpn.as_deref(), Some(alpn), "ALPN did not settle on {}", String::from_utf8_lossy(alpn));
+        check_endpoints(&app, transport).await;
+    }
+    // A cleartext client on the TLS port gets no HTTP answer.
+    assert!(try_send(app.addr, Proto::H1, get("/healthz").body(Full::default()).unwrap()).await.is_err());
     app.shutdown().await;
 }
 

@@ -6,6 +6,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +21,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The protocol ALPN settled on, for TLS connections.
+    pub alpn: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -33,9 +36,44 @@ impl Reply {
 
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Sends one request on a new connection; any transport failure is an error.
-pub async fn try_send(addr: SocketAddr, proto: Proto, request: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
-    let io = TokioIo::new(TcpStream::connect(addr).await?);
+/// How a request travels: cleartext HTTP/1.1 or h2c, or TLS offering one ALPN protocol.
+#[derive(Clone)]
+pub enum Transport {
+    Plain(Proto),
+    Tls { config: Arc<rustls::ClientConfig>, proto: Proto },
+}
+
+impl From<Proto> for Transport {
+    fn from(proto: Proto) -> Self {
+        Transport::Plain(proto)
+    }
+}
+
+impl Transport {
+    /// A TLS client trusting exactly `cert_pem`, offering `proto` by ALPN.
+    pub fn tls(cert_pem: &str, proto: Proto) -> Self {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()).unwrap();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![match proto {
+            Proto::H1 => b"http/1.1".to_vec(),
+            Proto::H2c => b"h2".to_vec(),
+        }];
+        Transport::Tls { config: Arc::new(config), proto }
+    }
+}
+
+async fn exchange<I>(io: I, proto: Proto, request: Request<Full<Bytes>>) -> Result<Reply, ClientError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let response = match proto {
         Proto::H1 => {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
@@ -49,12 +87,32 @@ pub async fn try_send(addr: SocketAddr, proto: Proto, request: Request<Full<Byte
         }
     };
     let (parts, body) = response.into_parts();
-    Ok(Reply { status: parts.status, headers: parts.headers, body: body.collect().await?.to_bytes() })
+    Ok(Reply { status: parts.status, headers: parts.headers, body: body.collect().await?.to_bytes(), alpn: None })
+}
+
+/// Sends one request on a new connection; any transport failure is an error.
+pub async fn try_send(
+    addr: SocketAddr,
+    transport: impl Into<Transport>,
+    request: Request<Full<Bytes>>,
+) -> Result<Reply, ClientError> {
+    let tcp = TcpStream::connect(addr).await?;
+    match transport.into() {
+        Transport::Plain(proto) => exchange(TokioIo::new(tcp), proto, request).await,
+        Transport::Tls { config, proto } => {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            let mut reply = exchange(TokioIo::new(tls), proto, request).await?;
+            reply.alpn = alpn;
+            Ok(reply)
+        }
+    }
 }
 
 /// [`try_send`] where a transport failure fails the test.
-pub async fn send(addr: SocketAddr, proto: Proto, request: Request<Full<Bytes>>) -> Reply {
-    try_send(addr, proto, request).await.unwrap_or_else(|e| panic!("{proto:?} request failed: {e}"))
+pub async fn send(addr: SocketAddr, transport: impl Into<Transport>, request: Request<Full<Bytes>>) -> Reply {
+    try_send(addr, transport, request).await.unwrap_or_else(|e| panic!("request failed: {e}"))
 }
 
 pub fn get(uri: &str) -> http::request::Builder {
