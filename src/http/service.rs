@@ -39,7 +39,9 @@ where
 {
     let accept =
         AcceptEncoding::parse(request.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
-    let path = request.uri().path().to_owned();
+    // Borrowed, not copied: the POST arm moves `request` only after it is done with
+    // the segments.
+    let path = request.uri().path();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
     let allow = |allow: &'static str| ApiError::MethodNotAllowed { method: method.to_string(), allow };
@@ -84,7 +86,7 @@ where
             json(StatusCode::OK, &stats, &accept, config).await
         }
         (["airports", _, "departures" | "delays"], _) => Err(allow("GET")),
-        _ => Err(ApiError::NoRoute(path.clone())),
+        _ => Err(ApiError::NoRoute(path.to_owned())),
     }
 }
 
