@@ -136,7 +136,7 @@ async fn every_endpoint_over_tls_with_alpn_h2_and_http11() {
     app.shutdown().await;
 }
 
-async fn assert_problem(reply: &Reply, status: StatusCode, needle: &str) {
+fn assert_problem(reply: &Reply, status: StatusCode, needle: &str) {
     assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(&reply.body));
     assert_eq!(reply.header("content-type"), Some("application/problem+json"));
     let json = reply.json();
@@ -154,48 +154,27 @@ async fn every_error_status_is_a_problem_document() {
     let valid = r#"{"kind":"reported","delay_minutes":5}"#;
     for proto in PROTOS {
         let p = |uri: &'static str| get_json(&app, proto, uri);
-        assert_problem(&p("/flights/abc").await, StatusCode::BAD_REQUEST, "flight id \"abc\"").await;
-        assert_problem(
-            &p("/airports/atl/departures?from=2026-12-01&to=2026-12-02").await,
-            StatusCode::BAD_REQUEST,
-            "airport code",
-        )
-        .await;
-        assert_problem(
-            &p("/airports/ATL/departures?from=2026-12-02&to=2026-12-01").await,
-            StatusCode::BAD_REQUEST,
-            "inverted",
-        )
-        .await;
-        assert_problem(
-            &p("/airports/ATL/departures?from=2026-12-01").await,
-            StatusCode::BAD_REQUEST,
-            "\"to\" is required",
-        )
-        .await;
-        assert_problem(
-            &p("/airports/ATL/departures?from=2026-12-01&to=2026-12-02&limit=0").await,
-            StatusCode::BAD_REQUEST,
-            "limit",
-        )
-        .await;
-        assert_problem(
-            &p("/airports/ATL/delays?from=2026-12-01&to=2026-12-02&sort=x").await,
-            StatusCode::BAD_REQUEST,
-            "unknown query parameter",
-        )
-        .await;
+        for (uri, needle) in [
+            ("/flights/abc", "flight id \"abc\""),
+            ("/airports/atl/departures?from=2026-12-01&to=2026-12-02", "airport code"),
+            ("/airports/ATL/departures?from=2026-12-02&to=2026-12-01", "inverted"),
+            ("/airports/ATL/departures?from=2026-12-01", "\"to\" is required"),
+            ("/airports/ATL/departures?from=2026-12-01&to=2026-12-02&limit=0", "limit"),
+            ("/airports/ATL/delays?from=2026-12-01&to=2026-12-02&sort=x", "unknown query parameter"),
+        ] {
+            assert_problem(&p(uri).await, StatusCode::BAD_REQUEST, needle);
+        }
         let bad_path =
             send(app.addr, proto, get("/flights/1").header("x-query-path", "turbo").body(Full::default()).unwrap())
                 .await;
-        assert_problem(&bad_path, StatusCode::BAD_REQUEST, "turbo").await;
-        assert_problem(&p("/flights/999999").await, StatusCode::NOT_FOUND, "flight 999999 not found").await;
-        assert_problem(&p("/nowhere").await, StatusCode::NOT_FOUND, "/nowhere").await;
+        assert_problem(&bad_path, StatusCode::BAD_REQUEST, "turbo");
+        assert_problem(&p("/flights/999999").await, StatusCode::NOT_FOUND, "flight 999999 not found");
+        assert_problem(&p("/nowhere").await, StatusCode::NOT_FOUND, "/nowhere");
 
         let delete =
             send(app.addr, proto, Request::delete("/flights/1").header("host", "x").body(Full::default()).unwrap())
                 .await;
-        assert_problem(&delete, StatusCode::METHOD_NOT_ALLOWED, "DELETE").await;
+        assert_problem(&delete, StatusCode::METHOD_NOT_ALLOWED, "DELETE");
         assert_eq!(delete.header("allow"), Some("GET"));
 
         let refused = send(
@@ -204,10 +183,10 @@ async fn every_error_status_is_a_problem_document() {
             get("/flights/1").header("accept-encoding", "identity;q=0, *;q=0").body(Full::default()).unwrap(),
         )
         .await;
-        assert_problem(&refused, StatusCode::NOT_ACCEPTABLE, "identity;q=0").await;
+        assert_problem(&refused, StatusCode::NOT_ACCEPTABLE, "identity;q=0");
 
         let stale = send(app.addr, proto, post_delay(id, Some(&format!("\"{}\"", version + 7)), valid)).await;
-        assert_problem(&stale, StatusCode::CONFLICT, "version conflict").await;
+        assert_problem(&stale, StatusCode::CONFLICT, "version conflict");
         assert_eq!(stale.json()["current_version"], version);
 
         let big = format!(r#"{{"kind":"reported","delay_minutes":5,"reason":"{}"}}"#, "x".repeat(600));
@@ -215,29 +194,26 @@ async fn every_error_status_is_a_problem_document() {
             &send(app.addr, proto, post_delay(id, Some("\"0\""), &big)).await,
             StatusCode::PAYLOAD_TOO_LARGE,
             "512-byte",
-        )
-        .await;
+        );
 
         let mut text = post_delay(id, Some("\"0\""), valid);
         text.headers_mut().insert("content-type", "text/plain".parse().unwrap());
-        assert_problem(&send(app.addr, proto, text).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain").await;
+        assert_problem(&send(app.addr, proto, text).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain");
 
         assert_problem(
             &send(app.addr, proto, post_delay(id, None, valid)).await,
             StatusCode::PRECONDITION_REQUIRED,
             "If-Match",
-        )
-        .await;
+        );
         assert_problem(
             &send(app.addr, proto, post_delay(id, Some("\"0\""), "{nope")).await,
             StatusCode::BAD_REQUEST,
             "not JSON",
-        )
-        .await;
+        );
 
         let (tid, tv) = (terminal.flight.id.get(), terminal.status.version);
         let after_end = send(app.addr, proto, post_delay(tid, Some(&format!("\"{tv}\"")), valid)).await;
-        assert_problem(&after_end, StatusCode::UNPROCESSABLE_ENTITY, "already").await;
+        assert_problem(&after_end, StatusCode::UNPROCESSABLE_ENTITY, "already");
     }
     app.shutdown().await;
 }
@@ -340,7 +316,7 @@ async fn load_beyond_the_in_flight_limit_is_shed_with_503() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     for proto in PROTOS {
         let shed = get_json(&app, proto, "/healthz").await;
-        assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE, "limit of 1").await;
+        assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE, "limit of 1");
         assert_eq!(shed.header("retry-after"), Some("1"));
     }
     drop(slow);
