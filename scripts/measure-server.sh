@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load-tests `flightbench serve` with wrk (HTTP/1.1) and h2load (HTTP/2, h2c) against
-# the 1,000,000-flight, 8-shard SQLite dataset, for each query path, identity and br,
-# on GET /flights/{id} (random ids) and the departures endpoint (random hub/window),
-# plus the fixed-body ceiling (`flightbench ceiling`) in the same session. Writes
+# the 1,000,000-flight, 8-shard SQLite dataset, for each query path, identity and br:
+# GET /flights/{id} with the cache off (uniform ids) and on (Zipf ids), and the
+# departures endpoint (random hub/window); plus the fixed-body ceiling
+# (`flightbench ceiling`) in the same session; per runtime shape. Writes
 # results/server.md. Traffic goes to 127.0.0.1 only; every run is bounded in time.
 #
 #   scripts/measure-server.sh
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SECONDS_PER_RUN:-10}
 PATHS=${PATHS:-"prepared adhoc orm raw"}
+RUNTIMES=${RUNTIMES:-"multi-thread per-core"}
 FLIGHTS=${FLIGHTS:-1000000}
 OUT=${OUT:-results/server.md}
 for tool in wrk h2load; do command -v $tool >/dev/null || { echo "error: $tool missing (apt-get install -y wrk nghttp2-client)" >&2; exit 1; }; done
@@ -22,15 +24,24 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 "$bin" seed --quiet --dir "$work/shards" --flights "$FLIGHTS" --shards 8
-# Request lists, the same for every arm: 10,000 random flight ids; 2,000 departures
-# windows of 2 hours at the 16 busiest airports (limit 50).
+# Request lists, the same for every arm: 200,000 uniformly random flight ids (the
+# uncached figures); 200,000 Zipf-distributed ids (s = 1 over a random popularity
+# order: the hot set a cache is for); 2,000 departures windows of 2 hours at the 16
+# busiest airports (limit 50).
 python3 - "$work" "$FLIGHTS" <<'PY'
-import random, sys, datetime
+import bisect, datetime, itertools, random, sys
 work, n = sys.argv[1], int(sys.argv[2])
 r = random.Random(2026)
 with open(f"{work}/flights.txt", "w") as f:
-    for _ in range(10_000):
+    for _ in range(200_000):
         f.write(f"/flights/{r.randint(1, n)}\n")
+order = list(range(1, n + 1))
+r.shuffle(order)
+cumulative = list(itertools.accumulate(1.0 / k for k in range(1, n + 1)))
+with open(f"{work}/zipf.txt", "w") as f:
+    for _ in range(200_000):
+        rank = bisect.bisect_left(cumulative, r.random() * cumulative[-1])
+        f.write(f"/flights/{order[min(rank, n - 1)]}\n")
 hubs = "ATL DXB DFW LHR HND DEN IST LAX ORD DEL CDG JFK CAN AMS SIN FRA".split()
 start = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
 with open(f"{work}/departures.txt", "w") as f:
@@ -39,10 +50,14 @@ with open(f"{work}/departures.txt", "w") as f:
         a, b = t.strftime("%Y-%m-%dT%H:00:00Z"), (t + datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:00:00Z")
         f.write(f"/airports/{r.choice(hubs)}/departures?from={a}&to={b}&limit=50\n")
 PY
-# wrk walks the same list with a Lua script.
+# wrk walks the same list with a Lua script, each thread from its own starting point.
 cat >"$work/list.lua" <<'LUA'
-local paths, i = {}, 0
-init = function(args) for line in io.lines(args[1]) do paths[#paths + 1] = line end end
+local threads, paths, i = 0, {}, 0
+setup = function(thread) thread:set("id", threads); threads = threads + 1 end
+init = function(args)
+    for line in io.lines(args[1]) do paths[#paths + 1] = line end
+    i = (id or 0) * math.floor(#paths / 2)
+end
 request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end
 LUA
 
@@ -57,6 +72,7 @@ start() {
     cat "$work/server.err" >&2; echo "error: server did not start" >&2; exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+hits=()
 
 rows=()
 # One wrk run: prints "req/s p50 p99 errors".
@@ -89,43 +105,62 @@ run_h2load() {
         printf "%.0f %.2fms %.2fms %d\n", rps, v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000, err}'
 }
 
-echo "ceiling" >&2
-start "$bin" ceiling --addr 127.0.0.1:0
-printf '/\n' >"$work/root.txt"
-read -r c_wrk c_wrk50 c_wrk99 c_wrkerr < <(run_wrk "$work/root.txt" identity)
-read -r c_h2 c_h250 c_h299 c_h2err < <(run_h2load "$work/root.txt" identity)
-stop
-rows+=("| ceiling (fixed 270-byte body) | – | identity | $c_wrk | $c_wrk50 / $c_wrk99 | 1.00 | $c_h2 | $c_h250 / $c_h299 | 1.00 | $((c_wrkerr + c_h2err)) |")
+# One server arm: label, request list, encoding; appends a table row.
+arm() {
+    local label=$1 list=$2 enc=$3 ceiling_wrk=$4 ceiling_h2=$5
+    echo "$label $enc" >&2
+    read -r w w50 w99 werr < <(run_wrk "$work/$list.txt" "$enc")
+    read -r h h50 h99 herr < <(run_h2load "$work/$list.txt" "$enc")
+    wr=$(awk -v a="$w" -v b="$ceiling_wrk" 'BEGIN {printf "%.2f", a / b}')
+    hr=$(awk -v a="$h" -v b="$ceiling_h2" 'BEGIN {printf "%.2f", a / b}')
+    rows+=("| $label | $enc | $w | $w50 / $w99 | $wr | $h | $h50 / $h99 | $hr | $((werr + herr)) |")
+}
+# The cache's hit ratio, from the line `serve` prints when it stops.
+hit_ratio() { sed -n 's/^flight cache: .*(\([0-9.]*% hits\)).*/\1/p' "$work/server.err"; }
 
-for path in $PATHS; do
-    start "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --path "$path"
-    for endpoint in flights departures; do
-        for enc in identity br; do
-            echo "$path $endpoint $enc" >&2
-            read -r w w50 w99 werr < <(run_wrk "$work/$endpoint.txt" "$enc")
-            read -r h h50 h99 herr < <(run_h2load "$work/$endpoint.txt" "$enc")
-            wr=$(awk -v a="$w" -v b="$c_wrk" 'BEGIN {printf "%.2f", a / b}')
-            hr=$(awk -v a="$h" -v b="$c_h2" 'BEGIN {printf "%.2f", a / b}')
-            rows+=("| $path | $endpoint | $enc | $w | $w50 / $w99 | $wr | $h | $h50 / $h99 | $hr | $((werr + herr)) |")
-        done
-    done
+printf '/\n' >"$work/root.txt"
+for runtime in $RUNTIMES; do
+    echo "ceiling $runtime" >&2
+    start "$bin" ceiling --addr 127.0.0.1:0 --runtime "$runtime"
+    read -r c_wrk c_wrk50 c_wrk99 c_wrkerr < <(run_wrk "$work/root.txt" identity)
+    read -r c_h2 c_h250 c_h299 c_h2err < <(run_h2load "$work/root.txt" identity)
     stop
+    rows+=("| **$runtime**: ceiling (fixed 270-byte body) | identity | $c_wrk | $c_wrk50 / $c_wrk99 | 1.00 | $c_h2 | $c_h250 / $c_h299 | 1.00 | $((c_wrkerr + c_h2err)) |")
+    # The full matrix on the default runtime; on the others, the raw path's point reads.
+    paths=$PATHS
+    [ "$runtime" = multi-thread ] || paths=raw
+    for path in $paths; do
+        start "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --path "$path" --cache off --runtime "$runtime"
+        for enc in identity br; do arm "$path, cache off: flights (uniform ids)" flights "$enc" "$c_wrk" "$c_h2"; done
+        if [ "$runtime" = multi-thread ]; then
+            for enc in identity br; do arm "$path: departures" departures "$enc" "$c_wrk" "$c_h2"; done
+        fi
+        stop
+        start "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --path "$path" --cache on --runtime "$runtime"
+        encs="identity br"
+        [ "$runtime" = multi-thread ] || encs=identity
+        for enc in $encs; do arm "$path, cache on: flights (Zipf ids)" zipf "$enc" "$c_wrk" "$c_h2"; done
+        stop
+        hits+=("$runtime/$path: $(hit_ratio)")
+    done
 done
 
 {
     echo "# Server load: \`flightbench serve\` against its fixed-body ceiling"
     echo
-    echo "wrk: HTTP/1.1, \`-t2 -c64\`; h2load: h2c, \`-c16 -m16\` (1 s warm-up); ${RUN} s each, one after another in one session. Ratios are to the ceiling measured by the same tool in the same session. No response cache exists yet (every request reaches the store)."
+    echo "wrk: HTTP/1.1, \`-t2 -c64\`; h2load: h2c, \`-c16 -m16\` (1 s warm-up); ${RUN} s each, one after another in one session. Ratios are to the ceiling measured by the same tool, on the same runtime shape, in the same session. Point-read bodies (~270 B) are below the 1 KiB compression threshold, so \`br\` changes nothing for them; it is listed because a client asking for it is the common case."
     echo
-    echo "| server path | endpoint | encoding | wrk req/s | wrk p50 / p99 | × ceiling | h2load req/s | h2load p50 / p99 | × ceiling | errors |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| server | encoding | wrk req/s | wrk p50 / p99 | × ceiling | h2load req/s | h2load p50 / p99 | × ceiling | errors |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "Cache hit ratios over each cache-on server's whole life (both tools, both encodings, warm-up included): $(IFS=';'; echo "${hits[*]}" | sed 's/;/; /g')."
     echo
     echo "## How it ran"
     echo
-    echo "- Command: \`SECONDS_PER_RUN=$RUN PATHS=\"$PATHS\" scripts/measure-server.sh\`"
-    echo "- Dataset: $FLIGHTS flights, 8 SQLite shards (WAL, synchronous=NORMAL), seed 42; request lists: 10,000 random flight ids; 2,000 random 2-hour windows at the 16 busiest airports, limit 50; br at the server's default level"
-    echo "- Runtime shape: server on a tokio multi-thread runtime with 2 workers; the load generator runs on the same 2 cores (no pinning), so server and client compete for CPU, and the ceiling is measured under the same handicap"
+    echo "- Command: \`SECONDS_PER_RUN=$RUN PATHS=\"$PATHS\" RUNTIMES=\"$RUNTIMES\" scripts/measure-server.sh\`"
+    echo "- Dataset: $FLIGHTS flights, 8 SQLite shards (WAL, synchronous=NORMAL, mmap), seed 42. Request lists: 200,000 uniformly random flight ids (cache off); 200,000 Zipf (s = 1) flight ids over a random popularity order (cache on, capacity 100,000 flights); 2,000 random 2-hour windows at the 16 busiest airports, limit 50. br at the server's default level."
+    echo "- Runtime shapes: **multi-thread** is one tokio multi-thread runtime with $(nproc) workers; **per-core** is $(nproc) current-thread runtimes, one per thread, each accepting on its own SO_REUSEPORT listener (\`--runtime per-core\`, not pinned). The load generator runs on the same $(nproc) cores (no pinning), so server and client compete for CPU, and the ceiling is measured under the same handicap."
     echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (with uncommitted changes)'); $(rustc -V); release build"
     echo "- Tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(h2load --version 2>&1 | head -1)"
     echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; date $(date -u +%Y-%m-%dT%H:%MZ)"

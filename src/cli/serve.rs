@@ -1,10 +1,15 @@
 //! `flightbench serve`.
 
 use super::DatasetArgs;
-use crate::http::{AppState, CompressionLevels, ServerConfig, serve_fixed, serve_with, tls};
+use crate::http::{
+    AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, reuseport_listeners, run_per_core,
+    serve_connections, serve_fixed, tls,
+};
 use crate::store::{QueryPath, Store};
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Args;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +57,92 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Cache point-read bodies of hot flights. Writes through this server invalidate
+    /// them; turn it off when anything else writes to the shards.
+    #[arg(long, value_enum, env = "FLIGHTBENCH_CACHE", default_value_t = Switch::On)]
+    pub cache: Switch,
+    /// Flights the point-read cache holds (a few hundred bytes each).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cache_capacity: u32,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// The thread layout, shared by `serve` and `ceiling` so both are measured alike.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Thread layout: one multi-thread runtime, or a current-thread runtime per core
+    /// with SO_REUSEPORT listeners (see results/server.md for what each measures).
+    #[arg(long, value_enum, env = "FLIGHTBENCH_RUNTIME", default_value_t = RuntimeShape::MultiThread)]
+    pub runtime: RuntimeShape,
+    /// Server threads for `--runtime per-core` (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Pin each `--runtime per-core` thread to its own core.
+    #[arg(long)]
+    pub pin: bool,
+}
+
+impl RuntimeArgs {
+    fn threads(&self) -> anyhow::Result<usize> {
+        match self.runtime {
+            RuntimeShape::MultiThread => {
+                anyhow::ensure!(
+                    self.threads.is_none() && !self.pin,
+                    "--threads and --pin apply to --runtime per-core only"
+                );
+                Ok(1)
+            }
+            RuntimeShape::PerCore => Ok(self.threads.map_or_else(available_cores, |n| n as usize)),
+        }
+    }
+
+    fn describe(&self, threads: usize) -> String {
+        match self.runtime {
+            RuntimeShape::MultiThread => format!("multi-thread runtime, {} workers", available_cores()),
+            RuntimeShape::PerCore => {
+                format!("{threads} current-thread runtimes{}", if self.pin { ", pinned" } else { "" })
+            }
+        }
+    }
+
+    /// Binds the listeners and runs `serve_one` on each, in this runtime shape, until
+    /// SIGINT/SIGTERM. `announce` gets the bound address before serving starts.
+    async fn serve<F, Fut>(
+        &self,
+        addr: SocketAddr,
+        announce: impl FnOnce(SocketAddr, String),
+        serve_one: F,
+    ) -> anyhow::Result<()>
+    where
+        F: Fn(tokio::net::TcpListener, Stopped) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let threads = self.threads()?;
+        let listeners = reuseport_listeners(addr, threads).with_context(|| format!("cannot listen on {addr}"))?;
+        announce(listeners[0].local_addr()?, self.describe(threads));
+        match self.runtime {
+            RuntimeShape::MultiThread => {
+                let listener = listeners.into_iter().next().context("no listener")?;
+                listener.set_nonblocking(true)?;
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let serving =
+                    tokio::spawn(serve_one(tokio::net::TcpListener::from_std(listener)?, Stopped::new(stopped)));
+                shutdown_signal().await;
+                let _ = stop.send(true);
+                serving.await?;
+            }
+            RuntimeShape::PerCore => run_per_core(listeners, self.pin, shutdown_signal(), serve_one).await?,
+        }
+        Ok(())
+    }
+}
+
+/// `on` / `off` for feature switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl ServeArgs {
@@ -73,6 +164,10 @@ impl ServeArgs {
             max_concurrent_streams: self.max_concurrent_streams,
             max_in_flight: self.max_in_flight as usize,
             shutdown_grace: self.shutdown_grace,
+            cache_capacity: match self.cache {
+                Switch::On => self.cache_capacity as usize,
+                Switch::Off => 0,
+            },
             ..ServerConfig::default()
         })
     }
@@ -103,27 +198,53 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    // Flag combinations first: a bad one should not wait for the store to open.
+    args.runtime.threads()?;
     let acceptor = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
     let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
-    let listener =
-        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
-    let local = listener.local_addr()?;
     let protocols = if acceptor.is_some() {
         "https://{local} (TLS, ALPN h2 and http/1.1)"
     } else {
         "http://{local} (HTTP/1.1 and h2c)"
     };
-    println!(
-        "listening on {}, default query path {}",
-        protocols.replace("{local}", &local.to_string()),
-        config.default_path
-    );
+    let cache = match config.cache_capacity {
+        0 => "off".to_owned(),
+        n => format!("on ({n} flights)"),
+    };
+    let default_path = config.default_path;
     let state = AppState::new(Arc::new(store), config);
-    serve_with(listener, state, acceptor, shutdown_signal()).await?;
-    Ok(())
+    let announce = |local: SocketAddr, shape: String| {
+        let listening = protocols.replace("{local}", &local.to_string());
+        println!("listening on {listening}, default query path {default_path}, cache {cache}, {shape}");
+    };
+    let shared = state.clone();
+    let served = args
+        .runtime
+        .serve(args.addr, announce, move |listener, stopped| {
+            let (state, acceptor) = (shared.clone(), acceptor.clone());
+            async move { serve_connections(listener, &state, acceptor, stopped.wait()).await }
+        })
+        .await;
+    state.store.close().await;
+    if let (Ok(()), Some(cache)) = (&served, &state.cache) {
+        let stats = cache.stats();
+        let lookups = (stats.hits + stats.misses).max(1);
+        eprintln!(
+            "flight cache: {} hits, {} misses ({:.1}% hits), {} flights held",
+            stats.hits,
+            stats.misses,
+            100.0 * stats.hits as f64 / lookups as f64,
+            stats.entries
+        );
+    }
+    served
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `flightbench ceiling`: the fixed-body server load figures are measured against.
@@ -135,14 +256,21 @@ pub struct CeilingArgs {
     /// Size of the fixed JSON body; the default is about one `GET /flights/{id}` reply.
     #[arg(long, default_value_t = 270, value_parser = clap::value_parser!(u32).range(2..=16_777_216))]
     pub body_bytes: u32,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     // A JSON string of the requested size: `"xxx…"`.
-    let body = format!("\"{}\"", "x".repeat(args.body_bytes as usize - 2));
-    let listener =
-        tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
-    println!("listening on http://{} (HTTP/1.1 and h2c), fixed {}-byte body", listener.local_addr()?, body.len());
-    serve_fixed(listener, &ServerConfig::default(), body.into(), shutdown_signal()).await;
-    Ok(())
+    let body = Bytes::from(format!("\"{}\"", "x".repeat(args.body_bytes as usize - 2)));
+    let size = body.len();
+    let announce = |local: SocketAddr, shape: String| {
+        println!("listening on http://{local} (HTTP/1.1 and h2c), fixed {size}-byte body, {shape}");
+    };
+    args.runtime
+        .serve(args.addr, announce, move |listener, stopped| {
+            let body = body.clone();
+            async move { serve_fixed(listener, &ServerConfig::default(), body, stopped.wait()).await }
+        })
+        .await
 }

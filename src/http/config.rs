@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long `/readyz` waits for each shard.
     pub readiness_timeout: Duration,
+    /// Flights the point-read cache holds; 0 turns the cache off.
+    pub cache_capacity: usize,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +107,7 @@ impl Default for ServerConfig {
             max_in_flight: 1_024,
             shutdown_grace: Duration::from_secs(10),
             readiness_timeout: Duration::from_secs(2),
+            cache_capacity: 100_000,
         }
     }
 }

@@ -10,10 +10,12 @@
 //! connection builder gets a `TokioTimer`; without it a slowloris client would keep a
 //! connection forever.
 
+pub mod cache;
 mod config;
 mod error;
 mod negotiate;
 mod response;
+mod runtime;
 mod service;
 pub mod tls;
 
@@ -21,10 +23,12 @@ pub use config::{CompressionLevels, ServerConfig};
 pub use error::{ApiError, Problem};
 pub use negotiate::AcceptEncoding;
 pub use response::Body;
-pub use service::{QUERY_PATH_HEADER, handle};
+pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
+pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
 
 use crate::store::Store;
 use bytes::Bytes;
+use cache::FlightCache;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -41,6 +45,8 @@ use tokio::sync::Semaphore;
 pub struct AppState {
     pub store: Arc<Store>,
     pub config: ServerConfig,
+    /// Point-read bodies of hot flights; `None` with `--cache off`.
+    pub cache: Option<FlightCache>,
     /// Permits for requests in flight; see `ServerConfig::max_in_flight`.
     in_flight: Arc<Semaphore>,
 }
@@ -48,7 +54,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        Arc::new(Self { store, config, in_flight })
+        let cache = (config.cache_capacity > 0).then(|| FlightCache::new(config.cache_capacity));
+        Arc::new(Self { store, config, cache, in_flight })
     }
 }
 
@@ -88,11 +95,22 @@ pub async fn serve_with(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_connections(listener, &state, tls, shutdown).await;
+    state.store.close().await;
+    Ok(())
+}
+
+/// The accept loop of [`serve_with`] without closing the store: the per-core runtime
+/// runs one per thread over a shared store, and closes it once they all stopped.
+pub async fn serve_connections(
+    listener: TcpListener,
+    state: &Arc<AppState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let shared = state.clone();
     let handler = move |request| handle(shared.clone(), request);
     accept_loop(listener, &state.config, tls, shutdown, handler).await;
-    state.store.close().await;
-    Ok(())
 }
 
 /// The ceiling for load tests: the same listener, connection settings and runtime as

@@ -40,8 +40,21 @@ pub async fn json(
     accept: &AcceptEncoding,
     config: &ServerConfig,
 ) -> Result<Response<Body>, ApiError> {
-    // Cannot fail: every type we serialise is plain data with string keys.
-    let raw = serde_json::to_vec(value).expect("response values serialise");
+    json_bytes(status, serialize(value), accept, config).await
+}
+
+/// `value` as JSON. Cannot fail: every type we serialise is plain data with string keys.
+pub fn serialize(value: &impl serde::Serialize) -> Bytes {
+    serde_json::to_vec(value).expect("response values serialise").into()
+}
+
+/// [`json`] for a body already serialised (the flight cache keeps bodies this way).
+pub async fn json_bytes(
+    status: StatusCode,
+    raw: Bytes,
+    accept: &AcceptEncoding,
+    config: &ServerConfig,
+) -> Result<Response<Body>, ApiError> {
     let encoding = accept
         .choose(raw.len(), config.compression_min_bytes)
         .ok_or_else(|| ApiError::NotAcceptable(accept.to_string()))?;
@@ -49,9 +62,12 @@ pub async fn json(
     let body = if encoding == Encoding::Identity {
         full(raw)
     } else if raw.len() < config.stream_min_bytes {
-        full(compress(encoding, level, &raw).await.map_err(|e| ApiError::Internal(format!("{encoding}: {e}")))?)
+        // Boxed: an encoder's state is kilobytes, and inline it would make every
+        // request's future that large (and hyper moves it with memcpy), compressed or not.
+        let compressed = Box::pin(compress(encoding, level, &raw)).await;
+        full(compressed.map_err(|e| ApiError::Internal(format!("{encoding}: {e}")))?)
     } else {
-        stream(encoding, level, Bytes::from(raw))
+        stream(encoding, level, raw)
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

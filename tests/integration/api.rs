@@ -333,3 +333,68 @@ async fn shutdown_stops_accepting_and_returns() {
     app.shutdown().await;
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
 }
+
+/// With the cache on, a read that starts after a 201 never sees an older version, even
+/// while other readers keep refilling the cache with whatever they last read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_reads_never_return_a_status_older_than_an_acknowledged_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let app = spawn_app(ServerConfig::default()).await;
+    let id = app.ds.all_expected().into_iter().find(|v| !v.status.state.is_terminal()).unwrap().flight.id;
+    let uri = format!("/flights/{id}");
+    let first = get_json(&app, Proto::H1, &uri).await;
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    let again = get_json(&app, Proto::H2c, &uri).await;
+    assert_eq!((again.header("x-cache"), &again.body), (Some("hit"), &first.body));
+    assert_eq!(again.header("etag"), first.header("etag"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = PROTOS
+        .into_iter()
+        .cycle()
+        .take(4)
+        .map(|proto| {
+            let (stop, hits, uri, addr) = (stop.clone(), hits.clone(), uri.clone(), app.addr);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = send(addr, proto, get(&uri).body(Full::default()).unwrap()).await;
+                    assert_eq!(reply.status, StatusCode::OK);
+                    if reply.header("x-cache") == Some("hit") {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut version = first.json()["status"]["version"].as_i64().unwrap();
+    for n in 0..150 {
+        let body = format!(r#"{{"kind":"revised","delay_minutes":{},"reason":"cache-{n}"}}"#, n % 90 + 1);
+        let created = send(app.addr, Proto::H1, post_delay(id.get(), Some(&format!("\"{version}\"")), &body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        version = created.json()["status"]["version"].as_i64().unwrap();
+        let read = get_json(&app, PROTOS[n % 2], &uri).await;
+        assert_eq!(read.json()["status"]["version"].as_i64(), Some(version), "stale read after write {n}");
+        assert_eq!(read.header("etag"), Some(format!("\"{version}\"").as_str()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(hits.load(Ordering::Relaxed) > 0, "the readers never hit the cache; the race was not exercised");
+    app.shutdown().await;
+}
+
+/// `--cache off`: the same bodies, no `x-cache` header, every read reaches the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_off_reads_go_to_the_store() {
+    let app = spawn_app(ServerConfig { cache_capacity: 0, ..ServerConfig::default() }).await;
+    let want = app.ds.store.flight(QueryPath::Raw, FlightId::new(5).unwrap()).await.unwrap();
+    for _ in 0..2 {
+        let reply = get_json(&app, Proto::H1, "/flights/5").await;
+        assert_eq!(reply.header("x-cache"), None);
+        assert_eq!(reply.json(), serde_json::to_value(&want).unwrap());
+    }
+    app.shutdown().await;
+}

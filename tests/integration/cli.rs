@@ -50,6 +50,13 @@ fn bad_inputs_give_one_line_errors() {
         "version conflict",
     );
     assert_fails_with(&q(&["--path", "fast", "flight", "1"]), "fast");
+    let serve =
+        |rest: &[&'static str]| -> Vec<&str> { [&["serve", "--dir", d, "--addr", "127.0.0.1:0"][..], rest].concat() };
+    assert_fails_with(&serve(&["--threads", "2"]), "--runtime per-core only");
+    assert_fails_with(&serve(&["--pin"]), "--runtime per-core only");
+    assert_fails_with(&serve(&["--runtime", "per-core", "--threads", "0"]), "--threads");
+    assert_fails_with(&serve(&["--cache", "maybe"]), "maybe");
+    assert_fails_with(&serve(&["--cache-capacity", "0"]), "--cache-capacity");
     assert_fails_with(&["query", "--dir", "/nonexistent/flightbench", "flight", "1"], "run `flightbench seed` first");
     assert_fails_with(&["seed", "--dir", d, "--flights", "10", "--quiet"], "--force");
     assert_fails_with(&["seed", "--dir", d, "--flights", "0", "--force", "--quiet"], "--flights 0");

@@ -1,7 +1,8 @@
 //! No acknowledged write is lost: a real `flightbench serve` process takes concurrent
 //! `POST /flights/{id}/delays`, is killed with SIGKILL at a random moment, and is
 //! restarted; every request that got a 201 must then be in its flight's event stream
-//! exactly once, and every projection must equal a replay of its events. Three rounds.
+//! exactly once, and every projection must equal a replay of its events. Three rounds,
+//! one of them on the per-core runtime; the cache is on (the default) throughout.
 
 use crate::client::{Proto, get, post_delay, try_send};
 use crate::helpers::{Kind, dataset, spec};
@@ -20,9 +21,9 @@ const WRITERS: usize = 8;
 const FLIGHTS: usize = 48;
 
 /// Starts `flightbench serve` on a free port; returns the child and its address.
-async fn start_server(dir: &Path) -> (tokio::process::Child, SocketAddr) {
+async fn start_server(dir: &Path, runtime: &str) -> (tokio::process::Child, SocketAddr) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--dir"])
+        .args(["serve", "--addr", "127.0.0.1:0", "--runtime", runtime, "--dir"])
         .arg(dir)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -55,7 +56,10 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
 
     for round in 0..3 {
-        let (mut server, addr) = start_server(&dir).await;
+        // Both runtime shapes take the writes; the per-core one on two threads with
+        // SO_REUSEPORT listeners.
+        let runtime = if round == 1 { "per-core" } else { "multi-thread" };
+        let (mut server, addr) = start_server(&dir, runtime).await;
         let mut versions = Vec::new();
         for &id in &flights {
             versions.push(current_version(addr, id).await);
@@ -106,7 +110,7 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
     assert!(total >= 300, "only {total} writes were acknowledged; the test did not exercise the server");
 
     // Restart once more and check every stream through the server.
-    let (_server, addr) = start_server(&dir).await;
+    let (_server, addr) = start_server(&dir, "per-core").await;
     let acknowledged = acknowledged.lock().unwrap().clone();
     for &id in &flights {
         let reply = try_send(addr, Proto::H1, get(&format!("/flights/{id}/events")).body(Full::default()).unwrap())
