@@ -98,10 +98,12 @@ run_h2load() {
         || { cat "$work/h2.out" >&2; exit 1; }
     local rps failed
     rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$work/h2.out")
-    failed=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2/p' "$work/h2.out" | awk '{print $1+$2}')
+    failed=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored, \([0-9]*\) timeout.*/\1 \2 \3/p' "$work/h2.out" | awk '{print $1+$2+$3}')
+    # Non-2xx answers. (Requests still in flight when the duration ends are logged
+    # with status 0 and counted as neither; they are left out of the percentiles.)
     local codes
-    codes=$(awk '$2 != 200' "$work/h2.log" | wc -l)
-    sort -n -k3 "$work/h2.log" | awk -v rps="$rps" -v err="$((failed + codes))" '{v[NR]=$3} END {
+    codes=$(sed -n 's/^status codes: [0-9]* 2xx, \([0-9]*\) 3xx, \([0-9]*\) 4xx, \([0-9]*\) 5xx.*/\1 \2 \3/p' "$work/h2.out" | awk '{print $1+$2+$3}')
+    awk '$2 != 0' "$work/h2.log" | sort -n -k3 | awk -v rps="$rps" -v err="$((failed + codes))" '{v[NR]=$3} END {
         printf "%.0f %.2fms %.2fms %d\n", rps, v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000, err}'
 }
 
@@ -114,6 +116,13 @@ arm() {
     wr=$(awk -v a="$w" -v b="$ceiling_wrk" 'BEGIN {printf "%.2f", a / b}')
     hr=$(awk -v a="$h" -v b="$ceiling_h2" 'BEGIN {printf "%.2f", a / b}')
     rows+=("| $label | $enc | $w | $w50 / $w99 | $wr | $h | $h50 / $h99 | $hr | $((werr + herr)) |")
+    # Errors are never averaged away: show what the tools said.
+    if [ "$((werr + herr))" -gt 0 ]; then
+        echo "errors in $label $enc (wrk $werr, h2load $herr):" >&2
+        grep -E "Socket errors|Non-2xx" "$work/wrk.out" >&2 || true
+        grep -E "^requests:|^status codes" "$work/h2.out" >&2 || true
+        awk '$2 != 200 && $2 != 0' "$work/h2.log" | head -5 >&2
+    fi
 }
 # The cache's hit ratio, from the line `serve` prints when it stops.
 hit_ratio() { sed -n 's/^flight cache: .*(\([0-9.]*% hits\)).*/\1/p' "$work/server.err"; }
