@@ -205,6 +205,30 @@ pub fn findings(groups: &Groups, sizes: &BTreeMap<String, (u64, u64)>) -> Vec<St
         }
     }
     out.extend(compression_findings(groups, sizes));
+    out.extend(http_findings(groups));
+    out
+}
+
+/// `benches/http.rs`: each point-read round trip as a multiple of the fixed-body
+/// ceiling on the same protocol.
+fn http_findings(groups: &Groups) -> Vec<String> {
+    let Some(arms) = groups.get("http/point_read") else { return Vec::new() };
+    let mut out = Vec::new();
+    for proto in ["h1", "h2c"] {
+        let Some(ceiling) = find(arms, &format!("ceiling/{proto}")) else { continue };
+        let others: Vec<String> = ["cache_hit", "store_raw", "store_prepared"]
+            .iter()
+            .filter_map(|name| find(arms, &format!("{name}/{proto}")).map(|a| (name, a)))
+            .map(|(name, a)| format!("{name} {}", ratio(a.mean, ceiling.mean)))
+            .collect();
+        if !others.is_empty() {
+            out.push(format!(
+                "http point read over {proto}, one request at a time: ceiling {}; {} its time.",
+                format_ns(ceiling.mean),
+                others.join(", ")
+            ));
+        }
+    }
     out
 }
 
@@ -410,6 +434,21 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("br on departures_50: level 4 is the cheapest"), "{found:?}");
         assert!(found[0].contains("1150 B vs 1000 B at br_11"), "{found:?}");
+    }
+
+    #[test]
+    fn http_findings_are_ratios_to_the_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, ns) in [("ceiling/h1", 20_000.0), ("cache_hit/h1", 25_000.0), ("store_raw/h1", 40_000.0)] {
+            write(dir.path(), "http/point_read", name, ns);
+        }
+        let found = http_findings(&collect(dir.path()).unwrap());
+        assert_eq!(
+            found,
+            [
+                "http point read over h1, one request at a time: ceiling 20.0 µs; cache_hit 1.25×, store_raw 2.00× its time."
+            ]
+        );
     }
 
     #[test]

@@ -26,11 +26,13 @@
 //! - [`cli`]: the command line: flags → validated config → the layers above.
 
 pub mod bench_report;
+pub mod chart;
 pub mod cli;
 pub mod compression;
 pub mod dataset;
 pub mod domain;
 pub mod http;
+pub mod load;
 pub mod profile;
 pub mod routing;
 pub mod seed;

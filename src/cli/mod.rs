@@ -4,6 +4,7 @@
 
 mod bench_report;
 mod cert;
+mod load;
 mod query;
 mod seed;
 mod serve;
@@ -40,6 +41,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
     Ceiling(serve::CeilingArgs),
+    /// Load-test a server: HTTP/1.1 or HTTP/2, closed or open loop, honest latencies.
+    Load(load::LoadArgs),
     /// Write a self-signed certificate for `serve --tls-cert` (local testing).
     Cert(cert::CertArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
@@ -87,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(args).await,
         Command::Cert(args) => cert::run(args),
+        Command::Load(args) => load::run_load(args).await,
         Command::Ceiling(args) => serve::ceiling(args).await,
     }
 }

@@ -71,9 +71,10 @@ pub struct ServeArgs {
 /// The thread layout, shared by `serve` and `ceiling` so both are measured alike.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
-    /// Thread layout: one multi-thread runtime, or a current-thread runtime per core
-    /// with SO_REUSEPORT listeners (see results/server.md for what each measures).
-    #[arg(long, value_enum, env = "FLIGHTBENCH_RUNTIME", default_value_t = RuntimeShape::MultiThread)]
+    /// Thread layout: a current-thread runtime per core with SO_REUSEPORT listeners
+    /// (the default: results/server.md measures it 1.2–1.5× the multi-thread runtime
+    /// under h2load), or one multi-thread runtime.
+    #[arg(long, value_enum, env = "FLIGHTBENCH_RUNTIME", default_value_t = RuntimeShape::PerCore)]
     pub runtime: RuntimeShape,
     /// Server threads for `--runtime per-core` (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]

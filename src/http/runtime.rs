@@ -6,7 +6,14 @@
 //! work arrives; a current-thread runtime per core never does either: each thread
 //! accepts on its own `SO_REUSEPORT` listener (the kernel spreads connections across
 //! them) and serves those connections to the end. That is how the fastest TechEmpower
-//! Rust entries are built. `results/server.md` measures both; `--runtime` chooses.
+//! Rust entries are built. `results/server.md` measures both; `--runtime` chooses,
+//! and per-core is the default because it measured faster: the ceiling 1.45× and
+//! cached point reads 1.48× the multi-thread runtime under h2load on this machine.
+//!
+//! Per-core's limit: the kernel spreads connections by hash, not by load, so with a
+//! handful of connections one core can idle while the other queues. PostgreSQL
+//! connections stay on the runtime that opened them (the main one), so their I/O
+//! still crosses threads.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -52,11 +52,27 @@ fn bad_inputs_give_one_line_errors() {
     assert_fails_with(&q(&["--path", "fast", "flight", "1"]), "fast");
     let serve =
         |rest: &[&'static str]| -> Vec<&str> { [&["serve", "--dir", d, "--addr", "127.0.0.1:0"][..], rest].concat() };
-    assert_fails_with(&serve(&["--threads", "2"]), "--runtime per-core only");
-    assert_fails_with(&serve(&["--pin"]), "--runtime per-core only");
+    assert_fails_with(&serve(&["--runtime", "multi-thread", "--threads", "2"]), "--runtime per-core only");
+    assert_fails_with(&serve(&["--runtime", "multi-thread", "--pin"]), "--runtime per-core only");
     assert_fails_with(&serve(&["--runtime", "per-core", "--threads", "0"]), "--threads");
     assert_fails_with(&serve(&["--cache", "maybe"]), "maybe");
     assert_fails_with(&serve(&["--cache-capacity", "0"]), "--cache-capacity");
+
+    // Port 9 on loopback: nothing listens there.
+    let load = |rest: &[&'static str]| -> Vec<&str> { [&["load", "--dir", d][..], rest].concat() };
+    let url = ["--url", "http://127.0.0.1:9/", "--duration", "1s"];
+    assert_fails_with(&load(&[&url[..], &["-c", "0"]].concat()), "--connections must be at least 1");
+    assert_fails_with(&load(&[&url[..], &["--loop", "closed", "--rate", "100"]].concat()), "--loop closed");
+    assert_fails_with(&load(&[&url[..], &["--loop", "open"]].concat()), "needs --rate");
+    assert_fails_with(&load(&[&url[..], &["--rate", "0"]].concat()), "--rate");
+    assert_fails_with(&load(&[&url[..], &["-m", "8"]].concat()), "one request in flight");
+    assert_fails_with(&load(&url), "cannot connect to http://127.0.0.1:9/");
+    assert_fails_with(&load(&["--url", "http://127.0.0.1:9/"]), "must be bounded");
+    assert_fails_with(&load(&["--url", "http://10.11.12.13/", "-d", "1s"]), "not a loopback address");
+    assert_fails_with(&load(&["--url", "ftp://127.0.0.1/", "-d", "1s"]), "http:// or https://");
+    assert_fails_with(&load(&["--url", "https://127.0.0.1:9/", "-d", "1s"]), "--ca-cert");
+    assert_fails_with(&load(&["--mix", "read=1,fly=2", "-d", "1s"]), "fly");
+    assert_fails_with(&load(&["--target", "http://127.0.0.1:9/flights", "-d", "1s"]), "use --url");
     assert_fails_with(&["query", "--dir", "/nonexistent/flightbench", "flight", "1"], "run `flightbench seed` first");
     assert_fails_with(&["seed", "--dir", d, "--flights", "10", "--quiet"], "--force");
     assert_fails_with(&["seed", "--dir", d, "--flights", "0", "--force", "--quiet"], "--flights 0");

@@ -9,6 +9,7 @@ mod crash;
 mod e2e;
 mod helpers;
 mod injection;
+mod load;
 mod partitions;
 mod paths;
 mod seeding;

@@ -1,0 +1,231 @@
+//! `flightbench load`: flags → a validated [`LoadConfig`] → the run → summary, JSON and
+//! chart.
+
+use crate::dataset::Manifest;
+use crate::load::conn::{Endpoint, Protocol, tls_config};
+use crate::load::workload::{DatasetShape, Mix, Skew};
+use crate::load::{LoadConfig, LoopModel, Workload, run};
+use crate::store::QueryPath;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoopArg {
+    /// Send the next request as soon as the previous one is answered.
+    Closed,
+    /// Send on a fixed schedule (`--rate`), measuring from each scheduled time.
+    Open,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The server: `http://127.0.0.1:8080` (the API mix) or, with --url, any URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "url")]
+    pub target: String,
+    /// One fixed URL to GET instead of the API mix (any HTTP server).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// HTTP/1.1 or HTTP/2 (h2c with prior knowledge on http://, ALPN h2 on https://).
+    #[arg(long, value_enum, default_value_t = Protocol::H1)]
+    pub protocol: Protocol,
+    /// TCP connections.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: usize,
+    /// Concurrent HTTP/2 streams per connection (HTTP/1.1: 1).
+    #[arg(long, short = 'm', default_value_t = 1)]
+    pub streams_per_connection: usize,
+    /// Load threads, each with its own event loop (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Closed loop (default without --rate) or open loop (default with --rate).
+    #[arg(long = "loop", value_enum)]
+    pub loop_model: Option<LoopArg>,
+    /// Open loop: requests per second across all connections.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured time, e.g. 10s (after the warm-up).
+    #[arg(long, short = 'd', value_parser = super::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many measured requests.
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Warm-up before measuring; its requests are sent but not counted.
+    #[arg(long, default_value = "1s", value_parser = parse_warmup)]
+    pub warmup: Duration,
+    /// A request without a complete answer after this is a timeout error.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    pub timeout: Duration,
+    /// Request mix for the API, as kind=weight: read, events, departures, delays, write.
+    #[arg(long, default_value = "read=80,departures=15,write=5", value_parser = super::parse_with(Mix::parse))]
+    pub mix: Mix,
+    /// Flight and airport draws: uniform, zipf (exponent 1) or a Zipf exponent such as 1.2.
+    #[arg(long, default_value = "uniform", value_parser = super::parse_with(Skew::parse))]
+    pub skew: Skew,
+    /// The seeded dataset the mix draws ids and airports from.
+    #[arg(long, env = "FLIGHTBENCH_DIR", default_value = "shards")]
+    pub dir: PathBuf,
+    /// Accept-Encoding sent with every request (e.g. br, gzip, identity).
+    #[arg(long)]
+    pub accept_encoding: Option<String>,
+    /// x-query-path sent with every request (prepared, adhoc, orm, raw).
+    #[arg(long, value_enum)]
+    pub query_path: Option<QueryPath>,
+    /// Extra request header, `name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// PEM certificate to trust for https:// targets (e.g. from `flightbench cert`).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Write every figure as JSON (schema: src/load/report.schema.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an SVG chart: latency by percentile and throughput over time.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    /// Random seed for the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_warmup(text: &str) -> Result<Duration, String> {
+    if text == "0" || text == "0s" { Ok(Duration::ZERO) } else { super::parse_duration(text) }
+}
+
+/// Resolves `host:port` and checks it is loopback unless allowed otherwise.
+async fn resolve(uri: &http::Uri, allow_remote: bool) -> anyhow::Result<(SocketAddr, String, bool)> {
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => bail!("{uri} must start with http:// or https://"),
+    };
+    let host = uri.host().with_context(|| format!("{uri} has no host"))?.trim_matches(['[', ']']).to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    let addr = *addrs.first().with_context(|| format!("{host} resolves to no address"))?;
+    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        bail!(
+            "{host} ({}) is not a loopback address; load tests target 127.0.0.1 unless you pass --allow-remote",
+            addr.ip()
+        );
+    }
+    Ok((addr, host, tls))
+}
+
+impl LoadArgs {
+    async fn config(&self) -> anyhow::Result<LoadConfig> {
+        let loop_model = match (self.loop_model, self.rate) {
+            (Some(LoopArg::Closed), Some(_)) => {
+                bail!("--rate sets an open-loop schedule; it cannot be used with --loop closed")
+            }
+            (Some(LoopArg::Open), None) => bail!("--loop open needs --rate (requests per second)"),
+            (_, Some(rate)) => LoopModel::Open { rate },
+            (_, None) => LoopModel::Closed,
+        };
+        let text = self.url.as_deref().unwrap_or(&self.target);
+        let uri: http::Uri = text.parse().with_context(|| format!("{text:?} is not a URL"))?;
+        let (addr, host, tls) = resolve(&uri, self.allow_remote).await?;
+        let tls = match (tls, &self.ca_cert) {
+            (false, Some(_)) => bail!("--ca-cert is for https:// targets"),
+            (false, None) => None,
+            (true, None) => {
+                bail!("https:// targets need --ca-cert (for example the certificate `flightbench cert` wrote)")
+            }
+            (true, Some(path)) => {
+                let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Some(tls_config(&pem, self.protocol).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+            }
+        };
+        let workload = match &self.url {
+            Some(_) => Workload::Url { path: uri.path_and_query().map_or("/".into(), |p| p.to_string()) },
+            None => {
+                if uri.path() != "/" {
+                    bail!("--target is a server address such as http://127.0.0.1:8080; use --url for a fixed URL");
+                }
+                let manifest = Manifest::load(&self.dir).map_err(|e| {
+                    anyhow::anyhow!("{e}; the API mix draws ids from the seeded dataset (or use --url)")
+                })?;
+                Workload::Mix { mix: self.mix.clone(), shape: DatasetShape::from_manifest(&manifest), skew: self.skew }
+            }
+        };
+        let mut headers = Vec::new();
+        if let Some(encoding) = &self.accept_encoding {
+            headers
+                .push((http::header::ACCEPT_ENCODING, HeaderValue::from_str(encoding).context("--accept-encoding")?));
+        }
+        if let Some(path) = self.query_path {
+            headers.push((HeaderName::from_static("x-query-path"), HeaderValue::from_static(path.as_str())));
+        }
+        for header in &self.headers {
+            let (name, value) =
+                header.split_once(':').with_context(|| format!("--header {header:?} is not name: value"))?;
+            let name =
+                HeaderName::from_bytes(name.trim().as_bytes()).with_context(|| format!("--header {header:?}"))?;
+            let value = HeaderValue::from_str(value.trim()).with_context(|| format!("--header {header:?}"))?;
+            headers.push((name, value));
+        }
+        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let config = LoadConfig {
+            endpoint: Endpoint { addr, host, protocol: self.protocol, tls },
+            target: text.to_owned(),
+            workload,
+            loop_model,
+            connections: self.connections,
+            streams_per_connection: self.streams_per_connection,
+            threads,
+            warmup: self.warmup,
+            duration: self.duration,
+            requests: self.requests,
+            timeout: self.timeout,
+            headers,
+            seed: self.seed,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let config = args.config().await?;
+    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    let total = config.duration.map(|d| config.warmup + d);
+    let report = tokio::task::spawn_blocking(move || {
+        run(&config, |done, since| {
+            let phase = if since < 0.0 { format!("warm-up, {:.1} s left", -since) } else { format!("{since:.1} s") };
+            let rate = if since > 0.5 { format!(", {:.0} req/s", done as f64 / since) } else { String::new() };
+            let of = total.map_or(String::new(), |t| format!(" of {:.0} s", t.as_secs_f64()));
+            bar.set_message(format!("{phase}{of}: {done} responses{rate}"));
+            bar.tick();
+        })
+        .inspect(|_| bar.finish_and_clear())
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, report.chart()).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(warning) = report.rate_warning() {
+        // Loud: the summary has it too, but a script may only watch stderr.
+        eprintln!("{warning}");
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Connections the load generator holds: hyper's low-level client connections, so the
+//! tool decides exactly how many TCP connections and HTTP/2 streams exist. No pool,
+//! no retries, no redirects: a failure is counted, never hidden.
+
+use super::recorder::ErrorKind;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// HTTP version spoken on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1 with keep-alive: one request in flight per connection.
+    #[value(name = "h1")]
+    #[serde(rename = "h1")]
+    H1,
+    /// HTTP/2: cleartext with prior knowledge (h2c) for http://, ALPN h2 for https://.
+    #[value(name = "h2")]
+    #[serde(rename = "h2")]
+    H2,
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// Host header / TLS server name.
+    pub host: String,
+    pub protocol: Protocol,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A sender for one connection; an HTTP/2 sender is cloned once per stream.
+pub enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// A TLS client trusting the PEM certificates in `ca_pem`, offering `protocol` by ALPN.
+pub fn tls_config(ca_pem: &[u8], protocol: Protocol) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+        roots.add(cert).map_err(|e| format!("unusable certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate found in the PEM file".into());
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![match protocol {
+        Protocol::H1 => b"http/1.1".to_vec(),
+        Protocol::H2 => b"h2".to_vec(),
+    }];
+    Ok(Arc::new(config))
+}
+
+/// Opens one connection and spawns its driver task on the current runtime.
+pub async fn connect(endpoint: &Endpoint) -> Result<Sender, (ErrorKind, String)> {
+    let connect_err = |e: &dyn std::fmt::Display| (ErrorKind::Connect, format!("{}: {e}", endpoint.addr));
+    let tcp = TcpStream::connect(endpoint.addr).await.map_err(|e| connect_err(&e))?;
+    tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
+    match &endpoint.tls {
+        None => handshake(TokioIo::new(tcp), endpoint.protocol).await,
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| connect_err(&e))?;
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| connect_err(&e))?;
+            handshake(TokioIo::new(tls), endpoint.protocol).await
+        }
+    }
+}
+
+async fn handshake<I>(io: I, protocol: Protocol) -> Result<Sender, (ErrorKind, String)>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let failed = |e: hyper::Error| (ErrorKind::Connect, format!("handshake: {e}"));
+    match protocol {
+        Protocol::H1 => {
+            let (sender, conn) = http1::handshake(io).await.map_err(failed)?;
+            tokio::spawn(conn);
+            Ok(Sender::H1(sender))
+        }
+        Protocol::H2 => {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(1 << 24)
+                .handshake(io)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(conn);
+            Ok(Sender::H2(sender))
+        }
+    }
+}
+
+/// A response as the recorder needs it.
+pub struct Answer {
+    pub status: u16,
+    pub content_encoding: Option<String>,
+    pub etag: Option<String>,
+    pub body: Bytes,
+}
+
+impl Sender {
+    /// Another sender on the same connection: HTTP/2 only (a stream per sender).
+    pub fn another_stream(&self) -> Option<Sender> {
+        match self {
+            Sender::H1(_) => None,
+            Sender::H2(sender) => Some(Sender::H2(sender.clone())),
+        }
+    }
+
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, ErrorKind> {
+        use http_body_util::BodyExt;
+        let response = match self {
+            Sender::H1(sender) => {
+                sender.ready().await.map_err(|e| classify(&e))?;
+                sender.send_request(request).await
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.map_err(|e| classify(&e))?;
+                sender.send_request(request).await
+            }
+        }
+        .map_err(|e| classify(&e))?;
+        let (parts, body) = response.into_parts();
+        let header =
+            |name: http::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_encoding = header(http::header::CONTENT_ENCODING);
+        let etag = header(http::header::ETAG);
+        let body = body.collect().await.map_err(|e| classify(&e))?.to_bytes();
+        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(sender) => sender.is_closed(),
+            Sender::H2(sender) => sender.is_closed(),
+        }
+    }
+}
+
+fn classify(error: &hyper::Error) -> ErrorKind {
+    use std::error::Error;
+    if error.is_timeout() {
+        return ErrorKind::Timeout;
+    }
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return ErrorKind::Reset;
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            if matches!(io.kind(), Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof) {
+                return ErrorKind::Reset;
+            }
+        }
+        source = cause.source();
+    }
+    ErrorKind::Protocol
+}

@@ -1,0 +1,329 @@
+//! What the load generator asks for: a weighted mix of the API's requests, with flight
+//! ids and airports drawn from the seeded dataset's manifest (uniformly or with the
+//! dataset's own Zipf popularity), or one fixed URL for any HTTP server.
+
+use crate::dataset::{Manifest, Popularity};
+use crate::domain::FlightId;
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The kinds of request a mix can contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// `GET /flights/{id}`
+    Read,
+    /// `GET /flights/{id}/events`
+    Events,
+    /// `GET /airports/{code}/departures` (2-hour window, limit 50)
+    Departures,
+    /// `GET /airports/{code}/delays` (one day)
+    Delays,
+    /// `POST /flights/{id}/delays`
+    Write,
+    /// `--url` mode: one fixed request.
+    Url,
+}
+
+impl RequestKind {
+    pub const MIXABLE: [RequestKind; 5] =
+        [RequestKind::Read, RequestKind::Events, RequestKind::Departures, RequestKind::Delays, RequestKind::Write];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Read => "read",
+            RequestKind::Events => "events",
+            RequestKind::Departures => "departures",
+            RequestKind::Delays => "delays",
+            RequestKind::Write => "write",
+            RequestKind::Url => "url",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `read=80,departures=15,write=5`: relative weights (they need not sum to 100).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mix(Vec<(RequestKind, u32)>);
+
+impl Mix {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut weights: Vec<(RequestKind, u32)> = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').ok_or_else(|| format!("{part:?} is not kind=weight"))?;
+            let kind = RequestKind::MIXABLE
+                .into_iter()
+                .find(|k| k.as_str() == name.trim())
+                .ok_or_else(|| format!("unknown request kind {name:?} (read, events, departures, delays or write)"))?;
+            let weight: u32 = weight.trim().parse().map_err(|_| format!("weight {weight:?} is not a whole number"))?;
+            if weights.iter().any(|(k, _)| *k == kind) {
+                return Err(format!("{kind} is given more than once"));
+            }
+            if weight > 0 {
+                weights.push((kind, weight));
+            }
+        }
+        if weights.is_empty() {
+            return Err(format!("mix {text:?} has no request kind with a weight above 0"));
+        }
+        Ok(Self(weights))
+    }
+
+    pub fn weights(&self) -> &[(RequestKind, u32)] {
+        &self.0
+    }
+
+    fn total(&self) -> u32 {
+        self.0.iter().map(|(_, w)| w).sum()
+    }
+
+    fn pick(&self, rng: &mut impl Rng) -> RequestKind {
+        let mut ticket = rng.random_range(0..self.total());
+        for &(kind, weight) in &self.0 {
+            if ticket < weight {
+                return kind;
+            }
+            ticket -= weight;
+        }
+        self.0[self.0.len() - 1].0
+    }
+}
+
+/// How flight ids (and airports) are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Skew {
+    Uniform,
+    /// Zipf over the dataset's popularity ranks with this exponent.
+    Zipf {
+        exponent: f64,
+    },
+}
+
+impl Skew {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "uniform" | "0" => Ok(Skew::Uniform),
+            "zipf" => Ok(Skew::Zipf { exponent: 1.0 }),
+            other => {
+                let exponent = other
+                    .strip_prefix("zipf:")
+                    .unwrap_or(other)
+                    .parse::<f64>()
+                    .map_err(|_| format!("skew {text:?} is not uniform, zipf or an exponent such as 1.1"))?;
+                if !(exponent > 0.0 && exponent <= 10.0) {
+                    return Err(format!("skew exponent {exponent} is outside (0, 10]"));
+                }
+                Ok(Skew::Zipf { exponent })
+            }
+        }
+    }
+}
+
+/// One request to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub kind: RequestKind,
+    pub method: http::Method,
+    /// Path and query.
+    pub path: String,
+    /// For writes: the flight, the version sent in `If-Match`, the JSON body.
+    pub write: Option<(FlightId, i64, String)>,
+}
+
+/// What the mix draws from: the dataset's shape, read from its manifest.
+#[derive(Debug, Clone)]
+pub struct DatasetShape {
+    pub flights: u64,
+    pub popularity: Popularity,
+    /// Busiest first.
+    pub airports: Vec<String>,
+    pub start_unix: i64,
+    pub days: u32,
+}
+
+impl DatasetShape {
+    pub fn from_manifest(manifest: &Manifest) -> Self {
+        Self {
+            flights: manifest.counts.flights,
+            popularity: manifest.popularity,
+            airports: manifest.airports.clone(),
+            start_unix: manifest.dataset.start.unix(),
+            days: manifest.dataset.days,
+        }
+    }
+}
+
+/// Draws requests. One per load thread (no sharing, no locks); each keeps the flight
+/// versions it has learned so its writes carry a valid `If-Match`.
+pub struct Planner {
+    mix: Mix,
+    shape: DatasetShape,
+    flight_zipf: Option<Zipf<f64>>,
+    airport_zipf: Option<Zipf<f64>>,
+    versions: HashMap<FlightId, i64>,
+    writes: u64,
+}
+
+impl Planner {
+    pub fn new(mix: Mix, shape: DatasetShape, skew: Skew) -> Result<Self, String> {
+        if shape.flights == 0 || shape.airports.is_empty() {
+            return Err("the dataset has no flights or airports".into());
+        }
+        let (flight_zipf, airport_zipf) = match skew {
+            Skew::Uniform => (None, None),
+            Skew::Zipf { exponent } => (
+                Some(Zipf::new(shape.flights as f64, exponent).map_err(|e| e.to_string())?),
+                Some(Zipf::new(shape.airports.len() as f64, exponent).map_err(|e| e.to_string())?),
+            ),
+        };
+        Ok(Self { mix, shape, flight_zipf, airport_zipf, versions: HashMap::new(), writes: 0 })
+    }
+
+    fn flight(&self, rng: &mut impl Rng) -> FlightId {
+        let rank = match &self.flight_zipf {
+            // Zipf samples are 1-based ranks.
+            Some(zipf) => zipf.sample(rng) as u64 - 1,
+            None => rng.random_range(0..self.shape.flights),
+        };
+        self.shape.popularity.flight_at_rank(rank, self.shape.flights)
+    }
+
+    fn airport(&self, rng: &mut impl Rng) -> &str {
+        let index = match &self.airport_zipf {
+            Some(zipf) => zipf.sample(rng) as usize - 1,
+            None => rng.random_range(0..self.shape.airports.len()),
+        };
+        &self.shape.airports[index.min(self.shape.airports.len() - 1)]
+    }
+
+    /// A window of `hours` starting on a random hour of the schedule.
+    fn window(&self, rng: &mut impl Rng, hours: i64) -> (String, String) {
+        let span_hours = (i64::from(self.shape.days) * 24 - hours).max(1);
+        let from = self.shape.start_unix + rng.random_range(0..span_hours) * 3_600;
+        let fmt = |t: i64| crate::domain::UtcTime::from_unix(t).map(|t| t.to_string()).unwrap_or_default();
+        (fmt(from), fmt(from + hours * 3_600))
+    }
+
+    pub fn next(&mut self, rng: &mut impl Rng) -> Planned {
+        let kind = self.mix.pick(rng);
+        let get = |path: String| Planned { kind, method: http::Method::GET, path, write: None };
+        match kind {
+            RequestKind::Read => get(format!("/flights/{}", self.flight(rng))),
+            RequestKind::Events => get(format!("/flights/{}/events", self.flight(rng))),
+            RequestKind::Departures => {
+                let (from, to) = self.window(rng, 2);
+                get(format!("/airports/{}/departures?from={from}&to={to}&limit=50", self.airport(rng)))
+            }
+            RequestKind::Delays => {
+                let (from, to) = self.window(rng, 24);
+                get(format!("/airports/{}/delays?from={from}&to={to}", self.airport(rng)))
+            }
+            RequestKind::Write => {
+                let id = self.flight(rng);
+                // Unknown flights start at 0: the 409 that may earn tells us the version.
+                let version = self.versions.get(&id).copied().unwrap_or(0);
+                self.writes += 1;
+                let body = format!(
+                    r#"{{"kind":"revised","delay_minutes":{},"reason":"load {}"}}"#,
+                    rng.random_range(1..=180),
+                    self.writes
+                );
+                Planned {
+                    kind,
+                    method: http::Method::POST,
+                    path: format!("/flights/{id}/delays"),
+                    write: Some((id, version, body)),
+                }
+            }
+            RequestKind::Url => get(String::new()),
+        }
+    }
+
+    /// Learns a flight's version from a 201 (`ETag`) or a 409 (`current_version`).
+    pub fn learn(&mut self, flight: FlightId, version: i64) {
+        self.versions.insert(flight, version);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn shape() -> DatasetShape {
+        DatasetShape {
+            flights: 1_000,
+            popularity: Popularity {
+                airport_exponent_centi: 110,
+                flight_exponent_centi: 100,
+                multiplier: 7,
+                offset: 3,
+            },
+            airports: vec!["ATL".into(), "DXB".into(), "LHR".into()],
+            start_unix: 1_796_083_200,
+            days: 10,
+        }
+    }
+
+    #[test]
+    fn mixes_parse_and_reject_nonsense() {
+        let mix = Mix::parse("read=80, departures=15,write=5").unwrap();
+        assert_eq!(mix.total(), 100);
+        for bad in ["", "read", "read=x", "fly=3", "read=1,read=2", "read=0"] {
+            assert!(Mix::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Skew::parse("zipf").unwrap(), Skew::Zipf { exponent: 1.0 });
+        assert_eq!(Skew::parse("1.2").unwrap(), Skew::Zipf { exponent: 1.2 });
+        assert_eq!(Skew::parse("uniform").unwrap(), Skew::Uniform);
+        assert!(Skew::parse("-1").is_err() && Skew::parse("steep").is_err());
+    }
+
+    #[test]
+    fn draws_follow_the_mix_and_stay_in_the_dataset() {
+        let mut planner =
+            Planner::new(Mix::parse("read=80,departures=15,write=5").unwrap(), shape(), Skew::Uniform).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut counts: HashMap<RequestKind, u32> = HashMap::new();
+        for _ in 0..20_000 {
+            let p = planner.next(&mut rng);
+            *counts.entry(p.kind).or_default() += 1;
+            if p.kind == RequestKind::Read {
+                let id: i64 = p.path.trim_start_matches("/flights/").parse().unwrap();
+                assert!((1..=1_000).contains(&id));
+            }
+            if p.kind == RequestKind::Departures {
+                assert!(p.path.contains("from=2026-12-") && p.path.ends_with("&limit=50"), "{}", p.path);
+            }
+        }
+        let share = |k| f64::from(counts[&k]) / 20_000.0;
+        assert!((share(RequestKind::Read) - 0.80).abs() < 0.02);
+        assert!((share(RequestKind::Departures) - 0.15).abs() < 0.02);
+        assert!((share(RequestKind::Write) - 0.05).abs() < 0.01);
+    }
+
+    #[test]
+    fn zipf_concentrates_on_the_dataset_hot_flights_and_writes_use_learned_versions() {
+        let mut planner = Planner::new(Mix::parse("write=1").unwrap(), shape(), Skew::Zipf { exponent: 1.0 }).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let hottest = shape().popularity.flight_at_rank(0, 1_000);
+        let mut hot = 0;
+        for _ in 0..5_000 {
+            let Planned { write: Some((id, version, _)), .. } = planner.next(&mut rng) else { panic!("not a write") };
+            if id == hottest {
+                assert!(version == 0 || version == 41);
+                hot += 1;
+                planner.learn(id, 41);
+            }
+        }
+        // Zipf(1) over 1,000 ranks gives rank 0 about 13% of draws; uniform, 0.1%.
+        assert!(hot > 400, "hottest flight drawn {hot} times in 5,000");
+    }
+}

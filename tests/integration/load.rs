@@ -1,0 +1,214 @@
+//! The load generator against an in-process test server that counts what it gets and
+//! can stall: exact counts in closed loop, coordinated-omission correction in open
+//! loop, the achieved rate, mix proportions, the JSON report against its schema.
+
+use bytes::Bytes;
+use flightbench::dataset::Popularity;
+use flightbench::load::conn::{Endpoint, Protocol};
+use flightbench::load::report::LoadReport;
+use flightbench::load::workload::{DatasetShape, Mix, RequestKind, Skew};
+use flightbench::load::{LoadConfig, LoopModel, Workload, run};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// A server that answers every request at once, except during its stall window.
+#[derive(Clone, Default)]
+struct TestServer {
+    count: Arc<AtomicU64>,
+    requests: Arc<Mutex<Vec<(Method, String)>>>,
+    stall: Arc<Mutex<Option<(Instant, Instant)>>>,
+}
+
+impl TestServer {
+    async fn start(&self) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let server = server.clone();
+                        async move { Ok::<_, std::convert::Infallible>(server.answer(request).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.requests.lock().unwrap().push((request.method().clone(), request.uri().path().to_owned()));
+        let stall = *self.stall.lock().unwrap();
+        if let Some((from, until)) = stall {
+            let now = Instant::now();
+            if now >= from && now < until {
+                tokio::time::sleep_until(until.into()).await;
+            }
+        }
+        let status = if request.method() == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
+        Response::builder().status(status).header("etag", "\"1\"").body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+    }
+}
+
+fn config(addr: SocketAddr, workload: Workload, loop_model: LoopModel) -> LoadConfig {
+    LoadConfig {
+        endpoint: Endpoint { addr, host: "127.0.0.1".into(), protocol: Protocol::H1, tls: None },
+        target: format!("http://{addr}"),
+        workload,
+        loop_model,
+        connections: 8,
+        streams_per_connection: 1,
+        threads: 2,
+        warmup: Duration::ZERO,
+        duration: None,
+        requests: None,
+        timeout: Duration::from_secs(5),
+        headers: Vec::new(),
+        seed: 7,
+    }
+}
+
+fn url() -> Workload {
+    Workload::Url { path: "/ping".into() }
+}
+
+async fn run_blocking(config: LoadConfig) -> LoadReport {
+    tokio::task::spawn_blocking(move || run(&config, |_, _| {})).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_counts_match_the_server_exactly() {
+    for protocol in [Protocol::H1, Protocol::H2] {
+        let server = TestServer::default();
+        let addr = server.start().await;
+        let mut c = config(addr, url(), LoopModel::Closed);
+        c.endpoint.protocol = protocol;
+        c.streams_per_connection = if protocol == Protocol::H2 { 4 } else { 1 };
+        c.requests = Some(3_000);
+        let report = run_blocking(c).await;
+        assert_eq!(report.responses, 3_000, "{protocol:?}");
+        assert_eq!(report.status_counts.get(&200), Some(&3_000));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        // The probe connection sends nothing, so the server saw exactly the requests.
+        assert_eq!(server.count.load(Ordering::SeqCst), 3_000, "{protocol:?}");
+        assert_eq!(report.latency.count, 3_000);
+    }
+}
+
+/// A server that stalls for 1 s once: the corrected p99 shows it, the uncorrected
+/// one (what a closed-loop tool would report) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_latency_counts_a_stall_from_the_schedule() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let mut c = config(addr, url(), LoopModel::Open { rate: 400.0 });
+    c.duration = Some(Duration::from_secs(4));
+    let start = Instant::now() + Duration::from_millis(1_500);
+    *server.stall.lock().unwrap() = Some((start, start + Duration::from_secs(1)));
+    let report = run_blocking(c).await;
+    let corrected = report.latency;
+    let uncorrected = report.uncorrected_latency.expect("open loop records both");
+    // About a quarter of the requests were scheduled inside the stall, delayed by
+    // 0–1 s: the 99th percentile lands near 1 s.
+    assert!(corrected.p99_ms > 800.0 && corrected.p99_ms < 1_300.0, "corrected p99 {corrected:?}");
+    // Only the 8 requests in flight when it began waited from their actual send.
+    assert!(uncorrected.p99_ms < 200.0, "uncorrected p99 {uncorrected:?}");
+    assert!(uncorrected.max_ms > 800.0, "the stalled requests themselves: {uncorrected:?}");
+    assert!(report.errors.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_keeps_its_rate_when_the_server_keeps_up() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let mut c = config(addr, url(), LoopModel::Open { rate: 500.0 });
+    c.duration = Some(Duration::from_secs(3));
+    c.warmup = Duration::from_millis(500);
+    let report = run_blocking(c).await;
+    let off = (report.achieved_rate - 500.0).abs() / 500.0;
+    assert!(off < 0.02, "achieved {} req/s of 500 over {} s", report.achieved_rate, report.elapsed_s);
+    assert_eq!(report.rate_kept, Some(true));
+    assert!(report.rate_warning().is_none());
+    // The warm-up's requests reached the server but are not counted.
+    assert!(server.count.load(Ordering::SeqCst) > report.responses);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_hits_the_right_endpoints_in_the_right_proportions() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let shape = DatasetShape {
+        flights: 5_000,
+        popularity: Popularity { airport_exponent_centi: 110, flight_exponent_centi: 100, multiplier: 7, offset: 11 },
+        airports: vec!["ATL".into(), "DXB".into(), "LHR".into()],
+        start_unix: 1_796_083_200,
+        days: 30,
+    };
+    let mix = Mix::parse("read=60,departures=25,delays=5,write=10").unwrap();
+    let mut c = config(addr, Workload::Mix { mix, shape, skew: Skew::Zipf { exponent: 1.1 } }, LoopModel::Closed);
+    c.requests = Some(4_000);
+    let report = run_blocking(c).await;
+    let requests = server.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 4_000);
+    let share = |f: &dyn Fn(&(Method, String)) -> bool| requests.iter().filter(|r| f(r)).count() as f64 / 4_000.0;
+    let reads = share(&|(m, p)| m == Method::GET && p.starts_with("/flights/") && !p.ends_with("/events"));
+    let departures = share(&|(_, p)| p.ends_with("/departures"));
+    let delays = share(&|(m, p)| m == Method::GET && p.ends_with("/delays"));
+    let writes = share(&|(m, p)| m == Method::POST && p.ends_with("/delays"));
+    for (name, got, want) in
+        [("read", reads, 0.60), ("departures", departures, 0.25), ("delays", delays, 0.05), ("write", writes, 0.10)]
+    {
+        assert!((got - want).abs() < 0.03, "{name}: {got:.3} of requests, want {want}");
+    }
+    let kinds: Vec<RequestKind> = report.latency_by_kind.keys().copied().collect();
+    assert_eq!(kinds, [RequestKind::Read, RequestKind::Departures, RequestKind::Delays, RequestKind::Write]);
+}
+
+/// `flightbench load --json`: the document validates against the published schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_report_matches_its_schema() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let chart = dir.path().join("load.svg");
+    for extra in [&["--requests", "500"][..], &["--rate", "300", "--duration", "1s", "--protocol", "h2", "-m", "2"]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+            .args(["load", "--url", &format!("http://{addr}/ping"), "-c", "2", "--warmup", "0", "--quiet", "--json"])
+            .arg(&json)
+            .arg("--chart")
+            .arg(&chart)
+            .args(extra)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("responses in") && stdout.contains("p99"), "{stdout}");
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../src/load/report.schema.json")).unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&document).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{extra:?}: {errors:#?}");
+        assert_eq!(document["schema_version"], 1);
+        let svg = std::fs::read_to_string(&chart).unwrap();
+        assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2, "{svg}");
+    }
+}
