@@ -81,7 +81,7 @@ rows=()
 run_wrk() {
     local list=$1 enc=$2
     wrk -t2 -c64 -d"${RUN}s" --latency -H "accept-encoding: $enc" -s "$work/list.lua" "$base" -- "$list" >"$work/wrk.out" 2>&1 \
-        || { cat "$work/wrk.out" >&2; exit 1; }
+        || { cat "$work/wrk.out" >&2; echo "server stderr:" >&2; cat "$work/server.err" >&2; exit 1; }
     awk -v out="$work/wrk.out" '
         /Requests\/sec/ {rps=$2}
         /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
@@ -97,7 +97,7 @@ run_h2load() {
     # h2load takes scheme, host and port from the first URI of the list only.
     { printf '%s%s\n' "$base" "$(head -n 1 "$list")"; tail -n +2 "$list"; } >"$work/h2list.txt"
     h2load -c16 -m16 -D "$RUN" --warm-up-time=1 -H "accept-encoding: $enc" -i "$work/h2list.txt" --log-file="$work/h2.log" >"$work/h2.out" 2>&1 \
-        || { cat "$work/h2.out" >&2; exit 1; }
+        || { cat "$work/h2.out" >&2; echo "server stderr:" >&2; cat "$work/server.err" >&2; exit 1; }
     local rps failed
     rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$work/h2.out")
     failed=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored, \([0-9]*\) timeout.*/\1 \2 \3/p' "$work/h2.out" | awk '{print $1+$2+$3}')
