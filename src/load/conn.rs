@@ -110,9 +110,12 @@ where
 /// A response as the recorder needs it.
 pub struct Answer {
     pub status: u16,
-    pub content_encoding: Option<String>,
-    pub etag: Option<String>,
-    pub body: Bytes,
+    pub content_encoding: Option<http::HeaderValue>,
+    pub etag: Option<http::HeaderValue>,
+    /// Body bytes as received.
+    pub body_len: u64,
+    /// The body itself, kept only when asked for or when it must be decoded.
+    pub body: Option<Bytes>,
 }
 
 impl Sender {
@@ -124,7 +127,10 @@ impl Sender {
         }
     }
 
-    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, ErrorKind> {
+    /// Sends `request` and reads the whole response. The body is counted frame by
+    /// frame and kept only if `keep_body` or it is encoded: most responses are only
+    /// counted, which saves a buffer per request.
+    pub async fn send(&mut self, request: Request<Full<Bytes>>, keep_body: bool) -> Result<Answer, ErrorKind> {
         use http_body_util::BodyExt;
         let response = match self {
             Sender::H1(sender) => {
@@ -137,13 +143,23 @@ impl Sender {
             }
         }
         .map_err(|e| classify(&e))?;
-        let (parts, body) = response.into_parts();
-        let header =
-            |name: http::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let content_encoding = header(http::header::CONTENT_ENCODING);
-        let etag = header(http::header::ETAG);
-        let body = body.collect().await.map_err(|e| classify(&e))?.to_bytes();
-        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body })
+        let (mut parts, mut body) = response.into_parts();
+        let content_encoding = parts.headers.remove(http::header::CONTENT_ENCODING);
+        let etag = parts.headers.remove(http::header::ETAG);
+        let keep = keep_body || content_encoding.is_some();
+        let mut kept = bytes::BytesMut::new();
+        let mut body_len = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| classify(&e))?;
+            if let Some(data) = frame.data_ref() {
+                body_len += data.len() as u64;
+                if keep {
+                    kept.extend_from_slice(data);
+                }
+            }
+        }
+        let body = keep.then(|| kept.freeze());
+        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body_len, body })
     }
 
     pub fn is_closed(&self) -> bool {

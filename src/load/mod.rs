@@ -244,6 +244,7 @@ fn run_thread(t: usize, config: &LoadConfig, control: &Arc<Control>) -> Result<(
             LoopModel::Open { rate } => Some(Duration::from_secs_f64(config.slots() as f64 / (rate * slots as f64))),
         },
         last: Cell::new(control.start),
+        template: RequestTemplate::new(config)?,
     });
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
@@ -285,6 +286,7 @@ struct ThreadState {
     next_slot: Cell<u64>,
     interval: Option<Duration>,
     last: Cell<Instant>,
+    template: RequestTemplate,
 }
 
 /// Opens a connection, counting failures, until it works or the run is over.
@@ -305,6 +307,8 @@ async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Op
 
 async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sender: Sender) {
     let mut sender = Some(sender);
+    let deadline = tokio::time::sleep(config.timeout);
+    tokio::pin!(deadline);
     loop {
         // When this request is due: now (closed loop) or its schedule slot (open).
         let intended = match state.interval {
@@ -335,11 +339,19 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
         };
         sender = Some(current);
         let planned = next_request(config, state);
-        let request = build_request(config, &planned);
+        let request = state.template.request(&planned);
         let sent = Instant::now();
-        let outcome = tokio::time::timeout(config.timeout, sender.as_mut().expect("set above").send(request)).await;
+        // Writes keep their body: a 409 names the current version.
+        let keep_body = planned.write.is_some();
+        // One timer per worker, moved forward per request: cheaper than a new
+        // `timeout` (a timer wheel insert and remove) on every request.
+        deadline.as_mut().reset(tokio::time::Instant::from_std(sent + config.timeout));
+        let outcome = tokio::select! {
+            biased;
+            outcome = sender.as_mut().expect("set above").send(request, keep_body) => outcome,
+            () = &mut deadline => Err(ErrorKind::Timeout),
+        };
         let done = Instant::now();
-        let outcome = outcome.unwrap_or(Err(ErrorKind::Timeout));
         if let Err(ErrorKind::Timeout | ErrorKind::Reset | ErrorKind::Protocol) = &outcome
             && sender.as_ref().is_some_and(|s| matches!(s, Sender::H1(_)) || s.is_closed())
         {
@@ -366,7 +378,7 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
                 recorder.uncorrected(planned.kind, done - sent);
                 recorder.lag(sent.saturating_duration_since(intended));
             }
-            recorder.wire_bytes += answer.body.len() as u64;
+            recorder.wire_bytes += answer.body_len;
             recorder.decoded_bytes += decoded;
             if planned.write.is_some() {
                 match answer.status {
@@ -396,59 +408,82 @@ fn next_request(config: &LoadConfig, state: &ThreadState) -> Planned {
     }
 }
 
-fn build_request(config: &LoadConfig, planned: &Planned) -> Request<Full<Bytes>> {
-    let endpoint = &config.endpoint;
-    // HTTP/2 needs :scheme and :authority, which hyper takes from an absolute URI.
-    let uri = match endpoint.protocol {
-        Protocol::H1 => planned.path.clone(),
-        Protocol::H2 => {
-            let scheme = if endpoint.tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{}{}", authority(endpoint), planned.path)
-        }
-    };
-    let mut builder = Request::builder().method(planned.method.clone()).uri(uri);
-    if endpoint.protocol == Protocol::H1 {
-        builder = builder.header(http::header::HOST, authority(endpoint));
-    }
-    for (name, value) in &config.headers {
-        builder = builder.header(name, value);
-    }
-    let body = match &planned.write {
-        None => Bytes::new(),
-        Some((_, version, body)) => {
-            builder = builder
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .header(http::header::IF_MATCH, format!("\"{version}\""));
-            Bytes::from(body.clone())
-        }
-    };
-    // Cannot fail: the path comes from the planner or a URI that already parsed.
-    builder.body(Full::new(body)).expect("valid request")
+/// What every request of a run shares, built once per thread: the URI prefix HTTP/2
+/// needs, the headers, and for `--url` the parsed URI itself. Parsing a URI and
+/// filling a header map per request showed in the generator's profile.
+struct RequestTemplate {
+    /// `http://host:port` for HTTP/2 (hyper takes :scheme and :authority from an
+    /// absolute URI); empty for HTTP/1.1, which sends the path and a Host header.
+    prefix: String,
+    headers: http::HeaderMap,
+    fixed_uri: Option<http::Uri>,
 }
 
-fn authority(endpoint: &Endpoint) -> String {
-    format!("{}:{}", endpoint.host, endpoint.addr.port())
+impl RequestTemplate {
+    fn new(config: &LoadConfig) -> Result<Self, String> {
+        let endpoint = &config.endpoint;
+        let authority = format!("{}:{}", endpoint.host, endpoint.addr.port());
+        let prefix = match endpoint.protocol {
+            Protocol::H1 => String::new(),
+            Protocol::H2 => format!("{}://{authority}", if endpoint.tls.is_some() { "https" } else { "http" }),
+        };
+        let mut headers = http::HeaderMap::new();
+        if endpoint.protocol == Protocol::H1 {
+            let host = HeaderValue::from_str(&authority).map_err(|e| format!("host {authority:?}: {e}"))?;
+            headers.insert(http::header::HOST, host);
+        }
+        for (name, value) in &config.headers {
+            headers.append(name, value.clone());
+        }
+        let fixed_uri = match &config.workload {
+            Workload::Url { path } => {
+                Some(format!("{prefix}{path}").parse().map_err(|e| format!("URL path {path:?}: {e}"))?)
+            }
+            Workload::Mix { .. } => None,
+        };
+        Ok(Self { prefix, headers, fixed_uri })
+    }
+
+    fn request(&self, planned: &Planned) -> Request<Full<Bytes>> {
+        let body = planned.write.as_ref().map_or_else(Bytes::new, |(_, _, body)| Bytes::from(body.clone()));
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = planned.method.clone();
+        *request.uri_mut() = match &self.fixed_uri {
+            Some(uri) => uri.clone(),
+            // Cannot fail: planned paths are ASCII paths and queries built by the planner.
+            None => format!("{}{}", self.prefix, planned.path).parse().expect("planned paths are valid URIs"),
+        };
+        *request.headers_mut() = self.headers.clone();
+        if let Some((_, version, _)) = &planned.write {
+            let headers = request.headers_mut();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // Cannot fail: digits and quotes.
+            headers.insert(http::header::IF_MATCH, HeaderValue::from_str(&format!("\"{version}\"")).expect("ascii"));
+        }
+        request
+    }
 }
 
 async fn decoded_len(answer: &conn::Answer) -> u64 {
-    let encoding = match answer.content_encoding.as_deref() {
-        None | Some("identity") => return answer.body.len() as u64,
-        Some("br") => Encoding::Br,
-        Some("zstd") => Encoding::Zstd,
-        Some("gzip") => Encoding::Gzip,
-        Some("deflate") => Encoding::Deflate,
-        Some(_) => return answer.body.len() as u64,
+    let encoding = match answer.content_encoding.as_ref().map(HeaderValue::as_bytes) {
+        None | Some(b"identity") => return answer.body_len,
+        Some(b"br") => Encoding::Br,
+        Some(b"zstd") => Encoding::Zstd,
+        Some(b"gzip") => Encoding::Gzip,
+        Some(b"deflate") => Encoding::Deflate,
+        Some(_) => return answer.body_len,
     };
-    decompress(encoding, &answer.body).await.map_or(0, |body| body.len() as u64)
+    let body = answer.body.as_deref().unwrap_or_default();
+    decompress(encoding, body).await.map_or(0, |decoded| decoded.len() as u64)
 }
 
 /// A 201 carries the new version in its `ETag`; a 409 in its problem body.
 fn learn_version(state: &ThreadState, flight: crate::domain::FlightId, answer: &conn::Answer) {
     let version = match answer.status {
-        201 => answer.etag.as_deref().and_then(|e| e.trim_matches('"').parse::<i64>().ok()),
-        409 => {
-            serde_json::from_slice::<serde_json::Value>(&answer.body).ok().and_then(|v| v["current_version"].as_i64())
-        }
+        201 => answer.etag.as_ref().and_then(|e| e.to_str().ok()).and_then(|e| e.trim_matches('"').parse::<i64>().ok()),
+        409 => serde_json::from_slice::<serde_json::Value>(answer.body.as_deref().unwrap_or_default())
+            .ok()
+            .and_then(|v| v["current_version"].as_i64()),
         _ => None,
     };
     if let (Some(version), Some(planner)) = (version, state.planner.borrow_mut().as_mut()) {

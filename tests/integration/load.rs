@@ -212,3 +212,23 @@ async fn the_json_report_matches_its_schema() {
         assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2, "{svg}");
     }
 }
+
+/// A server that never answers in time: every request ends as a timeout error, none
+/// as a response, and the run still stops on schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_an_answer_are_timeout_errors() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let now = Instant::now();
+    *server.stall.lock().unwrap() = Some((now, now + Duration::from_secs(30)));
+    let mut c = config(addr, url(), LoopModel::Closed);
+    c.connections = 2;
+    c.duration = Some(Duration::from_secs(1));
+    c.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let report = run_blocking(c).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "the run overran its bounds");
+    assert_eq!(report.responses, 0);
+    let timeouts = report.errors.get(&flightbench::load::recorder::ErrorKind::Timeout).copied().unwrap_or(0);
+    assert!(timeouts >= 4, "{:?}", report.errors);
+}
