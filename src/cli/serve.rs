@@ -2,7 +2,7 @@
 
 use super::DatasetArgs;
 use crate::http::{
-    AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, reuseport_listeners, run_per_core,
+    AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
 };
 use crate::store::{QueryPath, Store};
@@ -66,6 +66,19 @@ pub struct ServeArgs {
     pub cache_capacity: u32,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    /// Admin listener for on-demand CPU profiles (GET /debug/pprof/profile), on its
+    /// own address, never the API port; loopback with a free port by default.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub admin_addr: SocketAddr,
+    /// Turn the admin listener off.
+    #[arg(long)]
+    pub no_admin: bool,
+    /// Longest profile the admin endpoint takes, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub max_profile_seconds: u32,
+    /// Default sampling frequency of admin profiles, in Hz.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub profile_frequency: u32,
 }
 
 /// The thread layout, shared by `serve` and `ceiling` so both are measured alike.
@@ -217,9 +230,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let default_path = config.default_path;
     let state = AppState::new(Arc::new(store), config);
+    // The admin listener runs on this (main) runtime, beside the API's threads.
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let mut admin_line = String::new();
+    let admin = if args.no_admin {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
+        admin_line = format!("admin (CPU profiles) on http://{}{}", listener.local_addr()?, admin::PROFILE_PATH);
+        let admin_state = admin::AdminState::new(args.max_profile_seconds, args.profile_frequency);
+        Some(tokio::spawn(admin::serve_admin(listener, admin_state, Stopped::new(admin_stopped).wait())))
+    };
     let announce = |local: SocketAddr, shape: String| {
         let listening = protocols.replace("{local}", &local.to_string());
-        println!("listening on {listening}, default query path {default_path}, cache {cache}, {shape}");
+        // The first line is what scripts and tests read the address from.
+        // Not println!: a reader that stopped reading (a script that took the first
+        // line) must not make the server panic on a closed pipe.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {listening}, default query path {default_path}, cache {cache}, {shape}");
+        if !admin_line.is_empty() {
+            let _ = writeln!(out, "{admin_line}");
+        }
+        let _ = out.flush();
     };
     let shared = state.clone();
     let served = args
@@ -229,6 +264,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { serve_connections(listener, &state, acceptor, stopped.wait()).await }
         })
         .await;
+    let _ = admin_stop.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     state.store.close().await;
     if let (Ok(()), Some(cache)) = (&served, &state.cache) {
         let stats = cache.stats();

@@ -29,6 +29,8 @@ pub enum ApiError {
     PreconditionRequired,
     #[error("the server is at its limit of {0} requests in flight; retry shortly")]
     Overloaded(usize),
+    #[error("a profile is already running; request another when it finishes")]
+    ProfileBusy,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A failure inside the server itself (logged; the client sees a generic detail).
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::ProfileBusy => StatusCode::CONFLICT,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {

@@ -10,6 +10,7 @@
 //! connection builder gets a `TokioTimer`; without it a slowloris client would keep a
 //! connection forever.
 
+pub mod admin;
 pub mod cache;
 mod config;
 mod error;

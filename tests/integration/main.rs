@@ -2,6 +2,7 @@
 //! seeds its own dataset, in a temp directory or uniquely named PostgreSQL databases
 //! that are dropped afterwards.
 
+mod admin;
 mod api;
 mod cli;
 mod client;

@@ -1,0 +1,184 @@
+//! The admin listener: on-demand CPU profiles of the running server, in the style of
+//! Go's `net/http/pprof`. It listens on its own address (loopback unless told
+//! otherwise), never on the API port, because a profile request costs the server CPU
+//! and reveals its internals.
+//!
+//! `GET /debug/pprof/profile?seconds=N&format=svg|folded&frequency=HZ` samples every
+//! thread with pprof for N seconds and answers with an inferno flamegraph (SVG) or the
+//! collapsed stacks. One profile at a time: pprof's sampler is process-wide, so a
+//! second request while one runs gets 409.
+
+use super::error::ApiError;
+use super::response::{Body, full, problem};
+use super::{ServerConfig, accept_loop};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+
+/// The path of the profile endpoint.
+pub const PROFILE_PATH: &str = "/debug/pprof/profile";
+
+/// Admin settings and the one-profile-at-a-time flag.
+pub struct AdminState {
+    /// Longest profile a request may ask for.
+    pub max_seconds: u32,
+    /// Sampling frequency when the request names none.
+    pub default_frequency: u32,
+    busy: AtomicBool,
+}
+
+impl AdminState {
+    pub fn new(max_seconds: u32, default_frequency: u32) -> Arc<Self> {
+        Arc::new(Self { max_seconds, default_frequency, busy: AtomicBool::new(false) })
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown: impl Future<Output = ()>) {
+    // A profile request legitimately takes `seconds` to answer: no in-flight limit
+    // applies here, and the connection settings are the API's defaults.
+    let config = ServerConfig::default();
+    let handler = move |request| handle_admin(state.clone(), request);
+    accept_loop(listener, &config, None, shutdown, handler).await;
+}
+
+async fn handle_admin<B>(state: Arc<AdminState>, request: Request<B>) -> Response<Body> {
+    let path = request.uri().path();
+    let result = match (request.method(), path) {
+        (&Method::GET, PROFILE_PATH) => profile(&state, request.uri().query()).await,
+        (_, PROFILE_PATH) => Err(ApiError::MethodNotAllowed { method: request.method().to_string(), allow: "GET" }),
+        _ => Err(ApiError::NoRoute(path.to_owned())),
+    };
+    result.unwrap_or_else(|error| problem(&error))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Folded,
+}
+
+/// The validated query of a profile request.
+#[derive(Debug, PartialEq, Eq)]
+struct ProfileRequest {
+    seconds: u32,
+    format: Format,
+    frequency: u32,
+}
+
+impl ProfileRequest {
+    fn parse(query: Option<&str>, state: &AdminState) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(m);
+        let mut request = ProfileRequest { seconds: 10, format: Format::Svg, frequency: state.default_frequency };
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "seconds" => {
+                    request.seconds =
+                        value.parse::<u32>().ok().filter(|s| (1..=state.max_seconds).contains(s)).ok_or_else(|| {
+                            bad(format!("seconds={value:?}: give whole seconds from 1 to {}", state.max_seconds))
+                        })?;
+                }
+                "format" => {
+                    request.format = match value.as_ref() {
+                        "svg" => Format::Svg,
+                        "folded" => Format::Folded,
+                        other => return Err(bad(format!("format={other:?}: use svg or folded"))),
+                    };
+                }
+                "frequency" => {
+                    request.frequency =
+                        value.parse::<u32>().ok().filter(|f| (1..=1_000).contains(f)).ok_or_else(|| {
+                            bad(format!("frequency={value:?}: give samples per second from 1 to 1000"))
+                        })?;
+                }
+                other => return Err(bad(format!("unknown parameter {other:?}; expected seconds, format, frequency"))),
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// Clears the busy flag however the profile ends.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let request = ProfileRequest::parse(query, state)?;
+    if state.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return Err(ApiError::ProfileBusy);
+    }
+    let _running = Running(&state.busy);
+    // pprof's guard is not Send and sampling is a wait: both belong on a blocking thread.
+    let ProfileRequest { seconds, format, frequency } = request;
+    let lines = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let guard = pprof::ProfilerGuardBuilder::default()
+            .frequency(frequency as i32)
+            // Unwinding through these from a signal handler is where the default
+            // unwinder is known to hang; their frames add nothing to a flamegraph.
+            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .build()
+            .map_err(|e| format!("starting the sampler: {e}"))?;
+        std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
+        let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
+        Ok(crate::profile::fold(&report))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("profiler task: {e}")))?
+    .map_err(ApiError::Internal)?;
+    let (body, content_type) = match format {
+        Format::Folded => (lines.join("\n").into_bytes(), "text/plain; charset=utf-8"),
+        // An idle server gives no samples, and inferno renders nothing from nothing:
+        // say so in the picture rather than fail.
+        Format::Svg if lines.is_empty() => (
+            format!(
+                r#"<?xml version="1.0" standalone="no"?><svg xmlns="http://www.w3.org/2000/svg" width="600" height="40"><text x="10" y="25">No CPU samples in {seconds} s at {frequency} Hz: the server was idle.</text></svg>"#
+            )
+            .into_bytes(),
+            "image/svg+xml",
+        ),
+        Format::Svg => {
+            let mut svg = Vec::new();
+            let title = format!("flightbench serve: {seconds} s at {frequency} Hz");
+            crate::profile::flamegraph_svg(&lines, &title, &mut svg).map_err(|e| ApiError::Internal(e.to_string()))?;
+            (svg, "image/svg+xml")
+        }
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_queries_are_checked() {
+        let state = AdminState::new(60, 99);
+        let ok = ProfileRequest::parse(Some("seconds=3&format=folded&frequency=250"), &state).unwrap();
+        assert_eq!(ok, ProfileRequest { seconds: 3, format: Format::Folded, frequency: 250 });
+        let default = ProfileRequest::parse(None, &state).unwrap();
+        assert_eq!(default, ProfileRequest { seconds: 10, format: Format::Svg, frequency: 99 });
+        for bad in [
+            "seconds=0",
+            "seconds=-1",
+            "seconds=61",
+            "seconds=x",
+            "format=png",
+            "frequency=0",
+            "frequency=5000",
+            "sec=1",
+        ] {
+            assert!(matches!(ProfileRequest::parse(Some(bad), &state), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The admin listener of a real `flightbench serve` process: a CPU profile of the
+//! server under load in each format, one profile at a time, bad parameters refused,
+//! and nothing of it on the public port.
+
+use crate::client::{Proto, get, try_send};
+use crate::helpers::{Kind, dataset, spec};
+use http::StatusCode;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn address_in(line: &str) -> SocketAddr {
+    let rest = line.split("http://").nth(1).unwrap();
+    rest.split(['/', ' ']).next().unwrap().parse().unwrap()
+}
+
+async fn profile(admin: SocketAddr, query: &str) -> crate::client::Reply {
+    let uri = format!("/debug/pprof/profile?{query}");
+    try_send(admin, Proto::H1, get(&uri).body(Full::default()).unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_of_the_live_server() {
+    let ds = dataset(Kind::Sqlite, spec(5, 2_000, 10), 2).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dir"])
+        .arg(ds.dir())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next =
+        async || tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let api = address_in(&next().await);
+    let admin_line = next().await;
+    assert!(admin_line.starts_with("admin (CPU profiles) on http://127.0.0.1:"), "{admin_line}");
+    let admin = address_in(&admin_line);
+    assert_ne!(api.port(), admin.port());
+
+    // Load in the background until every profile is taken (a fixed duration would
+    // race a slow machine and leave a profile of an idle server).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_load = stop.clone();
+    let load = tokio::spawn(async move {
+        while !stop_load.load(std::sync::atomic::Ordering::Relaxed) {
+            let id = rand::random_range(1..=2_000);
+            let _ = try_send(api, Proto::H1, get(&format!("/flights/{id}")).body(Full::default()).unwrap()).await;
+        }
+    });
+
+    // Two at once: exactly one runs, the other is refused with 409.
+    let (a, b) = tokio::join!(profile(admin, "seconds=2&format=folded&frequency=499"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        profile(admin, "seconds=1&format=svg").await
+    });
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(b.status, StatusCode::CONFLICT, "{:?}", b.body);
+    let folded = String::from_utf8(a.body.to_vec()).unwrap();
+    let mut samples = 0;
+    for line in folded.lines() {
+        let (stack, count) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a folded line: {line:?}"));
+        assert!(!stack.is_empty());
+        samples += count.parse::<u64>().unwrap_or_else(|_| panic!("bad count in {line:?}"));
+    }
+    assert!(samples > 0, "no samples");
+    assert!(folded.contains("flightbench::"), "the server's own functions are named");
+
+    let svg = profile(admin, "seconds=2&frequency=499").await;
+    assert_eq!(svg.status, StatusCode::OK);
+    assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
+    let svg = String::from_utf8(svg.body.to_vec()).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..200.min(svg.len())]);
+    assert!(svg.contains("flightbench::"), "SVG names the server's functions");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+
+    for bad in ["seconds=0", "seconds=-1", "seconds=100000", "format=png"] {
+        let reply = profile(admin, bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(String::from_utf8_lossy(&reply.body).contains(bad.split('=').next().unwrap()), "{bad}");
+    }
+    // The public port does not serve it.
+    let public =
+        try_send(api, Proto::H1, get("/debug/pprof/profile?seconds=1").body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    child.start_kill().unwrap();
+}
