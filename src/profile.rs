@@ -4,7 +4,7 @@
 //!
 //! pprof's own `flamegraph` feature pins an old inferno, so folding is done here
 //! (a dozen lines) and rendering calls current inferno directly. Used by the criterion
-//! profiler in `benches/` and, later, by the server's profile endpoint.
+//! profiler in `benches/` and by the server's admin profile endpoint (`http::admin`).
 
 use std::io::Write;
 
@@ -16,6 +16,17 @@ pub enum ProfileError {
     Render(String),
     #[error("writing the profile: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Starts sampling every thread of the process at `frequency` Hz until the guard is
+/// dropped (or reported).
+pub fn start_sampling(frequency: i32) -> Result<pprof::ProfilerGuard<'static>, ProfileError> {
+    Ok(pprof::ProfilerGuardBuilder::default()
+        .frequency(frequency)
+        // Unwinding through these from a signal handler is where the default
+        // unwinder is known to hang; their frames add nothing to a flamegraph.
+        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+        .build()?)
 }
 
 /// Collapsed-stack lines, sorted so the output is stable for a given profile.

@@ -1,7 +1,7 @@
 //! A criterion profiler that writes a flamegraph per benchmark.
 //!
 //! pprof's own `criterion` feature targets criterion 0.5, so this is the small adapter
-//! around `pprof::ProfilerGuardBuilder`. Criterion calls it only under
+//! around `flightbench::profile::start_sampling`. Criterion calls it only under
 //! `--profile-time N`, so ordinary runs are not sampled:
 //!
 //!     cargo bench --bench queries -- --profile-time 10 sqlite/point_read
@@ -25,13 +25,7 @@ impl FlamegraphProfiler {
 
 impl Profiler for FlamegraphProfiler {
     fn start_profiling(&mut self, _benchmark_id: &str, _dir: &Path) {
-        let guard = pprof::ProfilerGuardBuilder::default()
-            .frequency(self.frequency)
-            // Unwinding through these from a signal handler is where the default
-            // unwinder is known to hang; their frames add nothing to a flamegraph.
-            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-            .build()
-            .expect("start pprof sampling");
+        let guard = flightbench::profile::start_sampling(self.frequency).expect("start pprof sampling");
         self.active = Some(guard);
     }
 

@@ -176,7 +176,7 @@ impl LoadArgs {
             let value = HeaderValue::from_str(value.trim()).with_context(|| format!("--header {header:?}"))?;
             headers.push((name, value));
         }
-        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let threads = self.threads.unwrap_or_else(super::available_cores);
         let config = LoadConfig {
             endpoint: Endpoint { addr, host, protocol: self.protocol, tls },
             target: text.to_owned(),

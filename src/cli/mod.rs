@@ -109,6 +109,12 @@ pub(crate) fn parse_with<T, E: std::fmt::Display>(
     move |s| f(s).map_err(|e| e.to_string())
 }
 
+/// Cores this process may use: the default thread count for `serve --runtime per-core`
+/// and `load`.
+pub(crate) fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// clap value parser for durations: `500ms`, `5s`, `2m` (a bare number is seconds).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration such as 500ms, 5s or 2m (up to a day)");

@@ -1,6 +1,6 @@
 //! `flightbench serve`.
 
-use super::DatasetArgs;
+use super::{DatasetArgs, available_cores};
 use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
@@ -281,10 +281,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     served
-}
-
-fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `flightbench ceiling`: the fixed-body server load figures are measured against.

@@ -119,13 +119,8 @@ async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Bod
     // pprof's guard is not Send and sampling is a wait: both belong on a blocking thread.
     let ProfileRequest { seconds, format, frequency } = request;
     let lines = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
-        let guard = pprof::ProfilerGuardBuilder::default()
-            .frequency(frequency as i32)
-            // Unwinding through these from a signal handler is where the default
-            // unwinder is known to hang; their frames add nothing to a flamegraph.
-            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-            .build()
-            .map_err(|e| format!("starting the sampler: {e}"))?;
+        let guard =
+            crate::profile::start_sampling(frequency as i32).map_err(|e| format!("starting the sampler: {e}"))?;
         std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
         let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
         Ok(crate::profile::fold(&report))

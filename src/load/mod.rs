@@ -397,8 +397,9 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
 
 fn next_request(config: &LoadConfig, state: &ThreadState) -> Planned {
     match &config.workload {
-        Workload::Url { path } => {
-            Planned { kind: RequestKind::Url, method: http::Method::GET, path: path.clone(), write: None }
+        // The template holds the parsed URI; the path is not needed per request.
+        Workload::Url { .. } => {
+            Planned { kind: RequestKind::Url, method: http::Method::GET, path: String::new(), write: None }
         }
         Workload::Mix { .. } => {
             let mut planner = state.planner.borrow_mut();
