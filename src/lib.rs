@@ -21,7 +21,12 @@
 //!   flight API over the store, negotiated compression, limits, graceful shutdown.
 //! - [`compression`]: response codecs and their levels (used by the server and
 //!   measured by `benches/compression.rs`).
-//! - [`profile`]: pprof samples → collapsed stacks → inferno flamegraphs.
+//! - [`load`]: the load generator (HTTP/1.1 and HTTP/2, closed and open loop, HDR
+//!   latencies) and [`chart`], the SVG charts its reports draw.
+//! - [`profile`]: pprof samples → collapsed stacks → inferno flamegraphs, plain and
+//!   differential.
+//! - [`harness`]: the server in-process on a loopback port, for commands that drive it
+//!   with the load generator (`profile`).
 //! - [`bench_report`]: criterion's estimates → `results/benchmarks.md`.
 //! - [`cli`]: the command line: flags → validated config → the layers above.
 
@@ -31,6 +36,7 @@ pub mod cli;
 pub mod compression;
 pub mod dataset;
 pub mod domain;
+pub mod harness;
 pub mod http;
 pub mod load;
 pub mod profile;

@@ -5,6 +5,7 @@
 mod bench_report;
 mod cert;
 mod load;
+mod profile;
 mod query;
 mod seed;
 mod serve;
@@ -43,6 +44,8 @@ pub enum Command {
     Ceiling(serve::CeilingArgs),
     /// Load-test a server: HTTP/1.1 or HTTP/2, closed or open loop, honest latencies.
     Load(load::LoadArgs),
+    /// Flamegraph of the server under load; `--compare` adds a differential flamegraph.
+    Profile(profile::ProfileArgs),
     /// Write a self-signed certificate for `serve --tls-cert` (local testing).
     Cert(cert::CertArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Cert(args) => cert::run(args),
         Command::Load(args) => load::run_load(args).await,
+        Command::Profile(args) => profile::run(args).await,
         Command::Ceiling(args) => serve::ceiling(args).await,
     }
 }

@@ -3,10 +3,11 @@
 //! otherwise), never on the API port, because a profile request costs the server CPU
 //! and reveals its internals.
 //!
-//! `GET /debug/pprof/profile?seconds=N&format=svg|folded&frequency=HZ` samples every
-//! thread with pprof for N seconds and answers with an inferno flamegraph (SVG) or the
-//! collapsed stacks. One profile at a time: pprof's sampler is process-wide, so a
-//! second request while one runs gets 409.
+//! `GET /debug/pprof/profile?seconds=N&format=svg|folded|pprof&frequency=HZ` samples
+//! every thread with pprof for N seconds and answers with an inferno flamegraph (SVG),
+//! the collapsed stacks, or a pprof protobuf (`profile.proto`, uncompressed), which
+//! `go tool pprof` and other pprof viewers read. One profile at a time: pprof's
+//! sampler is process-wide, so a second request while one runs gets 409.
 
 use super::error::ApiError;
 use super::response::{Body, full, problem};
@@ -41,6 +42,9 @@ pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown
     // A profile request legitimately takes `seconds` to answer: no in-flight limit
     // applies here, and the connection settings are the API's defaults.
     let config = ServerConfig::default();
+    // pprof's one-time set-up takes seconds in a debug build: do it now, not inside
+    // the first profile's window.
+    tokio::task::spawn_blocking(crate::profile::prime);
     let handler = move |request| handle_admin(state.clone(), request);
     accept_loop(listener, &config, None, shutdown, handler).await;
 }
@@ -59,6 +63,7 @@ async fn handle_admin<B>(state: Arc<AdminState>, request: Request<B>) -> Respons
 enum Format {
     Svg,
     Folded,
+    Pprof,
 }
 
 /// The validated query of a profile request.
@@ -85,7 +90,8 @@ impl ProfileRequest {
                     request.format = match value.as_ref() {
                         "svg" => Format::Svg,
                         "folded" => Format::Folded,
-                        other => return Err(bad(format!("format={other:?}: use svg or folded"))),
+                        "pprof" | "proto" => Format::Pprof,
+                        other => return Err(bad(format!("format={other:?}: use svg, folded or pprof"))),
                     };
                 }
                 "frequency" => {
@@ -117,39 +123,71 @@ async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Bod
     }
     let _running = Running(&state.busy);
     // pprof's guard is not Send and sampling is a wait: both belong on a blocking thread.
-    let ProfileRequest { seconds, format, frequency } = request;
-    let lines = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
-        let guard =
-            crate::profile::start_sampling(frequency as i32).map_err(|e| format!("starting the sampler: {e}"))?;
-        std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
-        let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
-        Ok(crate::profile::fold(&report))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("profiler task: {e}")))?
-    .map_err(ApiError::Internal)?;
-    let (body, content_type) = match format {
-        Format::Folded => (lines.join("\n").into_bytes(), "text/plain; charset=utf-8"),
-        // An idle server gives no samples, and inferno renders nothing from nothing:
-        // say so in the picture rather than fail.
-        Format::Svg if lines.is_empty() => (
-            format!(
-                r#"<?xml version="1.0" standalone="no"?><svg xmlns="http://www.w3.org/2000/svg" width="600" height="40"><text x="10" y="25">No CPU samples in {seconds} s at {frequency} Hz: the server was idle.</text></svg>"#
-            )
-            .into_bytes(),
-            "image/svg+xml",
-        ),
-        Format::Svg => {
-            let mut svg = Vec::new();
-            let title = format!("flightbench serve: {seconds} s at {frequency} Hz");
-            crate::profile::flamegraph_svg(&lines, &title, &mut svg).map_err(|e| ApiError::Internal(e.to_string()))?;
-            (svg, "image/svg+xml")
-        }
-    };
+    let (body, content_type) = tokio::task::spawn_blocking(move || render(request))
+        .await
+        .map_err(|e| ApiError::Internal(format!("profiler task: {e}")))?
+        .map_err(ApiError::Internal)?;
     let mut response = Response::new(full(body));
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+/// The client side: asks the admin listener at `admin` for `seconds` of collapsed
+/// stacks at `frequency` Hz (what `flightbench profile --attach` does).
+pub async fn fetch_folded(admin: std::net::SocketAddr, seconds: u32, frequency: u32) -> Result<Vec<String>, String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .map_err(|e| format!("cannot connect to the admin listener at {admin}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("admin listener at {admin}: {e}"))?;
+    let driving = tokio::spawn(connection);
+    let request = Request::get(format!("{PROFILE_PATH}?seconds={seconds}&format=folded&frequency={frequency}"))
+        .header(http::header::HOST, admin.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("admin listener at {admin}: {e}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| format!("admin listener at {admin}: {e}"))?;
+    driving.abort();
+    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    if status != StatusCode::OK {
+        return Err(format!("admin listener at {admin} answered {status}: {}", text.trim()));
+    }
+    Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+}
+
+/// Samples for the request's duration and renders the profile in its format.
+fn render(request: ProfileRequest) -> Result<(Vec<u8>, &'static str), String> {
+    let ProfileRequest { seconds, format, frequency } = request;
+    let guard = crate::profile::start_sampling(frequency as i32).map_err(|e| format!("starting the sampler: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
+    let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
+    if format == Format::Pprof {
+        use pprof::protos::Message;
+        let profile = report.pprof().map_err(|e| format!("encoding the pprof protobuf: {e}"))?;
+        return Ok((profile.encode_to_vec(), "application/octet-stream"));
+    }
+    let lines = crate::profile::fold(&report);
+    Ok(match format {
+        Format::Folded => (lines.join("\n").into_bytes(), "text/plain; charset=utf-8"),
+        // An idle server gives no samples, and inferno renders nothing from nothing:
+        // say so in the picture rather than fail.
+        _ if lines.is_empty() => (
+            crate::profile::empty_svg(&format!(
+                "No CPU samples in {seconds} s at {frequency} Hz: the server was idle."
+            )),
+            "image/svg+xml",
+        ),
+        _ => {
+            let mut svg = Vec::new();
+            let title = format!("flightbench serve: {seconds} s at {frequency} Hz");
+            crate::profile::flamegraph_svg(&lines, &title, &mut svg).map_err(|e| e.to_string())?;
+            (svg, "image/svg+xml")
+        }
+    })
 }
 
 #[cfg(test)]
@@ -161,6 +199,8 @@ mod tests {
         let state = AdminState::new(60, 99);
         let ok = ProfileRequest::parse(Some("seconds=3&format=folded&frequency=250"), &state).unwrap();
         assert_eq!(ok, ProfileRequest { seconds: 3, format: Format::Folded, frequency: 250 });
+        let proto = ProfileRequest::parse(Some("format=pprof"), &state).unwrap();
+        assert_eq!(proto.format, Format::Pprof);
         let default = ProfileRequest::parse(None, &state).unwrap();
         assert_eq!(default, ProfileRequest { seconds: 10, format: Format::Svg, frequency: 99 });
         for bad in [

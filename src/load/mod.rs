@@ -157,7 +157,18 @@ impl Control {
 /// Runs the load test; `progress` is called about four times a second with the
 /// measured responses so far and the time since the measurement started (negative
 /// during warm-up).
-pub fn run(config: &LoadConfig, mut progress: impl FnMut(u64, f64)) -> Result<LoadReport, String> {
+pub fn run(config: &LoadConfig, progress: impl FnMut(u64, f64)) -> Result<LoadReport, String> {
+    run_until(config, &AtomicBool::new(false), progress)
+}
+
+/// [`run`], also ending (like the end of `--duration`: no new requests, answers in
+/// flight counted) once `stop` is set; for a caller whose own work decides how long
+/// the load must last.
+pub fn run_until(
+    config: &LoadConfig,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(u64, f64),
+) -> Result<LoadReport, String> {
     config.validate()?;
     // One connection first: an unreachable or misconfigured target is a clear error,
     // not a run full of connect errors.
@@ -191,7 +202,10 @@ pub fn run(config: &LoadConfig, mut progress: impl FnMut(u64, f64)) -> Result<Lo
         })
         .collect::<Result<_, _>>()?;
     while !threads.iter().all(|t| t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(if stop.load(Ordering::Relaxed) { 10 } else { 250 }));
+        if stop.load(Ordering::Relaxed) {
+            control.stop.store(true, Ordering::Relaxed);
+        }
         let now = Instant::now();
         let since = if now >= start { (now - start).as_secs_f64() } else { -(start - now).as_secs_f64() };
         progress(control.completed.load(Ordering::Relaxed), since);

@@ -43,6 +43,20 @@ impl RequestKind {
     }
 }
 
+impl RequestKind {
+    /// The route this kind requests.
+    pub fn route(self) -> &'static str {
+        match self {
+            RequestKind::Read => "GET /flights/{id}",
+            RequestKind::Events => "GET /flights/{id}/events",
+            RequestKind::Departures => "GET /airports/{code}/departures",
+            RequestKind::Delays => "GET /airports/{code}/delays",
+            RequestKind::Write => "POST /flights/{id}/delays",
+            RequestKind::Url => "GET <url>",
+        }
+    }
+}
+
 impl std::fmt::Display for RequestKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -78,6 +92,18 @@ impl Mix {
 
     pub fn weights(&self) -> &[(RequestKind, u32)] {
         &self.0
+    }
+
+    /// `GET /flights/{id}` for a single kind, `mix read=80,write=20` otherwise: for
+    /// titles.
+    pub fn describe(&self) -> String {
+        match self.0.as_slice() {
+            [(kind, _)] => kind.route().to_owned(),
+            _ => {
+                let parts: Vec<String> = self.0.iter().map(|(k, w)| format!("{k}={w}")).collect();
+                format!("mix {}", parts.join(","))
+            }
+        }
     }
 
     fn total(&self) -> u32 {

@@ -74,6 +74,21 @@ async fn profiles_of_the_live_server() {
     let svg = String::from_utf8(svg.body.to_vec()).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..200.min(svg.len())]);
     assert!(svg.contains("flightbench::"), "SVG names the server's functions");
+
+    // The protobuf parses as pprof's profile.proto, as `go tool pprof` reads it.
+    let proto = profile(admin, "seconds=2&format=pprof&frequency=499").await;
+    assert_eq!(proto.status, StatusCode::OK);
+    assert_eq!(proto.header("content-type"), Some("application/octet-stream"));
+    let decoded = <pprof::protos::Profile as pprof::protos::Message>::decode(proto.body.as_ref()).unwrap();
+    let names = &decoded.string_table;
+    assert_eq!(names.first().map(String::as_str), Some(""), "the string table starts empty");
+    let sample_type = decoded.sample_type.first().expect("a sample type");
+    assert_eq!(names[sample_type.ty as usize], "samples");
+    assert!(decoded.sample.iter().map(|s| s.value[0]).sum::<i64>() > 0, "no samples");
+    assert!(
+        decoded.function.iter().any(|f| names[f.name as usize].contains("flightbench::")),
+        "the protobuf names the server's functions"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.await.unwrap();
 

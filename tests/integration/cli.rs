@@ -73,6 +73,19 @@ fn bad_inputs_give_one_line_errors() {
     assert_fails_with(&load(&["--url", "https://127.0.0.1:9/", "-d", "1s"]), "--ca-cert");
     assert_fails_with(&load(&["--mix", "read=1,fly=2", "-d", "1s"]), "fly");
     assert_fails_with(&load(&["--target", "http://127.0.0.1:9/flights", "-d", "1s"]), "use --url");
+    let profile =
+        |rest: &[&'static str]| -> Vec<&str> { [&["profile", "--dir", d, "--seconds", "1"][..], rest].concat() };
+    assert_fails_with(&profile(&["--compare", "speed=fast"]), "path, protocol, encoding and cache");
+    assert_fails_with(&profile(&["--compare", "path=raw"]), "already profiled");
+    assert_fails_with(&profile(&["--compare", "path=quick"]), "quick");
+    assert_fails_with(&profile(&["--compare", "adhoc"]), "KEY=VALUE");
+    assert_fails_with(&profile(&["--label", "a/b"]), "--label");
+    let attach = ["--attach", "http://127.0.0.1:9", "--admin", "http://127.0.0.1:10"];
+    assert_fails_with(&profile(&[&attach[..], &["--cache", "off"]].concat()), "attached server");
+    assert_fails_with(&profile(&[&attach[..], &["--compare", "cache=off"]].concat()), "attached server");
+    assert_fails_with(&profile(&["--attach", "http://10.1.2.3:80", "--admin", "http://127.0.0.1:10"]), "loopback");
+    assert_fails_with(&profile(&attach), "cannot connect to http://127.0.0.1:9");
+    assert_fails_with(&["profile", "--dir", "/nonexistent/flightbench"], "flightbench seed");
     assert_fails_with(&["query", "--dir", "/nonexistent/flightbench", "flight", "1"], "run `flightbench seed` first");
     assert_fails_with(&["seed", "--dir", d, "--flights", "10", "--quiet"], "--force");
     assert_fails_with(&["seed", "--dir", d, "--flights", "0", "--force", "--quiet"], "--flights 0");

@@ -13,5 +13,6 @@ mod injection;
 mod load;
 mod partitions;
 mod paths;
+mod profile;
 mod seeding;
 mod writes;

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# What an on-demand CPU profile costs the server: `flightbench serve` under
+# `flightbench load` (GET /flights/{id}, raw path, cache off, HTTP/1.1, 64
+# connections), 1 s warm-up then 10 s measured, with and without an admin profile
+# covering the whole run. Rounds alternate which goes first; the ratio is profiled
+# over unprofiled throughput in the same round. At the default 99 Hz and at 499 Hz.
+# Writes results/profile-overhead.md. Traffic goes to 127.0.0.1 only.
+#
+#   scripts/measure-profile-overhead.sh
+#   SECONDS_PER_RUN=5 ROUNDS=1 FLIGHTS=100000 scripts/measure-profile-overhead.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-3}
+FLIGHTS=${FLIGHTS:-1000000}
+FREQUENCIES=${FREQUENCIES:-99 499}
+OUT=${OUT:-results/profile-overhead.md}
+for tool in curl python3; do command -v $tool >/dev/null || { echo "error: $tool missing" >&2; exit 1; }; done
+commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+cargo build --release --quiet
+bin=target/release/flightbench
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin" seed --quiet --dir "$work/shards" --flights "$FLIGHTS" --shards 8
+"$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off >"$work/server.out" 2>"$work/server.err" &
+pid=$!
+for _ in $(seq 100); do
+    url=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
+    admin=$(sed -n 's/^admin (CPU profiles) on \(http[^ ]*\)/\1/p' "$work/server.out")
+    [ -n "$url" ] && [ -n "$admin" ] && break
+    sleep 0.1
+done
+[ -n "$url" ] && [ -n "$admin" ] || { cat "$work/server.err" >&2; exit 1; }
+shape=$(head -1 "$work/server.out" | sed 's/.*, //')
+# pprof's one-time set-up, outside any measured run.
+curl -sf "$admin?seconds=1&format=folded" >/dev/null
+
+# Prints "req/s p99_ms errors".
+run_load() {
+    "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 64 --quiet --warmup 1s -d "${RUN}s" \
+        --json "$work/load.json" >/dev/null
+    python3 - "$work/load.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors = sum(r["errors"].values()) + r["unexpected_statuses"]
+print(f'{r["achieved_rate"]:.0f} {r["latency"]["p99_ms"]:.2f} {errors}')
+PY
+}
+# The profile spans the warm-up and the measured window.
+run_profiled() {
+    local frequency=$1
+    curl -sf "$admin?seconds=$((RUN + 1))&format=folded&frequency=$frequency" -o "$work/profile.folded" &
+    local curl_pid=$!
+    sleep 0.2
+    run_load
+    wait "$curl_pid"
+    awk '{n += $NF} END {print n + 0}' "$work/profile.folded" >"$work/samples"
+}
+
+rows=()
+summary=()
+for frequency in $FREQUENCIES; do
+    ratios=()
+    for round in $(seq "$ROUNDS"); do
+        echo "$frequency Hz, round $round" >&2
+        if [ $((round % 2)) -eq 1 ]; then
+            read -r a ap ae < <(run_load); read -r b bp be < <(run_profiled "$frequency")
+        else
+            read -r b bp be < <(run_profiled "$frequency"); read -r a ap ae < <(run_load)
+        fi
+        samples=$(cat "$work/samples")
+        r=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')
+        ratios+=("$r")
+        rows+=("| $frequency Hz | $round | $a | $ap | $b | $bp | $samples | **${r}×** | $((ae + be)) |")
+    done
+    median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+    summary+=("- $frequency Hz: median ${median}× the unprofiled throughput (cost $(awk -v m="$median" 'BEGIN {printf "%.1f", (1 - m) * 100}')%); per round: ${ratios[*]}")
+done
+
+{
+    echo "# What a CPU profile costs the server"
+    echo
+    echo "\`flightbench serve\` under \`flightbench load\`, with and without an on-demand profile from the admin listener (\`GET /debug/pprof/profile?seconds=$((RUN + 1))&frequency=F\`) covering the whole run. ${RUN} s measured after a 1 s warm-up; $ROUNDS rounds per frequency, alternating which run goes first. The ratio is profiled over unprofiled requests/s in the same round."
+    echo
+    echo "| frequency | round | unprofiled req/s | p99 ms | profiled req/s | p99 ms | samples | ratio | errors |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    printf '%s\n' "${summary[@]}"
+    echo
+    echo "## How it ran"
+    echo
+    echo "- Command: \`SECONDS_PER_RUN=$RUN ROUNDS=$ROUNDS FLIGHTS=$FLIGHTS scripts/measure-profile-overhead.sh\`"
+    echo "- Server: \`flightbench serve --cache off\` ($shape, not pinned; default query path raw). Load: \`flightbench load --mix read=100 -c 64\` (GET /flights/{id}, uniform ids, HTTP/1.1, 2 threads, not pinned). Server and generator share the machine's $(nproc) cores."
+    echo "- Dataset: $FLIGHTS flights in 8 SQLite shards, seed 42."
+    echo "- pprof samples on ITIMER_PROF, i.e. per CPU-second the whole process uses (about 2 × F per wall second with both cores busy); each sample unwinds the interrupted thread's stack in the signal handler."
+    echo "- Commit: $commit; $(rustc -V); release build"
+    echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; date $(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$OUT"
+echo "wrote $OUT" >&2

@@ -1,0 +1,525 @@
+//! `flightbench profile`: a CPU flamegraph of the server under a chosen load, and with
+//! `--compare KEY=VALUE` the differential flamegraph of two configurations under the
+//! same load.
+//!
+//! By default the server runs in this process ([`LocalServer`]) and the load generator
+//! beside it; the generator's `load-N` threads are left out of the profile. With
+//! `--attach` the load goes to a running `flightbench serve` and the profile comes
+//! from its admin listener.
+
+use super::serve::Switch;
+use super::{DatasetArgs, available_cores};
+use crate::dataset::Manifest;
+use crate::harness::LocalServer;
+use crate::http::{QUERY_PATH_HEADER, ServerConfig, admin};
+use crate::load::conn::{Endpoint, Protocol};
+use crate::load::report::LoadReport;
+use crate::load::workload::{DatasetShape, Mix, Skew};
+use crate::load::{LoadConfig, LoopModel, Workload};
+use crate::profile;
+use crate::store::{QueryPath, Store};
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+use http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Seconds of load to profile (after the warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub seconds: u32,
+    /// Unprofiled load before sampling starts (whole seconds).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=60))]
+    pub warmup: u32,
+    /// Samples per second per thread.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub frequency: u32,
+    /// Query path for every request (sent as x-query-path).
+    #[arg(long, value_enum, default_value_t = QueryPath::Raw)]
+    pub path: QueryPath,
+    /// HTTP/1.1 or h2c.
+    #[arg(long, value_enum, default_value_t = Protocol::H1)]
+    pub protocol: Protocol,
+    /// Accept-Encoding for every request (br, zstd, gzip, deflate); none by default.
+    #[arg(long)]
+    pub accept_encoding: Option<String>,
+    /// The server's point-read cache (in-process server only). Off shows the store's
+    /// work; on shows what a hot flight costs.
+    #[arg(long, value_enum)]
+    pub cache: Option<Switch>,
+    /// Request mix, as for `flightbench load` (the default is GET /flights/{id} only).
+    #[arg(long, default_value = "read=100", value_parser = super::parse_with(Mix::parse))]
+    pub mix: Mix,
+    /// Flight and airport draws: uniform, zipf or a Zipf exponent.
+    #[arg(long, default_value = "uniform", value_parser = super::parse_with(Skew::parse))]
+    pub skew: Skew,
+    /// TCP connections (default: 64 for h1, 16 for h2).
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: Option<u32>,
+    /// HTTP/2 streams per connection (default 16; HTTP/1.1 always 1).
+    #[arg(long, short = 'm', value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub streams_per_connection: Option<u32>,
+    /// Profile a second configuration that differs in one setting and write the
+    /// differential flamegraph: path=adhoc, protocol=h2, encoding=br or cache=off.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub compare: Option<String>,
+    /// Name for the files (`profiles/<date>-<label>.svg`); derived from the
+    /// configuration by default.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Directory for the flamegraphs and folded stacks.
+    #[arg(long, default_value = "profiles")]
+    pub out: PathBuf,
+    /// Drive a running server at this address instead of starting one, e.g.
+    /// http://127.0.0.1:8080 (needs --admin).
+    #[arg(long, requires = "admin")]
+    pub attach: Option<String>,
+    /// The attached server's admin listener, as `serve` prints it.
+    #[arg(long, requires = "attach")]
+    pub admin: Option<String>,
+}
+
+/// One profiled configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variant {
+    path: QueryPath,
+    protocol: Protocol,
+    /// `None`: no Accept-Encoding header (identity).
+    encoding: Option<String>,
+    cache: Switch,
+}
+
+/// What `--compare` may vary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Path,
+    Protocol,
+    Encoding,
+    Cache,
+}
+
+impl Variant {
+    /// This variant with `key=value` applied.
+    fn with(&self, spec: &str) -> anyhow::Result<(Key, Variant)> {
+        let (key, value) = spec.split_once('=').with_context(|| format!("--compare {spec:?} is not KEY=VALUE"))?;
+        let mut other = self.clone();
+        let key = match key.trim() {
+            "path" => {
+                other.path = value.parse().map_err(|e| anyhow::anyhow!("--compare path={value}: {e}"))?;
+                Key::Path
+            }
+            "protocol" => {
+                other.protocol = match value {
+                    "h1" => Protocol::H1,
+                    "h2" => Protocol::H2,
+                    _ => bail!("--compare protocol={value}: use h1 or h2"),
+                };
+                Key::Protocol
+            }
+            "encoding" => {
+                other.encoding = match value {
+                    "identity" => None,
+                    "br" | "zstd" | "gzip" | "deflate" => Some(value.to_owned()),
+                    _ => bail!("--compare encoding={value}: use identity, br, zstd, gzip or deflate"),
+                };
+                Key::Encoding
+            }
+            "cache" => {
+                other.cache = match value {
+                    "on" => Switch::On,
+                    "off" => Switch::Off,
+                    _ => bail!("--compare cache={value}: use on or off"),
+                };
+                Key::Cache
+            }
+            other => bail!("--compare {other}=…: the keys are path, protocol, encoding and cache"),
+        };
+        ensure!(other != *self, "--compare {spec}: that is the configuration already profiled");
+        Ok((key, other))
+    }
+
+    /// The name of each setting, in file-name order.
+    fn parts(&self) -> [(Key, String); 4] {
+        [
+            (Key::Path, self.path.as_str().to_owned()),
+            (Key::Protocol, protocol_name(self.protocol).to_owned()),
+            (Key::Encoding, self.encoding.clone().unwrap_or_else(|| "identity".to_owned())),
+            (
+                Key::Cache,
+                match self.cache {
+                    Switch::On => "cache".to_owned(),
+                    Switch::Off => "nocache".to_owned(),
+                },
+            ),
+        ]
+    }
+
+    fn describe(&self) -> String {
+        let parts = self.parts().map(|(_, p)| p);
+        format!("path {}, {}, {}, {}", parts[0], parts[1], parts[2], parts[3])
+    }
+}
+
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::H1 => "h1",
+        Protocol::H2 => "h2",
+    }
+}
+
+/// File names: `<stem>-<settings>`; for the differential, the compared setting reads
+/// `<a>-vs-<b>`.
+struct Names {
+    stem: String,
+    custom: bool,
+}
+
+impl Names {
+    fn new(label: Option<&str>, mix: &Mix) -> anyhow::Result<Self> {
+        if let Some(label) = label {
+            ensure!(
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                "--label {label:?}: use letters, digits, '-', '_' and '.'"
+            );
+            return Ok(Self { stem: label.to_owned(), custom: true });
+        }
+        let stem = match mix.weights() {
+            [(kind, _)] => kind.to_string(),
+            _ => "mix".to_owned(),
+        };
+        Ok(Self { stem, custom: false })
+    }
+
+    fn single(&self, variant: &Variant, compared: Option<Key>) -> String {
+        match (self.custom, compared) {
+            (true, None) => self.stem.clone(),
+            (true, Some(key)) => {
+                format!("{}-{}", self.stem, variant.parts().into_iter().find(|p| p.0 == key).unwrap().1)
+            }
+            (false, _) => {
+                std::iter::once(self.stem.clone()).chain(variant.parts().map(|p| p.1)).collect::<Vec<_>>().join("-")
+            }
+        }
+    }
+
+    fn differential(&self, a: &Variant, b: &Variant, key: Key) -> String {
+        let (a_parts, b_parts) = (a.parts(), b.parts());
+        let value = |parts: &[(Key, String); 4]| parts.iter().find(|p| p.0 == key).unwrap().1.clone();
+        let versus = format!("{}-vs-{}", value(&a_parts), value(&b_parts));
+        if self.custom {
+            return format!("{}-{versus}-diff", self.stem);
+        }
+        let settings = a_parts.iter().map(|(k, v)| if *k == key { versus.clone() } else { v.clone() });
+        std::iter::once(self.stem.clone()).chain(settings).chain(["diff".to_owned()]).collect::<Vec<_>>().join("-")
+    }
+}
+
+/// A profile taken under load, and the load's figures.
+struct Taken {
+    lines: Vec<String>,
+    report: LoadReport,
+}
+
+pub async fn run(args: ProfileArgs) -> anyhow::Result<()> {
+    let names = Names::new(args.label.as_deref(), &args.mix)?;
+    let attach = match (&args.attach, &args.admin) {
+        (Some(target), Some(admin)) => Some((loopback(target, "--attach")?, loopback(admin, "--admin")?)),
+        _ => None,
+    };
+    let base = Variant {
+        path: args.path,
+        protocol: args.protocol,
+        encoding: args.accept_encoding.clone().filter(|e| e != "identity"),
+        cache: args.cache.unwrap_or(Switch::On),
+    };
+    let compare = args.compare.as_deref().map(|spec| base.with(spec)).transpose()?;
+    if attach.is_some() {
+        ensure!(
+            args.cache.is_none() && !matches!(compare, Some((Key::Cache, _))),
+            "the cache is the attached server's setting (serve --cache); it cannot be chosen with --attach"
+        );
+    }
+    let manifest = Manifest::load(&args.dataset.dir)
+        .map_err(|e| anyhow::anyhow!("{e}; seed a dataset first (flightbench seed) or pass --dir"))?;
+    let shape = DatasetShape::from_manifest(&manifest);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let date = time::OffsetDateTime::now_utc().date();
+
+    let store = match attach {
+        Some(_) => None,
+        None => Some(Arc::new(Store::open(&args.dataset.dir, &args.dataset.store_config()).await?)),
+    };
+    let mut variants = vec![base.clone()];
+    if let Some((_, other)) = &compare {
+        variants.push(other.clone());
+    }
+    let mut taken = Vec::new();
+    for (i, variant) in variants.iter().enumerate() {
+        let step = if variants.len() > 1 { format!(" ({}/{})", i + 1, variants.len()) } else { String::new() };
+        println!("profiling{step}: {}, {} s at {} Hz", variant.describe(), args.seconds, args.frequency);
+        let result = match (attach, &store) {
+            (Some((target, admin)), _) => profile_attached(&args, variant, &shape, target, admin).await,
+            (None, Some(store)) => profile_local(&args, variant, &shape, store.clone()).await,
+            (None, None) => unreachable!("a store is opened whenever no server is attached"),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                if let Some(store) = &store {
+                    store.close().await;
+                }
+                return Err(error);
+            }
+        };
+        let name = format!("{date}-{}", names.single(variant, compare.as_ref().map(|c| c.0)));
+        report_and_write(&args, variant, &result, &args.out, &name)?;
+        taken.push(result);
+    }
+    if let Some(store) = &store {
+        store.close().await;
+    }
+    if let (Some((key, other)), [a, b]) = (&compare, taken.as_slice()) {
+        let name = format!("{date}-{}", names.differential(&base, other, *key));
+        write_differential(&args, (&base, a), (other, b), &args.out, &name)?;
+    }
+    Ok(())
+}
+
+/// Parses `text` as an http:// URL on a loopback address (profiles drive load).
+fn loopback(text: &str, flag: &str) -> anyhow::Result<SocketAddr> {
+    let uri: http::Uri = text.parse().with_context(|| format!("{flag} {text:?} is not a URL"))?;
+    ensure!(uri.scheme_str() == Some("http"), "{flag} {text}: give an http:// address");
+    let authority = uri.authority().with_context(|| format!("{flag} {text} has no host:port"))?;
+    let addr: SocketAddr = authority
+        .as_str()
+        .parse()
+        .with_context(|| format!("{flag} {text}: give an IP address and port, e.g. http://127.0.0.1:8080"))?;
+    ensure!(addr.ip().is_loopback(), "{flag} {text}: profiles drive load, so only loopback addresses are allowed");
+    Ok(addr)
+}
+
+fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr: SocketAddr) -> LoadConfig {
+    let (connections, streams) = match variant.protocol {
+        Protocol::H1 => (args.connections.unwrap_or(64), 1),
+        Protocol::H2 => (args.connections.unwrap_or(16), args.streams_per_connection.unwrap_or(16)),
+    };
+    let mut headers =
+        vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(variant.path.as_str()))];
+    if let Some(encoding) = &variant.encoding
+        && let Ok(value) = HeaderValue::from_str(encoding)
+    {
+        headers.push((http::header::ACCEPT_ENCODING, value));
+    }
+    LoadConfig {
+        endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: variant.protocol, tls: None },
+        target: format!("http://{addr}"),
+        workload: Workload::Mix { mix: args.mix.clone(), shape: shape.clone(), skew: args.skew },
+        loop_model: LoopModel::Closed,
+        connections: connections as usize,
+        streams_per_connection: streams as usize,
+        threads: available_cores(),
+        warmup: Duration::from_secs(u64::from(args.warmup)),
+        duration: Some(Duration::from_secs(u64::from(args.seconds))),
+        requests: None,
+        timeout: Duration::from_secs(10),
+        headers,
+        seed: 1,
+    }
+}
+
+/// A progress line while the load runs; `sampling` says whether samples are taken yet.
+fn progress_bar() -> indicatif::ProgressBar {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+fn show(bar: &indicatif::ProgressBar, done: u64, since: f64, seconds: u32) {
+    let phase = if since < 0.0 {
+        format!("warm-up, {:.1} s left", -since)
+    } else {
+        format!("sampling, {since:.1} of {seconds} s")
+    };
+    bar.set_message(format!("{phase}: {done} responses"));
+    bar.tick();
+}
+
+async fn profile_local(
+    args: &ProfileArgs,
+    variant: &Variant,
+    shape: &DatasetShape,
+    store: Arc<Store>,
+) -> anyhow::Result<Taken> {
+    let config = ServerConfig {
+        default_path: variant.path,
+        cache_capacity: match variant.cache {
+            Switch::On => ServerConfig::default().cache_capacity,
+            Switch::Off => 0,
+        },
+        ..ServerConfig::default()
+    };
+    let server = LocalServer::start(store, config, available_cores()).context("cannot start the server")?;
+    let load = load_config(args, variant, shape, server.addr);
+    let (frequency, seconds) = (args.frequency as i32, args.seconds);
+    let bar = progress_bar();
+    let taken = tokio::task::spawn_blocking(move || -> Result<Taken, String> {
+        // Sampling starts when the warm-up ends (the progress callback sees it) and
+        // stops when the load does.
+        profile::prime();
+        let mut sampler: Option<Result<pprof::ProfilerGuard<'static>, String>> = None;
+        let report = crate::load::run(&load, |done, since| {
+            if since >= 0.0 && sampler.is_none() {
+                sampler = Some(profile::start_sampling(frequency).map_err(|e| e.to_string()));
+            }
+            show(&bar, done, since, seconds);
+        });
+        bar.finish_and_clear();
+        let report = report?;
+        let guard = sampler.ok_or("the load ended before sampling started")??;
+        let profile = guard.report().build().map_err(|e| format!("building the profile: {e}"))?;
+        let lines = profile::by_thread_role(&profile::fold(&profile), &["load-"]);
+        Ok(Taken { lines, report })
+    })
+    .await?
+    .map_err(anyhow::Error::msg);
+    server.stop().await.context("stopping the server")?;
+    taken
+}
+
+async fn profile_attached(
+    args: &ProfileArgs,
+    variant: &Variant,
+    shape: &DatasetShape,
+    target: SocketAddr,
+    admin_addr: SocketAddr,
+) -> anyhow::Result<Taken> {
+    let mut load = load_config(args, variant, shape, target);
+    let (seconds, frequency, warmup) = (args.seconds, args.frequency, args.warmup);
+    // The server samples after its own request arrives, and its first profile can
+    // start late (pprof's set-up): the load lasts until the profile is back, with a
+    // generous bound in case the admin listener never answers.
+    load.duration = Some(Duration::from_secs(u64::from(seconds) + 120));
+    let bar = progress_bar();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let sampling = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(warmup))).await;
+        let folded = admin::fetch_folded(admin_addr, seconds, frequency).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        folded
+    });
+    let report = tokio::task::spawn_blocking(move || {
+        let report = crate::load::run_until(&load, &stop, |done, since| show(&bar, done, since, seconds));
+        bar.finish_and_clear();
+        report
+    })
+    .await?;
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            sampling.abort();
+            bail!(error);
+        }
+    };
+    let lines = sampling.await?.map_err(anyhow::Error::msg)?;
+    Ok(Taken { lines: profile::by_thread_role(&lines, &["load-"]), report })
+}
+
+/// Prints what the load achieved and the hottest frames, and writes `name.svg` and
+/// `name.folded`.
+fn report_and_write(
+    args: &ProfileArgs,
+    variant: &Variant,
+    taken: &Taken,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
+    let report = &taken.report;
+    let errors: u64 = report.errors.values().sum::<u64>() + report.unexpected_statuses;
+    let samples = profile::sample_total(&taken.lines);
+    ensure!(
+        samples > 0,
+        "the profile has no samples: the server used no CPU while it was sampled ({:.0} req/s)",
+        report.achieved_rate
+    );
+    println!(
+        "  {:.0} req/s, p99 {:.2} ms, {} errors; {samples} samples",
+        report.achieved_rate, report.latency.p99_ms, errors
+    );
+    if errors > 0 {
+        eprintln!("warning: {errors} requests failed during the profile; it shows error handling as well as the path");
+    }
+    let folded_path = dir.join(format!("{name}.folded"));
+    let folded: String = taken.lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&folded_path, folded).with_context(|| format!("cannot write {}", folded_path.display()))?;
+    let svg_path = dir.join(format!("{name}.svg"));
+    let title = format!("flightbench profile: {}", args.mix.describe());
+    let subtitle = format!(
+        "{}; {:.0} req/s, {} s at {} Hz, {samples} samples",
+        variant.describe(),
+        report.achieved_rate,
+        args.seconds,
+        args.frequency
+    );
+    let mut svg = Vec::new();
+    profile::render(&taken.lines, &title, Some(&subtitle), &mut svg)?;
+    std::fs::write(&svg_path, svg).with_context(|| format!("cannot write {}", svg_path.display()))?;
+    println!("  hottest frames (self samples):");
+    for (frame, n) in profile::by_leaf(&taken.lines).iter().take(5) {
+        println!("    {:5.1}%  {}", 100.0 * *n as f64 / samples.max(1) as f64, shorten(frame));
+    }
+    println!("  wrote {} and {}", svg_path.display(), folded_path.display());
+    Ok(())
+}
+
+fn write_differential(
+    args: &ProfileArgs,
+    (a, a_taken): (&Variant, &Taken),
+    (b, b_taken): (&Variant, &Taken),
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
+    let diff = profile::differential(&a_taken.lines, &b_taken.lines)?;
+    let ratio = b_taken.report.achieved_rate / a_taken.report.achieved_rate.max(f64::MIN_POSITIVE);
+    let title = format!("flightbench profile: {} → {}", a.describe(), b.describe());
+    let subtitle = format!(
+        "{}: shape of the second; red grew, blue shrank (first scaled to the second's samples); throughput {:.2}×",
+        args.mix.describe(),
+        ratio
+    );
+    let svg_path = dir.join(format!("{name}.svg"));
+    let mut svg = Vec::new();
+    profile::render(&diff, &title, Some(&subtitle), &mut svg)?;
+    std::fs::write(&svg_path, svg).with_context(|| format!("cannot write {}", svg_path.display()))?;
+    let samples = profile::sample_total(&b_taken.lines).max(1) as f64;
+    let changes = profile::by_leaf(&diff);
+    println!("differential ({} → {}), throughput {ratio:.2}×:", a.describe(), b.describe());
+    println!("  grew most (self samples, share of the second profile):");
+    for (frame, n) in changes.iter().filter(|c| c.1 > 0).take(5) {
+        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, shorten(frame));
+    }
+    println!("  shrank most:");
+    for (frame, n) in changes.iter().rev().filter(|c| c.1 < 0).take(5) {
+        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, shorten(frame));
+    }
+    println!("  wrote {}", svg_path.display());
+    Ok(())
+}
+
+/// Frame names cut to a line.
+fn shorten(frame: &str) -> String {
+    const WIDTH: usize = 100;
+    if frame.chars().count() <= WIDTH {
+        frame.to_owned()
+    } else {
+        let cut: String = frame.chars().take(WIDTH - 1).collect();
+        format!("{cut}…")
+    }
+}
