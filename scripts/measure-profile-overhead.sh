@@ -2,8 +2,9 @@
 # What an on-demand CPU profile costs the server: `flightbench serve` under
 # `flightbench load` (GET /flights/{id}, raw path, cache off, HTTP/1.1, 64
 # connections), 1 s warm-up then 10 s measured, with and without an admin profile
-# covering the whole run. Rounds alternate which goes first; the ratio is profiled
-# over unprofiled throughput in the same round. At the default 99 Hz and at 499 Hz.
+# covering the whole run, closed loop and at a fixed rate. Rounds alternate which goes
+# first; the ratios are profiled over unprofiled throughput and server CPU per request
+# in the same round. At the default 99 Hz and at 499 Hz.
 # Writes results/profile-overhead.md. Traffic goes to 127.0.0.1 only.
 #
 #   scripts/measure-profile-overhead.sh
@@ -14,6 +15,7 @@ RUN=${SECONDS_PER_RUN:-10}
 ROUNDS=${ROUNDS:-3}
 FLIGHTS=${FLIGHTS:-1000000}
 FREQUENCIES=${FREQUENCIES:-99 499}
+RATE=${RATE:-15000}
 OUT=${OUT:-results/profile-overhead.md}
 for tool in curl python3; do command -v $tool >/dev/null || { echo "error: $tool missing" >&2; exit 1; }; done
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
@@ -38,46 +40,66 @@ shape=$(head -1 "$work/server.out" | sed 's/.*, //')
 # pprof's one-time set-up, outside any measured run.
 curl -sf "$admin?seconds=1&format=folded" >/dev/null
 
-# Prints "req/s p99_ms errors".
+# The server's CPU time so far (user + system, clock ticks), from /proc.
+server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+# Prints "req/s p99_ms errors server_cpu_ms_per_1000_requests". The server's CPU is
+# taken over the whole run (warm-up included) and divided by all responses.
 run_load() {
+    local before after
+    before=$(server_ticks)
     "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 64 --quiet --warmup 1s -d "${RUN}s" \
-        --json "$work/load.json" >/dev/null
-    python3 - "$work/load.json" <<'PY'
+        --json "$work/load.json" "$@" >/dev/null
+    after=$(server_ticks)
+    python3 - "$work/load.json" "$((after - before))" "$(getconf CLK_TCK)" "$RUN" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+ticks, hz, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 errors = sum(r["errors"].values()) + r["unexpected_statuses"]
-print(f'{r["achieved_rate"]:.0f} {r["latency"]["p99_ms"]:.2f} {errors}')
+# Responses over the warm-up too: the run's rate over its whole length (1 s more).
+responses = r["achieved_rate"] * (seconds + 1)
+print(f'{r["achieved_rate"]:.0f} {r["latency"]["p99_ms"]:.2f} {errors} {ticks / hz * 1000 / (responses / 1000):.1f}')
 PY
 }
-# The profile spans the warm-up and the measured window.
+# The profile spans the warm-up and the measured window. Prints "req/s p99_ms errors
+# samples".
 run_profiled() {
     local frequency=$1
+    shift
     curl -sf "$admin?seconds=$((RUN + 1))&format=folded&frequency=$frequency" -o "$work/profile.folded" &
     local curl_pid=$!
     sleep 0.2
-    run_load
+    local figures
+    figures=$(run_load "$@")
+    # Stop sampling before the next run: the profile lasts a little longer than the load.
     wait "$curl_pid"
-    awk '{n += $NF} END {print n + 0}' "$work/profile.folded" >"$work/samples"
+    echo "$figures $(awk '{n += $NF} END {print n + 0}' "$work/profile.folded")"
 }
 
 rows=()
 summary=()
-for frequency in $FREQUENCIES; do
-    ratios=()
-    for round in $(seq "$ROUNDS"); do
-        echo "$frequency Hz, round $round" >&2
-        if [ $((round % 2)) -eq 1 ]; then
-            read -r a ap ae < <(run_load); read -r b bp be < <(run_profiled "$frequency")
-        else
-            read -r b bp be < <(run_profiled "$frequency"); read -r a ap ae < <(run_load)
-        fi
-        samples=$(cat "$work/samples")
-        r=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')
-        ratios+=("$r")
-        rows+=("| $frequency Hz | $round | $a | $ap | $b | $bp | $samples | **${r}×** | $((ae + be)) |")
+for mode in closed rate; do
+    if [ "$mode" = closed ]; then flags=(); label="closed loop"; else flags=(--rate "$RATE"); label="$RATE req/s"; fi
+    for frequency in $FREQUENCIES; do
+        ratios=()
+        cpu_ratios=()
+        for round in $(seq "$ROUNDS"); do
+            echo "$label, $frequency Hz, round $round" >&2
+            if [ $((round % 2)) -eq 1 ]; then
+                read -r a ap ae ac < <(run_load "${flags[@]}")
+                read -r b bp be bc samples < <(run_profiled "$frequency" "${flags[@]}")
+            else
+                read -r b bp be bc samples < <(run_profiled "$frequency" "${flags[@]}")
+                read -r a ap ae ac < <(run_load "${flags[@]}")
+            fi
+            r=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')
+            c=$(awk -v a="$ac" -v b="$bc" 'BEGIN {printf "%.3f", b / a}')
+            ratios+=("$r"); cpu_ratios+=("$c")
+            rows+=("| $label | $frequency Hz | $round | $a | $ap | $ac | $b | $bp | $bc | $samples | **${r}×** | **${c}×** | $((ae + be)) |")
+        done
+        median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+        cpu_median=$(printf '%s\n' "${cpu_ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+        summary+=("- $label, $frequency Hz: throughput median **${median}×** unprofiled (per round: ${ratios[*]}); server CPU per request median **${cpu_median}×** (per round: ${cpu_ratios[*]})")
     done
-    median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-    summary+=("- $frequency Hz: median ${median}× the unprofiled throughput (cost $(awk -v m="$median" 'BEGIN {printf "%.1f", (1 - m) * 100}')%); per round: ${ratios[*]}")
 done
 
 {
@@ -85,15 +107,17 @@ done
     echo
     echo "\`flightbench serve\` under \`flightbench load\`, with and without an on-demand profile from the admin listener (\`GET /debug/pprof/profile?seconds=$((RUN + 1))&frequency=F\`) covering the whole run. ${RUN} s measured after a 1 s warm-up; $ROUNDS rounds per frequency, alternating which run goes first. The ratio is profiled over unprofiled requests/s in the same round."
     echo
-    echo "| frequency | round | unprofiled req/s | p99 ms | profiled req/s | p99 ms | samples | ratio | errors |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "Two ratios per round: throughput (profiled over unprofiled requests/s), and the server's CPU time per 1,000 requests (profiled over unprofiled; user + system from \`/proc/PID/stat\`, over the whole run). Closed loop asks how fast the server goes, but on this shared 2-core machine its throughput moves ±15% between identical runs, and CPU per request moves with it (a slower run batches less). At a fixed rate below capacity (open loop, \`--rate $RATE\`) the server does the same work in every run, so there the CPU ratio is what sampling itself costs."
+    echo
+    echo "| load | frequency | round | unprofiled req/s | p99 ms | CPU ms / 1,000 req | profiled req/s | p99 ms | CPU ms / 1,000 req | samples | throughput ratio | CPU ratio | errors |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
     echo
     printf '%s\n' "${summary[@]}"
     echo
     echo "## How it ran"
     echo
-    echo "- Command: \`SECONDS_PER_RUN=$RUN ROUNDS=$ROUNDS FLIGHTS=$FLIGHTS scripts/measure-profile-overhead.sh\`"
+    echo "- Command: \`SECONDS_PER_RUN=$RUN ROUNDS=$ROUNDS FLIGHTS=$FLIGHTS RATE=$RATE scripts/measure-profile-overhead.sh\`"
     echo "- Server: \`flightbench serve --cache off\` ($shape, not pinned; default query path raw). Load: \`flightbench load --mix read=100 -c 64\` (GET /flights/{id}, uniform ids, HTTP/1.1, 2 threads, not pinned). Server and generator share the machine's $(nproc) cores."
     echo "- Dataset: $FLIGHTS flights in 8 SQLite shards, seed 42."
     echo "- pprof samples on ITIMER_PROF, i.e. per CPU-second the whole process uses (about 2 × F per wall second with both cores busy); each sample unwinds the interrupted thread's stack in the signal handler."

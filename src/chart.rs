@@ -31,7 +31,8 @@ fn nines(p: f64) -> f64 {
     -(1.0 - (p / 100.0).min(0.999_999)).log10()
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for SVG and HTML.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
@@ -145,6 +146,46 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, scale: XScale, seri
     svg
 }
 
+/// A horizontal bar chart as a standalone `<svg>` element: one bar per `(label,
+/// value)`, the value written at the bar's end with `unit`.
+pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)]) -> String {
+    const BAR: f64 = 20.0;
+    const GAP: f64 = 6.0;
+    const LABELS: f64 = 200.0;
+    let height = TOP + bars.len() as f64 * (BAR + GAP) + 28.0;
+    let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max);
+    let (top, _) = ticks(max);
+    let plot_w = WIDTH - LABELS - RIGHT - 70.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(svg, r##"<rect width="100%" height="100%" fill="#fff"/>"##);
+    let _ = write!(svg, r#"<text x="8" y="18" font-size="13" font-weight="bold">{}</text>"#, escape(title));
+    for (i, (name, value)) in bars.iter().enumerate() {
+        let y = TOP + i as f64 * (BAR + GAP);
+        let width = if top > 0.0 { value / top * plot_w } else { 0.0 };
+        let colour = COLOURS[i % COLOURS.len()];
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text><rect class="bar" x="{LABELS}" y="{y:.1}" width="{width:.1}" height="{BAR}" fill="{colour}"><title>{}: {} {}</title></rect><text x="{:.1}" y="{:.1}">{} {}</text>"#,
+            LABELS - 6.0,
+            y + BAR / 2.0 + 4.0,
+            escape(name),
+            escape(name),
+            label(*value),
+            escape(unit),
+            LABELS + width + 4.0,
+            y + BAR / 2.0 + 4.0,
+            label(*value),
+            escape(unit)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// Charts stacked vertically in one SVG document.
 pub fn stack(charts: &[String]) -> String {
     let mut svg = String::new();
@@ -181,6 +222,20 @@ mod tests {
         assert!(svg.contains(">99.9%<"));
         let stacked = stack(&[svg.clone(), svg]);
         assert_eq!(stacked.matches("<polyline").count(), 4);
+    }
+
+    #[test]
+    fn bar_charts_have_one_bar_per_value_scaled_to_the_largest() {
+        let svg = bar_chart("req/s <by path>", "req/s", &[("raw".into(), 200.0), ("adhoc".into(), 100.0)]);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 2);
+        assert!(svg.contains("&lt;by path&gt;"));
+        let widths: Vec<f64> = svg
+            .split(r#"class="bar""#)
+            .skip(1)
+            .map(|rest| rest.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap())
+            .collect();
+        assert!((widths[0] / widths[1] - 2.0).abs() < 0.01, "{widths:?}");
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! The server in-process, on a loopback port: what `flightbench profile` (and the
-//! workbench run) drive with the load generator, so one command measures one exact
-//! configuration without a second process to start, find and stop.
+//! The server in-process, on a loopback port, and the load shapes that drive it: what
+//! `flightbench profile` and `flightbench run` measure, so one command measures one
+//! exact configuration without a second process to start, find and stop.
 //!
 //! The server runs as `flightbench serve` does by default (a current-thread runtime
 //! per core on `SO_REUSEPORT` listeners, threads named `serve-N`), so profiles and
 //! figures taken here describe the real server, not a test double.
 
 use crate::http::{AppState, ServerConfig, Stopped, reuseport_listeners, run_per_core, serve_connections};
+use crate::load::conn::{Endpoint, Protocol};
+use crate::load::report::LoadReport;
+use crate::load::{LoadConfig, LoopModel, Workload};
+use crate::profile;
 use crate::store::Store;
+use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,4 +50,58 @@ impl LocalServer {
         let _ = self.stop.send(true);
         self.serving.await.map_err(std::io::Error::other)?
     }
+}
+
+/// A closed-loop load on `addr`: the shape `profile` and the workbench run use.
+pub struct LoadShape {
+    pub protocol: Protocol,
+    pub connections: usize,
+    pub streams_per_connection: usize,
+    pub workload: Workload,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Open loop at this rate when set.
+    pub rate: Option<f64>,
+}
+
+impl LoadShape {
+    pub fn config(&self, addr: SocketAddr, threads: usize) -> LoadConfig {
+        LoadConfig {
+            endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: self.protocol, tls: None },
+            target: format!("http://{addr}"),
+            workload: self.workload.clone(),
+            loop_model: self.rate.map_or(LoopModel::Closed, |rate| LoopModel::Open { rate }),
+            connections: self.connections,
+            streams_per_connection: self.streams_per_connection,
+            threads,
+            warmup: self.warmup,
+            duration: Some(self.measure),
+            requests: None,
+            timeout: Duration::from_secs(10),
+            headers: self.headers.clone(),
+            seed: 1,
+        }
+    }
+}
+
+/// Runs `load` (blocking) and samples the whole process at `frequency` Hz from the end
+/// of its warm-up to its end. Returns the folded stacks without the load generator's
+/// own threads, merged by thread role, and the load's report.
+pub fn sample_under_load(
+    load: &LoadConfig,
+    frequency: i32,
+    mut progress: impl FnMut(u64, f64),
+) -> Result<(Vec<String>, LoadReport), String> {
+    profile::prime();
+    let mut sampler: Option<Result<pprof::ProfilerGuard<'static>, String>> = None;
+    let report = crate::load::run(load, |done, since| {
+        if since >= 0.0 && sampler.is_none() {
+            sampler = Some(profile::start_sampling(frequency).map_err(|e| e.to_string()));
+        }
+        progress(done, since);
+    })?;
+    let guard = sampler.ok_or("the load ended before sampling started")??;
+    let sampled = guard.report().build().map_err(|e| format!("building the profile: {e}"))?;
+    Ok((profile::by_thread_role(&profile::fold(&sampled), &["load-"]), report))
 }

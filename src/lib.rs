@@ -28,6 +28,8 @@
 //! - [`harness`]: the server in-process on a loopback port, for commands that drive it
 //!   with the load generator (`profile`).
 //! - [`bench_report`]: criterion's estimates → `results/benchmarks.md`.
+//! - [`workbench`]: `flightbench run`: every configuration measured in one command,
+//!   a report whose findings are computed from the figures, and run comparison.
 //! - [`cli`]: the command line: flags → validated config → the layers above.
 
 pub mod bench_report;
@@ -43,3 +45,4 @@ pub mod profile;
 pub mod routing;
 pub mod seed;
 pub mod store;
+pub mod workbench;

@@ -7,6 +7,7 @@ mod cert;
 mod load;
 mod profile;
 mod query;
+mod run;
 mod seed;
 mod serve;
 
@@ -34,6 +35,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The workbench run: seed if needed, measure every configuration, write a report.
+    Run(run::RunArgs),
+    /// Which figures moved between two workbench runs.
+    Compare(run::CompareArgs),
     /// Generate the deterministic dataset into shards (SQLite files or PostgreSQL).
     Seed(seed::SeedArgs),
     /// Run one store operation against the seeded dataset and print JSON.
@@ -88,6 +93,8 @@ impl DatasetArgs {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Compare(args) => run::compare_runs(args),
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),

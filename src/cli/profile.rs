@@ -10,12 +10,12 @@
 use super::serve::Switch;
 use super::{DatasetArgs, available_cores};
 use crate::dataset::Manifest;
-use crate::harness::LocalServer;
+use crate::harness::{LoadShape, LocalServer, sample_under_load};
 use crate::http::{QUERY_PATH_HEADER, ServerConfig, admin};
-use crate::load::conn::{Endpoint, Protocol};
+use crate::load::conn::Protocol;
 use crate::load::report::LoadReport;
 use crate::load::workload::{DatasetShape, Mix, Skew};
-use crate::load::{LoadConfig, LoopModel, Workload};
+use crate::load::{LoadConfig, Workload};
 use crate::profile;
 use crate::store::{QueryPath, Store};
 use anyhow::{Context, bail, ensure};
@@ -315,21 +315,17 @@ fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr
     {
         headers.push((http::header::ACCEPT_ENCODING, value));
     }
-    LoadConfig {
-        endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: variant.protocol, tls: None },
-        target: format!("http://{addr}"),
-        workload: Workload::Mix { mix: args.mix.clone(), shape: shape.clone(), skew: args.skew },
-        loop_model: LoopModel::Closed,
+    LoadShape {
+        protocol: variant.protocol,
         connections: connections as usize,
         streams_per_connection: streams as usize,
-        threads: available_cores(),
-        warmup: Duration::from_secs(u64::from(args.warmup)),
-        duration: Some(Duration::from_secs(u64::from(args.seconds))),
-        requests: None,
-        timeout: Duration::from_secs(10),
+        workload: Workload::Mix { mix: args.mix.clone(), shape: shape.clone(), skew: args.skew },
         headers,
-        seed: 1,
+        warmup: Duration::from_secs(u64::from(args.warmup)),
+        measure: Duration::from_secs(u64::from(args.seconds)),
+        rate: None,
     }
+    .config(addr, available_cores())
 }
 
 /// A progress line while the load runs; `sampling` says whether samples are taken yet.
@@ -369,23 +365,10 @@ async fn profile_local(
     let load = load_config(args, variant, shape, server.addr);
     let (frequency, seconds) = (args.frequency as i32, args.seconds);
     let bar = progress_bar();
-    let taken = tokio::task::spawn_blocking(move || -> Result<Taken, String> {
-        // Sampling starts when the warm-up ends (the progress callback sees it) and
-        // stops when the load does.
-        profile::prime();
-        let mut sampler: Option<Result<pprof::ProfilerGuard<'static>, String>> = None;
-        let report = crate::load::run(&load, |done, since| {
-            if since >= 0.0 && sampler.is_none() {
-                sampler = Some(profile::start_sampling(frequency).map_err(|e| e.to_string()));
-            }
-            show(&bar, done, since, seconds);
-        });
+    let taken = tokio::task::spawn_blocking(move || {
+        let taken = sample_under_load(&load, frequency, |done, since| show(&bar, done, since, seconds));
         bar.finish_and_clear();
-        let report = report?;
-        let guard = sampler.ok_or("the load ended before sampling started")??;
-        let profile = guard.report().build().map_err(|e| format!("building the profile: {e}"))?;
-        let lines = profile::by_thread_role(&profile::fold(&profile), &["load-"]);
-        Ok(Taken { lines, report })
+        taken.map(|(lines, report)| Taken { lines, report })
     })
     .await?
     .map_err(anyhow::Error::msg);

@@ -24,6 +24,7 @@ mod sqlite;
 pub use error::{DriverError, StoreError};
 pub use merge::merge_departures;
 pub use postgres::redact_password;
+pub use sqlite::sqlite_pragmas;
 
 use crate::dataset::{Backend, Manifest};
 use crate::domain::{

@@ -25,6 +25,19 @@ use std::time::Duration;
 /// space only: memory is used as pages are touched, and SQLite maps at most the file.
 pub const MMAP_SIZE: i64 = 1 << 30;
 
+/// The pragmas every shard connection runs with, as reports quote them.
+pub fn sqlite_pragmas(config: &StoreConfig) -> Vec<(String, String)> {
+    [
+        ("journal_mode", "WAL".to_owned()),
+        ("synchronous", config.durability.pragma().to_owned()),
+        ("mmap_size", MMAP_SIZE.to_string()),
+        ("busy_timeout", config.busy_timeout.as_millis().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 pub(crate) struct SqliteShard {
     pub pool: SqlitePool,
     pub orm: DatabaseConnection,

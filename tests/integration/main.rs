@@ -15,4 +15,5 @@ mod partitions;
 mod paths;
 mod profile;
 mod seeding;
+mod workbench;
 mod writes;

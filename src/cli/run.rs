@@ -1,0 +1,200 @@
+//! `flightbench run` and `flightbench compare`.
+
+use super::available_cores;
+use crate::workbench::compare::compare;
+use crate::workbench::data::{RUN_SCHEMA_VERSION, RunData};
+use crate::workbench::{Part, Plan, Preset, Progress, findings, report};
+use anyhow::{Context, ensure};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Under a minute: 20,000 flights, 1 s per configuration.
+    #[arg(long, conflicts_with = "full")]
+    pub quick: bool,
+    /// Larger data and longer runs: 1,000,000 flights, 10 s per configuration.
+    #[arg(long)]
+    pub full: bool,
+    /// Run only these parts (comma-separated): paths, protocols, compression, shards,
+    /// cache, mixed, profile.
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "skip")]
+    pub only: Vec<Part>,
+    /// Run every part but these (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip: Vec<Part>,
+    /// The main dataset (seeded here when missing or different; reused when it
+    /// matches). The shard-count part keeps its datasets in <dir>/workbench/.
+    #[arg(long, env = "FLIGHTBENCH_DIR", default_value = "shards")]
+    pub dir: PathBuf,
+    /// Flights in the datasets, instead of the preset's.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
+    pub flights: Option<u64>,
+    /// Measured seconds per configuration, instead of the preset's (e.g. 2s, 500ms).
+    #[arg(long, value_parser = super::parse_duration)]
+    pub seconds: Option<Duration>,
+    /// The report goes into <results>/<date>-<host>/ (a new directory each run).
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Exactly this report directory instead (must not exist or be empty).
+    #[arg(long, conflicts_with = "results")]
+    pub out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn plan(&self) -> anyhow::Result<Plan> {
+        let preset = if self.quick {
+            Preset::Quick
+        } else if self.full {
+            Preset::Full
+        } else {
+            Preset::Default
+        };
+        let mut parts: Vec<Part> = if self.only.is_empty() { Part::ALL.to_vec() } else { self.only.clone() };
+        parts.retain(|p| !self.skip.contains(p));
+        parts.sort();
+        parts.dedup();
+        ensure!(!parts.is_empty(), "--skip leaves nothing to run");
+        let out = match &self.out {
+            Some(out) => {
+                let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(true);
+                ensure!(empty, "--out {} is not empty; the report never overwrites files", out.display());
+                out.clone()
+            }
+            None => fresh_dir(&self.results)?,
+        };
+        Ok(Plan {
+            preset,
+            parts,
+            dir: self.dir.clone(),
+            flights: self.flights.unwrap_or(preset.flights()),
+            warmup: preset.warmup(),
+            measure: self.seconds.unwrap_or(preset.measure()),
+            out,
+            server_threads: available_cores(),
+            load_threads: available_cores(),
+        })
+    }
+}
+
+/// `<results>/<date>-<host>`, or `-2`, `-3`… when a run today already wrote one.
+fn fresh_dir(results: &Path) -> anyhow::Result<PathBuf> {
+    let date = time::OffsetDateTime::now_utc().date();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String =
+        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let base = if host.is_empty() { date.to_string() } else { format!("{date}-{host}") };
+    (1..1_000)
+        .map(|n| if n == 1 { results.join(&base) } else { results.join(format!("{base}-{n}")) })
+        .find(|dir| !dir.exists())
+        .context("no free report directory name")
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    let parts: Vec<&str> = plan.parts.iter().map(|p| p.as_str()).collect();
+    println!(
+        "flightbench run ({} preset): {} configurations, about {:.0} s of load, parts {}",
+        plan.preset.as_str(),
+        plan.cell_count(),
+        plan.estimate().as_secs_f64(),
+        parts.join(", ")
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; its figures are not worth comparing (cargo run --release -- run)");
+    }
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let show = |event: Progress<'_>| match event {
+        Progress::Seeding { dir, flights, shards } => {
+            bar.set_message(format!("seeding {flights} flights into {shards} shards in {}", dir.display()));
+            bar.suspend(|| println!("seeding {flights} flights into {shards} SQLite shards in {}", dir.display()));
+        }
+        Progress::Cell { index, total, id, left } => {
+            bar.set_message(format!("[{index}/{total}] {id}, about {:.0} s left", left.as_secs_f64()));
+        }
+        Progress::CellDone { cell } => bar.suspend(|| {
+            println!(
+                "  {:<24} {:>10} req/s  p99 {:>7.2} ms{}",
+                cell.id,
+                findings::count(cell.requests_per_s),
+                cell.latency.p99_ms,
+                if cell.errors > 0 { format!("  {} errors", cell.errors) } else { String::new() }
+            )
+        }),
+    };
+    let data = crate::workbench::run(&plan, &show).await?;
+    bar.finish_and_clear();
+    let written =
+        report::write(&data, &plan.out).with_context(|| format!("writing the report to {}", plan.out.display()))?;
+    println!("\nWhat this run found:");
+    for finding in findings::findings(&data) {
+        println!("- {}", finding.text);
+    }
+    println!(
+        "\nTook {:.0} s. Wrote {} files to {}:",
+        data.elapsed_s,
+        written.len() + data.profile.iter().count() * 2,
+        plan.out.display()
+    );
+    println!("  {}", plan.out.join("report.md").display());
+    println!("  {}", plan.out.join("report.html").display());
+    println!("  {}", plan.out.join("run.json").display());
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run: its directory or its run.json.
+    pub before: PathBuf,
+    /// The later run.
+    pub after: PathBuf,
+    /// A figure moved when it changed by more than this many percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub threshold: f64,
+    /// Write the comparison here (default: compare.md in the later run's directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn load_run(path: &Path) -> anyhow::Result<(RunData, PathBuf)> {
+    let file = if path.is_dir() { path.join("run.json") } else { path.to_owned() };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let version: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    ensure!(
+        version.get("schema_version").and_then(|v| v.as_u64()) == Some(u64::from(RUN_SCHEMA_VERSION)),
+        "{} is not a run.json of schema version {RUN_SCHEMA_VERSION}",
+        file.display()
+    );
+    let run =
+        serde_json::from_value(version).with_context(|| format!("{} is not a flightbench run.json", file.display()))?;
+    Ok((run, file))
+}
+
+pub fn compare_runs(args: CompareArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.threshold > 0.0 && args.threshold < 1_000.0,
+        "--threshold {} must be a percentage above 0",
+        args.threshold
+    );
+    let (before, before_file) = load_run(&args.before)?;
+    let (after, after_file) = load_run(&args.after)?;
+    let comparison = compare(&before, &after, args.threshold / 100.0);
+    let name = |file: &Path| {
+        file.parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
+    };
+    let markdown = comparison.markdown(&name(&before_file), &name(&after_file));
+    print!("{markdown}");
+    let out = args.out.unwrap_or_else(|| after_file.with_file_name("compare.md"));
+    std::fs::write(&out, markdown).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("\nwrote {}", out.display());
+    Ok(())
+}

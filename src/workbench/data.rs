@@ -1,0 +1,316 @@
+//! `run.json`: every figure of a workbench run, the effective configuration and the
+//! provenance, in one versioned document (schema: `run.schema.json`). The report's
+//! prose and charts are computed from this and nothing else, so a report can be
+//! re-rendered, and two runs compared, from their `run.json` files alone.
+
+use crate::load::report::LoadReport;
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning or goes away.
+pub const RUN_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON Schema of `run.json`.
+pub const RUN_SCHEMA: &str = include_str!("run.schema.json");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunData {
+    pub schema_version: u32,
+    /// UTC, RFC 3339.
+    pub started_at: String,
+    pub elapsed_s: f64,
+    pub preset: String,
+    /// The parts that ran, in order.
+    pub parts: Vec<String>,
+    pub provenance: Provenance,
+    pub settings: RunSettings,
+    pub cells: Vec<Cell>,
+    /// The flamegraph of the hottest configuration, when the profile part ran.
+    pub profile: Option<ProfileSummary>,
+}
+
+/// Where the figures come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub flightbench_version: String,
+    /// `git describe`-style commit of the working directory, or "unknown".
+    pub commit: String,
+    /// `rustc -V` of the toolchain on this machine, or "unknown".
+    pub toolchain: String,
+    /// "release" or "debug": debug figures are not worth comparing.
+    pub build: String,
+    pub host: String,
+    pub os: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub dataset: DatasetInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatasetInfo {
+    pub seed: u64,
+    pub flights: u64,
+    pub days: u32,
+    /// Shards of the main dataset (the shard-count part uses its own datasets).
+    pub shards: u32,
+    pub events: u64,
+    pub backend: String,
+    /// SQLite pragmas every connection runs with.
+    pub sqlite_pragmas: Vec<(String, String)>,
+}
+
+/// How every cell was run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSettings {
+    pub warmup_s: f64,
+    pub measure_s: f64,
+    /// Server threads (per-core runtime) and load threads.
+    pub server_threads: usize,
+    pub load_threads: usize,
+    /// Whether threads were pinned to cores (they are not; recorded with every figure).
+    pub pinned: bool,
+    pub h1_connections: usize,
+    pub h2_connections: usize,
+    pub h2_streams: usize,
+    /// The server compresses responses from this size up.
+    pub compression_min_bytes: usize,
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cell {
+    /// `part/label`, stable across runs: what `compare` matches on.
+    pub id: String,
+    pub part: String,
+    pub label: String,
+    pub config: CellConfig,
+    pub requests_per_s: f64,
+    pub responses: u64,
+    /// Requests that got no answer or an unexpected status.
+    pub errors: u64,
+    pub latency: Latency,
+    /// (percentile, ms) points.
+    pub latency_curve: Vec<(f64, f64)>,
+    /// Responses per second, one-second buckets.
+    pub throughput_per_second: Vec<u64>,
+    pub wire_bytes: u64,
+    pub decoded_bytes: u64,
+    /// The server's point-read cache over the cell, when it was on.
+    pub cache_hit_ratio: Option<f64>,
+    /// Open loop only.
+    pub target_rate: Option<f64>,
+    pub rate_kept: Option<bool>,
+}
+
+/// What a cell ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellConfig {
+    pub path: String,
+    pub protocol: String,
+    pub accept_encoding: Option<String>,
+    pub cache: bool,
+    pub shards: u32,
+    pub mix: String,
+    pub skew: String,
+    pub connections: usize,
+    pub streams_per_connection: usize,
+    /// "closed" or "open".
+    pub loop_model: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProfileSummary {
+    /// The cell whose configuration was profiled.
+    pub cell: String,
+    /// File names beside `run.json`.
+    pub svg: String,
+    pub folded: String,
+    pub samples: u64,
+    pub frequency_hz: u32,
+    /// Hottest frames by self samples: (frame, share of all samples).
+    pub top_frames: Vec<(String, f64)>,
+}
+
+impl Cell {
+    /// A cell from a load report.
+    pub fn from_report(part: &str, label: &str, config: CellConfig, report: &LoadReport) -> Self {
+        Self {
+            id: format!("{part}/{label}"),
+            part: part.to_owned(),
+            label: label.to_owned(),
+            config,
+            requests_per_s: report.achieved_rate,
+            responses: report.responses,
+            errors: report.errors.values().sum::<u64>() + report.unexpected_statuses,
+            latency: Latency {
+                p50_ms: report.latency.p50_ms,
+                p90_ms: report.latency.p90_ms,
+                p99_ms: report.latency.p99_ms,
+                p999_ms: report.latency.p999_ms,
+                max_ms: report.latency.max_ms,
+            },
+            latency_curve: report.latency_curve.clone(),
+            throughput_per_second: report.throughput_per_second.clone(),
+            wire_bytes: report.wire_bytes,
+            decoded_bytes: report.decoded_bytes,
+            cache_hit_ratio: None,
+            target_rate: report.setup.target_rate,
+            rate_kept: report.rate_kept,
+        }
+    }
+
+    /// Body bytes on the wire per response.
+    pub fn wire_bytes_per_response(&self) -> f64 {
+        self.wire_bytes as f64 / self.responses.max(1) as f64
+    }
+
+    /// Wire bytes over decoded bytes (1.0 without compression).
+    pub fn compression_ratio(&self) -> f64 {
+        self.wire_bytes as f64 / self.decoded_bytes.max(1) as f64
+    }
+}
+
+impl RunData {
+    pub fn cell(&self, id: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.id == id)
+    }
+
+    pub fn part(&self, part: &str) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().filter(move |c| c.part == part)
+    }
+}
+
+/// A small run for tests: the cells `findings` and `compare` read, with figures the
+/// tests set.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+
+    pub fn cell(id: &str, requests_per_s: f64, p99_ms: f64) -> Cell {
+        let (part, label) = id.split_once('/').unwrap();
+        Cell {
+            id: id.to_owned(),
+            part: part.to_owned(),
+            label: label.to_owned(),
+            config: CellConfig {
+                path: "raw".into(),
+                protocol: if label == "h2c" { "h2c" } else { "h1" }.into(),
+                accept_encoding: None,
+                cache: false,
+                shards: label.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(8),
+                mix: "read=100".into(),
+                skew: "uniform".into(),
+                connections: if label == "h2c" { 16 } else { 64 },
+                streams_per_connection: if label == "h2c" { 16 } else { 1 },
+                loop_model: "closed".into(),
+            },
+            requests_per_s,
+            responses: (requests_per_s * 4.0) as u64,
+            errors: 0,
+            latency: Latency {
+                p50_ms: p99_ms / 4.0,
+                p90_ms: p99_ms / 2.0,
+                p99_ms,
+                p999_ms: p99_ms * 2.0,
+                max_ms: p99_ms * 3.0,
+            },
+            latency_curve: vec![(0.0, 0.1), (50.0, p99_ms / 4.0), (99.0, p99_ms)],
+            throughput_per_second: vec![requests_per_s as u64; 4],
+            wire_bytes: (requests_per_s * 4.0) as u64 * 260,
+            decoded_bytes: (requests_per_s * 4.0) as u64 * 260,
+            cache_hit_ratio: None,
+            target_rate: None,
+            rate_kept: None,
+        }
+    }
+
+    pub fn run() -> RunData {
+        let mut cells = vec![
+            cell("paths/prepared", 9_000.0, 4.0),
+            cell("paths/adhoc", 5_000.0, 6.0),
+            cell("paths/orm", 4_000.0, 7.0),
+            cell("paths/raw", 12_000.0, 3.0),
+            cell("protocols/h1", 30_000.0, 5.0),
+            cell("protocols/h2c", 36_000.0, 6.0),
+        ];
+        for (codec, wire, rps) in
+            [("identity", 6_000u64, 1_000.0), ("br", 660, 700.0), ("zstd", 900, 900.0), ("gzip", 1_100, 800.0)]
+        {
+            let mut c = cell(&format!("compression/{codec}"), rps, 20.0);
+            c.wire_bytes = wire * c.responses;
+            c.decoded_bytes = 6_000 * c.responses;
+            c.config.accept_encoding = (codec != "identity").then(|| codec.to_owned());
+            cells.push(c);
+        }
+        for (n, read, departures) in [(1, 10_000.0, 2_000.0), (4, 11_000.0, 1_000.0), (16, 10_500.0, 300.0)] {
+            cells.push(cell(&format!("shards/read-{n}"), read, 4.0));
+            cells.push(cell(&format!("shards/departures-{n}"), departures, 30.0));
+        }
+        cells.push(cell("cache/off", 10_000.0, 5.0));
+        let mut on = cell("cache/on", 25_000.0, 4.0);
+        on.cache_hit_ratio = Some(0.9);
+        cells.push(on);
+        let mut mixed = cell("mixed/open-loop", 2_000.0, 9.0);
+        mixed.target_rate = Some(2_000.0);
+        mixed.rate_kept = Some(true);
+        mixed.config.loop_model = "open".into();
+        mixed.config.mix = "read=80,departures=15,write=5".into();
+        cells.push(mixed);
+        RunData {
+            schema_version: RUN_SCHEMA_VERSION,
+            started_at: "2026-11-27T06:00:00Z".into(),
+            elapsed_s: 120.0,
+            preset: "default".into(),
+            parts: ["paths", "protocols", "compression", "shards", "cache", "mixed", "profile"]
+                .map(String::from)
+                .to_vec(),
+            provenance: Provenance {
+                flightbench_version: "0.1.0".into(),
+                commit: "abc1234".into(),
+                toolchain: "rustc 1.95.0".into(),
+                build: "release".into(),
+                host: "bench".into(),
+                os: "linux".into(),
+                cpu: "AMD EPYC".into(),
+                cores: 2,
+                dataset: DatasetInfo {
+                    seed: 42,
+                    flights: 100_000,
+                    days: 30,
+                    shards: 8,
+                    events: 300_000,
+                    backend: "sqlite".into(),
+                    sqlite_pragmas: vec![("journal_mode".into(), "WAL".into())],
+                },
+            },
+            settings: RunSettings {
+                warmup_s: 0.5,
+                measure_s: 4.0,
+                server_threads: 2,
+                load_threads: 2,
+                pinned: false,
+                h1_connections: 64,
+                h2_connections: 16,
+                h2_streams: 16,
+                compression_min_bytes: 1_024,
+            },
+            cells,
+            profile: Some(ProfileSummary {
+                cell: "protocols/h2c".into(),
+                svg: "flamegraph.svg".into(),
+                folded: "flamegraph.folded".into(),
+                samples: 500,
+                frequency_hz: 99,
+                top_frames: vec![("memcpy_avx".into(), 0.12), ("hyper::parse".into(), 0.05)],
+            }),
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! `flightbench run`: the workbench run. Seeds (or reuses) the embedded SQLite
+//! datasets, serves each configuration in-process ([`LocalServer`]) and measures it
+//! with the load generator, one cell at a time, then profiles the fastest
+//! configuration. The figures go into [`RunData`]; `report` renders them and
+//! `findings` says in sentences what they show.
+//!
+//! Every cell of a part differs from its neighbours in the one setting the part is
+//! about, on the same data and the same load shape, so a ratio within a part compares
+//! like with like.
+
+pub mod compare;
+pub mod data;
+pub mod findings;
+pub mod report;
+
+use crate::dataset::{DatasetSpec, Manifest};
+use crate::harness::{LoadShape, LocalServer, sample_under_load};
+use crate::http::{QUERY_PATH_HEADER, ServerConfig};
+use crate::load::conn::Protocol;
+use crate::load::workload::{DatasetShape, Mix, Skew};
+use crate::load::{LoadConfig, Workload};
+use crate::routing::ShardCount;
+use crate::seed::{SeedConfig, SeedTarget, seed};
+use crate::store::{Durability, QueryPath, Store, StoreConfig};
+use data::{Cell, CellConfig, DatasetInfo, ProfileSummary, Provenance, RunData, RunSettings};
+use http::{HeaderName, HeaderValue};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How big and how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// 20,000 flights, 1 s per cell: under a minute.
+    Quick,
+    /// 100,000 flights (`flightbench seed`'s default), 4 s per cell: a few minutes.
+    Default,
+    /// 1,000,000 flights, 10 s per cell.
+    Full,
+}
+
+impl Preset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Quick => "quick",
+            Preset::Default => "default",
+            Preset::Full => "full",
+        }
+    }
+
+    pub fn flights(self) -> u64 {
+        match self {
+            Preset::Quick => 20_000,
+            Preset::Default => 100_000,
+            Preset::Full => 1_000_000,
+        }
+    }
+
+    pub fn warmup(self) -> Duration {
+        match self {
+            Preset::Quick => Duration::from_millis(300),
+            Preset::Default => Duration::from_millis(500),
+            Preset::Full => Duration::from_secs(1),
+        }
+    }
+
+    pub fn measure(self) -> Duration {
+        match self {
+            Preset::Quick => Duration::from_secs(1),
+            Preset::Default => Duration::from_secs(4),
+            Preset::Full => Duration::from_secs(10),
+        }
+    }
+}
+
+/// The parts of a run, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Part {
+    /// Point reads through prepared, adhoc, orm and raw (cache off).
+    Paths,
+    /// HTTP/1.1 against h2c on cached point reads.
+    Protocols,
+    /// identity, br, zstd and gzip on the departures endpoint.
+    Compression,
+    /// 1, 4 and 16 shards: point reads and the scatter-gather departures query.
+    Shards,
+    /// The point-read cache on and off (Zipf-skewed ids).
+    Cache,
+    /// An open-loop read/departures/write mix at a fixed rate: tail latency.
+    Mixed,
+    /// A flamegraph of the fastest configuration measured.
+    Profile,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] =
+        [Part::Paths, Part::Protocols, Part::Compression, Part::Shards, Part::Cache, Part::Mixed, Part::Profile];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Paths => "paths",
+            Part::Protocols => "protocols",
+            Part::Compression => "compression",
+            Part::Shards => "shards",
+            Part::Cache => "cache",
+            Part::Mixed => "mixed",
+            Part::Profile => "profile",
+        }
+    }
+}
+
+/// Shard counts the shards part compares.
+pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
+/// Shards of the main dataset (`flightbench seed`'s default).
+pub const MAIN_SHARDS: u32 = 8;
+/// Codecs the compression part compares (`None` is identity).
+pub const CODECS: [Option<&str>; 4] = [None, Some("br"), Some("zstd"), Some("gzip")];
+/// Open-loop rate of the mixed part, as a share of the capacity the closed-loop cells
+/// imply for that mix.
+pub const MIXED_LOAD_SHARE: f64 = 0.5;
+/// The mixed part's request mix.
+pub const MIXED_MIX: &str = "read=80,departures=15,write=5";
+/// Sampling frequency of the profile part.
+pub const PROFILE_HZ: u32 = 99;
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub preset: Preset,
+    pub parts: Vec<Part>,
+    /// The main dataset (`--dir`); the shard series lives in `<dir>/workbench/`.
+    pub dir: PathBuf,
+    pub flights: u64,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Where report files go (the run's own directory).
+    pub out: PathBuf,
+    pub server_threads: usize,
+    pub load_threads: usize,
+}
+
+impl Plan {
+    /// Cells this plan measures with the load generator (for progress).
+    pub fn cell_count(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Paths => 4,
+                Part::Protocols => 2,
+                Part::Compression => CODECS.len(),
+                Part::Shards => SHARD_SERIES.len() * 2,
+                Part::Cache => 2,
+                Part::Mixed | Part::Profile => 1,
+            })
+            .sum()
+    }
+
+    /// Roughly how long the measuring takes (seeding aside).
+    pub fn estimate(&self) -> Duration {
+        (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32
+    }
+
+    fn spec(&self) -> DatasetSpec {
+        let start = crate::domain::UtcTime::parse("2026-12-01").expect("a valid constant date");
+        DatasetSpec::new(42, self.flights, 30, start).expect("flights were validated")
+    }
+}
+
+/// What the run is doing, for a progress display.
+pub enum Progress<'a> {
+    Seeding { dir: &'a Path, flights: u64, shards: u32 },
+    Cell { index: usize, total: usize, id: &'a str, left: Duration },
+    CellDone { cell: &'a Cell },
+}
+
+/// One configuration to measure.
+struct CellPlan {
+    part: Part,
+    label: String,
+    shards: Option<u32>,
+    path: QueryPath,
+    cache: bool,
+    protocol: Protocol,
+    encoding: Option<&'static str>,
+    mix: &'static str,
+    skew: Skew,
+    rate: Option<f64>,
+}
+
+impl CellPlan {
+    fn new(part: Part, label: impl Into<String>) -> Self {
+        Self {
+            part,
+            label: label.into(),
+            shards: None,
+            path: QueryPath::Raw,
+            cache: false,
+            protocol: Protocol::H1,
+            encoding: None,
+            mix: "read=100",
+            skew: Skew::Uniform,
+            rate: None,
+        }
+    }
+}
+
+fn zipf() -> Skew {
+    Skew::Zipf { exponent: 1.0 }
+}
+
+/// The cells of one part (the mixed part's rate is filled in when it runs).
+fn cells_of(part: Part) -> Vec<CellPlan> {
+    match part {
+        Part::Paths => [QueryPath::Prepared, QueryPath::Adhoc, QueryPath::Orm, QueryPath::Raw]
+            .into_iter()
+            .map(|path| CellPlan { path, ..CellPlan::new(part, path.as_str()) })
+            .collect(),
+        Part::Protocols => [Protocol::H1, Protocol::H2]
+            .into_iter()
+            .map(|protocol| CellPlan {
+                protocol,
+                cache: true,
+                skew: zipf(),
+                ..CellPlan::new(part, if protocol == Protocol::H1 { "h1" } else { "h2c" })
+            })
+            .collect(),
+        Part::Compression => CODECS
+            .into_iter()
+            .map(|encoding| CellPlan {
+                encoding,
+                mix: "departures=100",
+                // Busy airports, whose 2-hour windows fill the 50-row page: bodies
+                // big enough for compression to matter.
+                skew: zipf(),
+                ..CellPlan::new(part, encoding.unwrap_or("identity"))
+            })
+            .collect(),
+        Part::Shards => SHARD_SERIES
+            .into_iter()
+            .flat_map(|n| {
+                [
+                    CellPlan { shards: Some(n), ..CellPlan::new(part, format!("read-{n}")) },
+                    CellPlan {
+                        shards: Some(n),
+                        mix: "departures=100",
+                        skew: zipf(),
+                        ..CellPlan::new(part, format!("departures-{n}"))
+                    },
+                ]
+            })
+            .collect(),
+        Part::Cache => [false, true]
+            .into_iter()
+            .map(|cache| CellPlan { cache, skew: zipf(), ..CellPlan::new(part, if cache { "on" } else { "off" }) })
+            .collect(),
+        Part::Mixed => vec![CellPlan { cache: true, skew: zipf(), mix: MIXED_MIX, ..CellPlan::new(part, "open-loop") }],
+        Part::Profile => Vec::new(),
+    }
+}
+
+/// Makes sure `dir` holds the dataset `spec` with `shards` SQLite shards: reused when
+/// its manifest matches, seeded when there is none, re-seeded when it holds another
+/// SQLite dataset. A PostgreSQL dataset is never replaced.
+pub async fn ensure_dataset(
+    dir: &Path,
+    spec: &DatasetSpec,
+    shards: u32,
+    progress: &dyn Fn(Progress<'_>),
+) -> anyhow::Result<Manifest> {
+    if Manifest::exists_in(dir) {
+        let manifest = Manifest::load(dir)?;
+        anyhow::ensure!(
+            manifest.backend == crate::dataset::Backend::Sqlite,
+            "{} holds a {} dataset; the workbench runs on the embedded SQLite default, so give it another --dir",
+            dir.display(),
+            manifest.backend.as_str()
+        );
+        if manifest.dataset == *spec && manifest.shards.get() == shards {
+            return Ok(manifest);
+        }
+    }
+    progress(Progress::Seeding { dir, flights: spec.flights, shards });
+    let config = SeedConfig {
+        dir: dir.to_owned(),
+        spec: *spec,
+        shards: ShardCount::new(i64::from(shards)).map_err(|e| anyhow::anyhow!("{e}"))?,
+        target: SeedTarget::Sqlite { durability: Durability::Normal },
+        force: true,
+        progress: false,
+    };
+    Ok(seed(&config).await?.manifest)
+}
+
+/// Runs the plan. Stores are opened once per dataset and shared by its cells.
+pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result<RunData> {
+    let started = Instant::now();
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let spec = plan.spec();
+    let manifest = ensure_dataset(&plan.dir, &spec, MAIN_SHARDS, progress).await?;
+    let mut datasets: BTreeMap<u32, (Arc<Store>, DatasetShape)> = BTreeMap::new();
+    let store_config = StoreConfig::default();
+    let main = Arc::new(Store::open(&plan.dir, &store_config).await?);
+    datasets.insert(MAIN_SHARDS, (main, DatasetShape::from_manifest(&manifest)));
+    if plan.parts.contains(&Part::Shards) {
+        for n in SHARD_SERIES {
+            let dir = plan.dir.join("workbench").join(format!("shards-{n}"));
+            let manifest = ensure_dataset(&dir, &spec, n, progress).await?;
+            let store = Arc::new(Store::open(&dir, &store_config).await?);
+            datasets.insert(n, (store, DatasetShape::from_manifest(&manifest)));
+        }
+    }
+    let result = measure(plan, &datasets, progress).await;
+    for (store, _) in datasets.values() {
+        store.close().await;
+    }
+    let (cells, profile) = result?;
+    Ok(RunData {
+        schema_version: data::RUN_SCHEMA_VERSION,
+        started_at,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        preset: plan.preset.as_str().to_owned(),
+        parts: plan.parts.iter().map(|p| p.as_str().to_owned()).collect(),
+        provenance: provenance(&manifest),
+        settings: RunSettings {
+            warmup_s: plan.warmup.as_secs_f64(),
+            measure_s: plan.measure.as_secs_f64(),
+            server_threads: plan.server_threads,
+            load_threads: plan.load_threads,
+            pinned: false,
+            h1_connections: H1_CONNECTIONS,
+            h2_connections: H2_CONNECTIONS,
+            h2_streams: H2_STREAMS,
+            compression_min_bytes: ServerConfig::default().compression_min_bytes,
+        },
+        cells,
+        profile,
+    })
+}
+
+const H1_CONNECTIONS: usize = 64;
+const H2_CONNECTIONS: usize = 16;
+const H2_STREAMS: usize = 16;
+
+async fn measure(
+    plan: &Plan,
+    datasets: &BTreeMap<u32, (Arc<Store>, DatasetShape)>,
+    progress: &dyn Fn(Progress<'_>),
+) -> anyhow::Result<(Vec<Cell>, Option<ProfileSummary>)> {
+    let total = plan.cell_count();
+    let per_cell = plan.estimate() / total.max(1) as u32;
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut index = 0;
+    for &part in &plan.parts {
+        if part == Part::Profile {
+            continue;
+        }
+        for mut cell_plan in cells_of(part) {
+            if part == Part::Mixed {
+                cell_plan.rate = Some(mixed_rate(&cells));
+            }
+            index += 1;
+            let id = format!("{}/{}", part.as_str(), cell_plan.label);
+            progress(Progress::Cell { index, total, id: &id, left: per_cell * (total - index + 1) as u32 });
+            let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
+            let cell = measure_cell(plan, &cell_plan, store.clone(), shape).await?;
+            progress(Progress::CellDone { cell: &cell });
+            cells.push(cell);
+        }
+    }
+    let profile = if plan.parts.contains(&Part::Profile) {
+        index += 1;
+        progress(Progress::Cell { index, total, id: "profile", left: per_cell });
+        Some(profile_hottest(plan, &cells, datasets).await?)
+    } else {
+        None
+    };
+    Ok((cells, profile))
+}
+
+fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> anyhow::Result<LoadShape> {
+    let (connections, streams) = match cell.protocol {
+        Protocol::H1 => (H1_CONNECTIONS, 1),
+        Protocol::H2 => (H2_CONNECTIONS, H2_STREAMS),
+    };
+    let mut headers = vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(cell.path.as_str()))];
+    if let Some(encoding) = cell.encoding {
+        headers.push((http::header::ACCEPT_ENCODING, HeaderValue::from_static(encoding)));
+    }
+    Ok(LoadShape {
+        protocol: cell.protocol,
+        connections,
+        streams_per_connection: streams,
+        workload: Workload::Mix {
+            mix: Mix::parse(cell.mix).map_err(anyhow::Error::msg)?,
+            shape: shape.clone(),
+            skew: cell.skew,
+        },
+        headers,
+        warmup: plan.warmup,
+        measure: plan.measure,
+        rate: cell.rate,
+    })
+}
+
+fn server_config(cell: &CellPlan) -> ServerConfig {
+    ServerConfig {
+        default_path: cell.path,
+        cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
+        ..ServerConfig::default()
+    }
+}
+
+fn cell_config(cell: &CellPlan, load: &LoadConfig, shards: u32) -> CellConfig {
+    CellConfig {
+        path: cell.path.as_str().to_owned(),
+        protocol: if cell.protocol == Protocol::H1 { "h1" } else { "h2c" }.to_owned(),
+        accept_encoding: cell.encoding.map(str::to_owned),
+        cache: cell.cache,
+        shards,
+        mix: cell.mix.to_owned(),
+        skew: match cell.skew {
+            Skew::Uniform => "uniform".to_owned(),
+            Skew::Zipf { exponent } => format!("zipf {exponent}"),
+        },
+        connections: load.connections,
+        streams_per_connection: load.streams_per_connection,
+        loop_model: if cell.rate.is_some() { "open" } else { "closed" }.to_owned(),
+    }
+}
+
+async fn measure_cell(plan: &Plan, cell: &CellPlan, store: Arc<Store>, shape: &DatasetShape) -> anyhow::Result<Cell> {
+    let shards = cell.shards.unwrap_or(MAIN_SHARDS);
+    let server = LocalServer::start(store, server_config(cell), plan.server_threads)?;
+    let load = load_shape(plan, cell, shape)?.config(server.addr, plan.load_threads);
+    let config = cell_config(cell, &load, shards);
+    let before = server.state.cache.as_ref().map(|c| c.stats());
+    // The load runs on its own threads; this task only waits for it.
+    let report = tokio::task::block_in_place(|| crate::load::run(&load, |_, _| {}));
+    let after = server.state.cache.as_ref().map(|c| c.stats());
+    server.stop().await?;
+    let report = report.map_err(|e| anyhow::anyhow!("{}/{}: {e}", cell.part.as_str(), cell.label))?;
+    let mut measured = Cell::from_report(cell.part.as_str(), &cell.label, config, &report);
+    if let (Some(before), Some(after)) = (before, after) {
+        let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+        measured.cache_hit_ratio = Some(hits as f64 / (hits + misses).max(1) as f64);
+    }
+    Ok(measured)
+}
+
+/// Half the capacity the closed-loop cells imply for the mixed part's mix: requests
+/// take 1/throughput each, weighted by the mix. Writes are costed like uncached reads.
+/// Without those cells, a conservative 500 req/s.
+fn mixed_rate(cells: &[Cell]) -> f64 {
+    let find = |id: &str| cells.iter().find(|c| c.id == id).map(|c| c.requests_per_s).filter(|r| *r > 0.0);
+    let read = find("cache/on").or(find("protocols/h1"));
+    let uncached = find("paths/raw").or(find("cache/off"));
+    let departures = find("compression/identity");
+    match (read, uncached, departures) {
+        (Some(read), Some(uncached), Some(departures)) => {
+            let seconds_per_request = 0.80 / read + 0.15 / departures + 0.05 / uncached;
+            (MIXED_LOAD_SHARE / seconds_per_request).round().max(1.0)
+        }
+        _ => 500.0,
+    }
+}
+
+/// Profiles the closed-loop cell with the highest throughput, re-run with sampling.
+async fn profile_hottest(
+    plan: &Plan,
+    cells: &[Cell],
+    datasets: &BTreeMap<u32, (Arc<Store>, DatasetShape)>,
+) -> anyhow::Result<ProfileSummary> {
+    let hottest = cells
+        .iter()
+        .filter(|c| c.config.loop_model == "closed")
+        .max_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
+    let cell_plan = match hottest {
+        Some(hot) => cells_of(Part::ALL.into_iter().find(|p| p.as_str() == hot.part).unwrap_or(Part::Cache))
+            .into_iter()
+            .find(|c| c.label == hot.label)
+            .unwrap_or_else(|| CellPlan { cache: true, skew: zipf(), ..CellPlan::new(Part::Cache, "on") }),
+        None => CellPlan { cache: true, skew: zipf(), ..CellPlan::new(Part::Cache, "on") },
+    };
+    let id = format!("{}/{}", cell_plan.part.as_str(), cell_plan.label);
+    let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
+    let server = LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads)?;
+    let load = load_shape(plan, &cell_plan, shape)?.config(server.addr, plan.load_threads);
+    let sampled = tokio::task::block_in_place(|| sample_under_load(&load, PROFILE_HZ as i32, |_, _| {}));
+    server.stop().await?;
+    let (lines, report) = sampled.map_err(|e| anyhow::anyhow!("profile of {id}: {e}"))?;
+    let samples = crate::profile::sample_total(&lines);
+    anyhow::ensure!(samples > 0, "the profile of {id} has no samples");
+    std::fs::create_dir_all(&plan.out)?;
+    let (svg, folded) = ("flamegraph.svg".to_owned(), "flamegraph.folded".to_owned());
+    std::fs::write(plan.out.join(&folded), lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    let mut image = Vec::new();
+    let subtitle = format!("{id}: {:.0} req/s, {} samples at {PROFILE_HZ} Hz", report.achieved_rate, samples);
+    crate::profile::render(&lines, "flightbench run: the fastest configuration", Some(&subtitle), &mut image)?;
+    std::fs::write(plan.out.join(&svg), image)?;
+    let top_frames = crate::profile::by_leaf(&lines)
+        .into_iter()
+        .take(8)
+        .map(|(frame, n)| (frame, n as f64 / samples as f64))
+        .collect();
+    Ok(ProfileSummary { cell: id, svg, folded, samples, frequency_hz: PROFILE_HZ, top_frames })
+}
+
+/// What this machine and build are.
+fn provenance(manifest: &Manifest) -> Provenance {
+    let command = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    let commit = match command("git", &["rev-parse", "--short", "HEAD"]).as_str() {
+        "unknown" => "unknown".to_owned(),
+        commit => {
+            let dirty = std::process::Command::new("git")
+                .args(["diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock"])
+                .status()
+                .is_ok_and(|s| !s.success());
+            if dirty { format!("{commit} (with uncommitted changes)") } else { commit.to_owned() }
+        }
+    };
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let host = read("/proc/sys/kernel/hostname").trim().to_owned();
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    Provenance {
+        flightbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit,
+        toolchain: command("rustc", &["-V"]),
+        build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
+        host: if host.is_empty() { "unknown".to_owned() } else { host },
+        os: format!("{} {kernel}", std::env::consts::OS).trim().to_owned(),
+        cpu,
+        cores: crate::cli::available_cores(),
+        dataset: DatasetInfo {
+            seed: manifest.dataset.seed,
+            flights: manifest.counts.flights,
+            days: manifest.dataset.days,
+            shards: manifest.shards.get(),
+            events: manifest.counts.events,
+            backend: manifest.backend.as_str().to_owned(),
+            sqlite_pragmas: crate::store::sqlite_pragmas(&StoreConfig::default()),
+        },
+    }
+}

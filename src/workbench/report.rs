@@ -1,0 +1,306 @@
+//! The run's report: `run.json`, `report.md` (charts as SVG files beside it) and a
+//! self-contained `report.html` (the same charts inline), all rendered from
+//! [`RunData`] alone.
+
+use super::data::{Cell, RunData};
+use super::findings::{count, findings};
+use crate::chart::{Series, XScale, bar_chart, escape, line_chart};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// What each part compares, for its heading.
+fn part_title(part: &str) -> (&'static str, &'static str) {
+    match part {
+        "paths" => (
+            "Query paths",
+            "Uncached point reads (GET /flights/{id}, uniform ids, cache off, HTTP/1.1) through each query path.",
+        ),
+        "protocols" => (
+            "HTTP/1.1 and h2c",
+            "Cached point reads (Zipf ids, cache on, raw path) over HTTP/1.1 and over h2c with multiplexed streams.",
+        ),
+        "compression" => (
+            "Response compression",
+            "GET /airports/{code}/departures (50 rows, raw path) with each Accept-Encoding; bytes are response bodies on the wire.",
+        ),
+        "shards" => (
+            "Shard count",
+            "The same flights in 1, 4 and 16 SQLite shards: point reads (one shard each) and departures (every shard, merged).",
+        ),
+        "cache" => ("Point-read cache", "Point reads with Zipf-skewed ids, the server's cache off and on."),
+        "mixed" => (
+            "Mixed load at a fixed rate",
+            "Open loop: requests leave on a schedule and latency counts from each one's intended send time, so stalls show in the tail.",
+        ),
+        _ => ("Other", ""),
+    }
+}
+
+/// A chart's file name and its SVG.
+struct Chart {
+    file: String,
+    svg: String,
+}
+
+fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
+    let cells: Vec<&Cell> = run.part(part).collect();
+    if cells.is_empty() {
+        return Vec::new();
+    }
+    let (title, _) = part_title(part);
+    let mut charts = Vec::new();
+    if part == "mixed" {
+        for cell in &cells {
+            let over_time: Vec<(f64, f64)> =
+                cell.throughput_per_second.iter().enumerate().map(|(i, n)| (i as f64 + 1.0, *n as f64)).collect();
+            charts.push(Chart {
+                file: format!("{part}-throughput-over-time.svg"),
+                svg: line_chart(
+                    &format!("{title}: responses per second"),
+                    "second",
+                    "responses",
+                    XScale::Linear,
+                    &[Series { name: &cell.label, points: &over_time }],
+                ),
+            });
+        }
+    } else {
+        let throughput: Vec<(String, f64)> = cells.iter().map(|c| (c.label.clone(), c.requests_per_s)).collect();
+        charts.push(Chart {
+            file: format!("{part}-throughput.svg"),
+            svg: bar_chart(&format!("{title}: throughput"), "req/s", &throughput),
+        });
+        let p99: Vec<(String, f64)> = cells.iter().map(|c| (c.label.clone(), c.latency.p99_ms)).collect();
+        charts.push(Chart {
+            file: format!("{part}-p99.svg"),
+            svg: bar_chart(&format!("{title}: p99 latency"), "ms", &p99),
+        });
+    }
+    let series: Vec<Series<'_>> = cells.iter().map(|c| Series { name: &c.label, points: &c.latency_curve }).collect();
+    charts.push(Chart {
+        file: format!("{part}-latency.svg"),
+        svg: line_chart(&format!("{title}: latency by percentile"), "percentile", "ms", XScale::Nines, &series),
+    });
+    charts
+}
+
+fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
+    let bytes = cells.iter().any(|c| c.config.accept_encoding.is_some() || c.part == "compression");
+    let hits = cells.iter().any(|c| c.cache_hit_ratio.is_some());
+    let mut header = vec!["configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"];
+    if bytes {
+        header.push("body bytes / response");
+    }
+    if hits {
+        header.push("cache hits");
+    }
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for c in cells {
+        let mut row = vec![
+            c.label.clone(),
+            count(c.requests_per_s),
+            format!("{:.2}", c.latency.p50_ms),
+            format!("{:.2}", c.latency.p99_ms),
+            format!("{:.2}", c.latency.p999_ms),
+            format!("{:.2}", c.latency.max_ms),
+            c.errors.to_string(),
+        ];
+        if bytes {
+            row.push(count(c.wire_bytes_per_response()));
+        }
+        if hits {
+            row.push(c.cache_hit_ratio.map_or("—".to_owned(), |h| format!("{:.1}%", h * 100.0)));
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+fn provenance_lines(run: &RunData) -> Vec<String> {
+    let p = &run.provenance;
+    let s = &run.settings;
+    let d = &p.dataset;
+    let pragmas: Vec<String> = d.sqlite_pragmas.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    vec![
+        format!("Commit {}, flightbench {}, {} build, {}", p.commit, p.flightbench_version, p.build, p.toolchain),
+        format!("Machine: {}, {} cores, {}, host {}", p.cpu, p.cores, p.os, p.host),
+        format!(
+            "Runtime shape: the server in-process on {} current-thread runtimes (per-core, SO_REUSEPORT), the load generator on {} threads beside it, both on the same cores, {}",
+            s.server_threads,
+            s.load_threads,
+            if s.pinned { "pinned" } else { "not pinned" }
+        ),
+        format!(
+            "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams",
+            s.warmup_s, s.measure_s, s.h1_connections, s.h2_connections, s.h2_streams
+        ),
+        format!(
+            "Dataset: {} flights, {} events, {} days, seed {}, {} {} shards (the shard-count part uses its own datasets of the same flights); SQLite pragmas {}",
+            count(d.flights as f64),
+            count(d.events as f64),
+            d.days,
+            d.seed,
+            d.shards,
+            d.backend,
+            pragmas.join(", ")
+        ),
+        format!(
+            "Started {}, took {:.0} s, preset {}, parts {}",
+            run.started_at,
+            run.elapsed_s,
+            run.preset,
+            run.parts.join(", ")
+        ),
+    ]
+}
+
+/// report.md, referring to the chart files.
+pub fn markdown(run: &RunData) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# flightbench run: {} on {}\n",
+        &run.started_at[..run.started_at.len().min(10)],
+        run.provenance.host
+    );
+    let mut links = vec!["[HTML report](report.html)".to_owned(), "[run.json](run.json)".to_owned()];
+    if let Some(profile) = &run.profile {
+        links.push(format!("[flamegraph]({})", profile.svg));
+    }
+    let _ = writeln!(md, "{}\n", links.join(" · "));
+    let _ = writeln!(md, "## What this run found\n");
+    for finding in findings(run) {
+        let _ = writeln!(md, "- {}", finding.text);
+    }
+    for part in parts_with_cells(run) {
+        let (title, about) = part_title(&part);
+        let _ = writeln!(md, "\n## {title}\n\n{about}\n");
+        let cells: Vec<&Cell> = run.part(&part).collect();
+        let rows = table(&cells);
+        for (i, row) in rows.iter().enumerate() {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+            if i == 0 {
+                let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
+            }
+        }
+        md.push('\n');
+        for chart in charts_for(run, &part) {
+            let _ = writeln!(md, "![{}](charts/{})", chart.file, chart.file);
+        }
+    }
+    if let Some(profile) = &run.profile {
+        let _ = writeln!(
+            md,
+            "\n## Profile\n\n[{}]({}) ({} samples at {} Hz, folded stacks in [{}]({})): {}, re-run with sampling. Hottest frames by self samples:\n",
+            profile.svg,
+            profile.svg,
+            profile.samples,
+            profile.frequency_hz,
+            profile.folded,
+            profile.folded,
+            profile.cell
+        );
+        for (frame, share) in &profile.top_frames {
+            let _ = writeln!(md, "- {:.1}% `{}`", share * 100.0, frame.replace('`', "'"));
+        }
+    }
+    let _ = writeln!(md, "\n## How it ran\n");
+    for line in provenance_lines(run) {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(
+        md,
+        "\nRatios compare cells of one part measured minutes apart on the same machine; absolute figures move between runs on a shared machine, ratios much less. `flightbench compare` says which figures moved between two runs."
+    );
+    md
+}
+
+/// report.html: one file, charts inline.
+pub fn html(run: &RunData) -> String {
+    let mut h = String::new();
+    let date = &run.started_at[..run.started_at.len().min(10)];
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>flightbench run: {date} on {host}</title><style>
+body{{font-family:system-ui,sans-serif;max-width:1320px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.charts{{display:flex;flex-wrap:wrap;gap:12px}}.finding{{margin:.3em 0}}code{{font-size:90%}}
+</style></head><body><h1>flightbench run: {date} on {host}</h1>"#,
+        host = escape(&run.provenance.host)
+    );
+    let mut links =
+        vec![r#"<a href="run.json">run.json</a>"#.to_owned(), r#"<a href="report.md">report.md</a>"#.to_owned()];
+    if let Some(profile) = &run.profile {
+        links.push(format!(r#"<a href="{0}">flamegraph</a>"#, escape(&profile.svg)));
+    }
+    let _ = write!(h, "<p>{}</p><h2>What this run found</h2><ul id=\"findings\">", links.join(" · "));
+    for finding in findings(run) {
+        let _ = write!(h, r#"<li class="finding">{}</li>"#, escape(&finding.text));
+    }
+    h.push_str("</ul>");
+    for part in parts_with_cells(run) {
+        let (title, about) = part_title(&part);
+        let _ =
+            write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p><table>"#, escape(&part), escape(title), escape(about));
+        let cells: Vec<&Cell> = run.part(&part).collect();
+        for (i, row) in table(&cells).iter().enumerate() {
+            let tag = if i == 0 { "th" } else { "td" };
+            h.push_str("<tr>");
+            for cell in row {
+                let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str(r#"</table><div class="charts">"#);
+        for chart in charts_for(run, &part) {
+            let _ = write!(h, r#"<figure class="chart">{}</figure>"#, chart.svg);
+        }
+        h.push_str("</div></section>");
+    }
+    if let Some(profile) = &run.profile {
+        let _ = write!(
+            h,
+            r#"<section id="profile"><h2>Profile</h2><p><a href="{svg}">Flamegraph</a> of {cell} ({samples} samples at {hz} Hz); hottest frames by self samples:</p><ul>"#,
+            svg = escape(&profile.svg),
+            cell = escape(&profile.cell),
+            samples = profile.samples,
+            hz = profile.frequency_hz
+        );
+        for (frame, share) in &profile.top_frames {
+            let _ = write!(h, "<li>{:.1}% <code>{}</code></li>", share * 100.0, escape(frame));
+        }
+        h.push_str("</ul></section>");
+    }
+    h.push_str("<h2>How it ran</h2><ul>");
+    for line in provenance_lines(run) {
+        let _ = write!(h, "<li>{}</li>", escape(&line));
+    }
+    h.push_str("</ul></body></html>\n");
+    h
+}
+
+fn parts_with_cells(run: &RunData) -> Vec<String> {
+    run.parts.iter().filter(|p| run.part(p).next().is_some()).cloned().collect()
+}
+
+/// Writes run.json, report.md, report.html and charts/*.svg into `dir`; returns the
+/// files written.
+pub fn write(run: &RunData, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let charts_dir = dir.join("charts");
+    std::fs::create_dir_all(&charts_dir)?;
+    let mut written = Vec::new();
+    let mut put = |path: PathBuf, text: &str| -> std::io::Result<()> {
+        std::fs::write(&path, text)?;
+        written.push(path);
+        Ok(())
+    };
+    put(dir.join("run.json"), &serde_json::to_string_pretty(run).map_err(std::io::Error::other)?)?;
+    put(dir.join("report.md"), &markdown(run))?;
+    put(dir.join("report.html"), &html(run))?;
+    for part in parts_with_cells(run) {
+        for chart in charts_for(run, &part) {
+            put(charts_dir.join(&chart.file), &chart.svg)?;
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,104 @@
+//! `flightbench run --quick` end to end on a tiny dataset: every report file, a
+//! run.json that validates against its schema and re-renders to the same report, the
+//! HTML in headless Chromium with its charts drawn, and `compare` on two runs.
+
+use std::path::Path;
+use std::process::Command;
+
+fn flightbench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_flightbench")).args(args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stdout.into_owned()
+}
+
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed to check report.html: apt-get install -y chromium (scripts/test.sh does)")
+}
+
+/// The DOM after Chromium loaded and laid out the page, and a screenshot of it.
+fn render_in_chromium(html: &Path, screenshot: &Path) -> String {
+    let url = format!("file://{}", html.display());
+    let common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"];
+    let dom = Command::new(chromium()).args(common).args(["--dump-dom", &url]).output().unwrap();
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let shot = Command::new(chromium())
+        .args(common)
+        .args([&format!("--screenshot={}", screenshot.display()), "--window-size=1400,3000", &url])
+        .output()
+        .unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+#[test]
+fn quick_run_writes_a_complete_report_and_runs_compare() {
+    let work = tempfile::tempdir().unwrap();
+    let (data, first, second) = (work.path().join("shards"), work.path().join("first"), work.path().join("second"));
+    let args = |out: &Path| -> Vec<String> {
+        ["run", "--quick", "--flights", "3000", "--seconds", "300ms", "--dir"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([data.display().to_string(), "--out".into(), out.display().to_string()])
+            .collect()
+    };
+    let owned = args(&first);
+    let stdout = flightbench(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(stdout.contains("What this run found:"), "{stdout}");
+
+    for file in ["report.md", "report.html", "run.json", "flamegraph.svg", "flamegraph.folded"] {
+        assert!(first.join(file).is_file(), "{file} missing");
+    }
+    let charts: Vec<_> = std::fs::read_dir(first.join("charts")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(charts.len() >= 13, "{charts:?}");
+    for chart in &charts {
+        let svg = std::fs::read_to_string(chart).unwrap();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{}", chart.display());
+    }
+
+    // run.json validates against its published schema.
+    let text = std::fs::read_to_string(first.join("run.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(flightbench::workbench::data::RUN_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&json).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Every cell ran and answered; the report is exactly what run.json renders to, so
+    // every finding in it comes from the figures.
+    let run: flightbench::workbench::data::RunData = serde_json::from_value(json).unwrap();
+    assert_eq!(run.cells.len(), 19, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    for cell in &run.cells {
+        assert!(cell.responses > 0 && cell.requests_per_s > 0.0, "{} measured nothing", cell.id);
+        assert_eq!(cell.errors, 0, "{} had errors", cell.id);
+    }
+    assert!(run.profile.as_ref().is_some_and(|p| p.samples > 0));
+    let markdown = std::fs::read_to_string(first.join("report.md")).unwrap();
+    assert_eq!(markdown, flightbench::workbench::report::markdown(&run));
+    let findings = flightbench::workbench::findings::findings(&run);
+    assert!(findings.len() >= 10, "{findings:#?}");
+    for finding in &findings {
+        assert!(markdown.contains(&finding.text), "{} is not in report.md", finding.text);
+    }
+
+    // The HTML loads in a real browser, with every chart drawn inline.
+    let screenshot = work.path().join("report.png");
+    let dom = render_in_chromium(&first.join("report.html"), &screenshot);
+    assert!(dom.matches("<svg").count() >= charts.len(), "charts missing from the rendered page");
+    assert!(dom.contains(r#"class="bar""#) && dom.contains(r#"class="series""#));
+    assert!(dom.contains(&findings[0].text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")));
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot of {} bytes", png.len());
+
+    // A second run reuses the datasets; compare writes what moved.
+    let owned = args(&second);
+    let stdout = flightbench(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!stdout.contains("seeding"), "the second run re-seeded: {stdout}");
+    let compared = flightbench(&["compare", first.to_str().unwrap(), second.to_str().unwrap()]);
+    assert!(compared.contains("# flightbench compare") && compared.contains("| paths/raw | req/s |"), "{compared}");
+    assert!(second.join("compare.md").is_file());
+}
