@@ -73,6 +73,8 @@ pub struct RunSettings {
     pub h2_streams: usize,
     /// The server compresses responses from this size up.
     pub compression_min_bytes: usize,
+    /// The shard files were read into the OS page cache before the first cell.
+    pub page_cache_prewarmed: bool,
 }
 
 /// One measured configuration.
@@ -301,6 +303,7 @@ pub(crate) mod fixture {
                 h2_connections: 16,
                 h2_streams: 16,
                 compression_min_bytes: 1_024,
+                page_cache_prewarmed: true,
             },
             cells,
             profile: Some(ProfileSummary {

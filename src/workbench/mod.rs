@@ -129,7 +129,8 @@ pub const PROFILE_HZ: u32 = 99;
 pub struct Plan {
     pub preset: Preset,
     pub parts: Vec<Part>,
-    /// The main dataset (`--dir`); the shard series lives in `<dir>/workbench/`.
+    /// The main dataset (`--dir`, see [`Plan::main_dir`]); the shard series lives in
+    /// `<dir>/workbench/`.
     pub dir: PathBuf,
     pub flights: u64,
     pub warmup: Duration,
@@ -159,6 +160,21 @@ impl Plan {
     /// Roughly how long the measuring takes (seeding aside).
     pub fn estimate(&self) -> Duration {
         (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32
+    }
+
+    /// The main dataset: `--dir` when it holds this run's dataset or none at all;
+    /// otherwise the workbench's own copy beside the shard series, so a run never
+    /// replaces a dataset someone seeded with other settings.
+    fn main_dir(&self, spec: &DatasetSpec) -> PathBuf {
+        let matches = Manifest::load(&self.dir).is_ok_and(|m| {
+            m.backend == crate::dataset::Backend::Sqlite && m.dataset == *spec && m.shards.get() == MAIN_SHARDS
+        });
+        if matches || !Manifest::exists_in(&self.dir) { self.dir.clone() } else { self.workbench_dir(MAIN_SHARDS) }
+    }
+
+    /// `<dir>/workbench/<flights>-flights-<shards>-shards`: datasets only runs use.
+    fn workbench_dir(&self, shards: u32) -> PathBuf {
+        self.dir.join("workbench").join(format!("{}-flights-{shards}-shards", self.flights))
     }
 
     fn spec(&self) -> DatasetSpec {
@@ -261,7 +277,8 @@ fn cells_of(part: Part) -> Vec<CellPlan> {
 
 /// Makes sure `dir` holds the dataset `spec` with `shards` SQLite shards: reused when
 /// its manifest matches, seeded when there is none, re-seeded when it holds another
-/// SQLite dataset. A PostgreSQL dataset is never replaced.
+/// SQLite dataset (only the workbench's own directories can; see `Plan::main_dir`).
+/// A PostgreSQL dataset is never replaced.
 pub async fn ensure_dataset(
     dir: &Path,
     spec: &DatasetSpec,
@@ -292,6 +309,18 @@ pub async fn ensure_dataset(
     Ok(seed(&config).await?.manifest)
 }
 
+/// Reads every shard file of the dataset in `dir` once, so its pages are in the OS
+/// page cache.
+fn read_into_page_cache(dir: &Path) -> anyhow::Result<()> {
+    let manifest = Manifest::load(dir)?;
+    for file in manifest.sqlite.iter().flat_map(|s| s.files.iter()) {
+        let path = dir.join(file);
+        let mut reader = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        std::io::copy(&mut reader, &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
 /// Runs the plan. Stores are opened once per dataset and shared by its cells.
 pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result<RunData> {
     let started = Instant::now();
@@ -299,19 +328,27 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".to_owned());
     let spec = plan.spec();
-    let manifest = ensure_dataset(&plan.dir, &spec, MAIN_SHARDS, progress).await?;
+    let main_dir = plan.main_dir(&spec);
+    let manifest = ensure_dataset(&main_dir, &spec, MAIN_SHARDS, progress).await?;
     let mut datasets: BTreeMap<u32, (Arc<Store>, DatasetShape)> = BTreeMap::new();
     let store_config = StoreConfig::default();
-    let main = Arc::new(Store::open(&plan.dir, &store_config).await?);
+    let main = Arc::new(Store::open(&main_dir, &store_config).await?);
     datasets.insert(MAIN_SHARDS, (main, DatasetShape::from_manifest(&manifest)));
     if plan.parts.contains(&Part::Shards) {
         for n in SHARD_SERIES {
-            let dir = plan.dir.join("workbench").join(format!("shards-{n}"));
+            let dir = plan.workbench_dir(n);
             let manifest = ensure_dataset(&dir, &spec, n, progress).await?;
             let store = Arc::new(Store::open(&dir, &store_config).await?);
             datasets.insert(n, (store, DatasetShape::from_manifest(&manifest)));
         }
     }
+    // Every cell starts with the data in the OS page cache (the shard files are mapped),
+    // so no part's first cell pays for reading the disk on behalf of the others.
+    let mut dirs = vec![main_dir.clone()];
+    if plan.parts.contains(&Part::Shards) {
+        dirs.extend(SHARD_SERIES.map(|n| plan.workbench_dir(n)));
+    }
+    tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|dir| read_into_page_cache(dir))).await??;
     let result = measure(plan, &datasets, progress).await;
     for (store, _) in datasets.values() {
         store.close().await;
@@ -334,6 +371,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
             h2_connections: H2_CONNECTIONS,
             h2_streams: H2_STREAMS,
             compression_min_bytes: ServerConfig::default().compression_min_bytes,
+            page_cache_prewarmed: true,
         },
         cells,
         profile,

@@ -131,8 +131,13 @@ fn provenance_lines(run: &RunData) -> Vec<String> {
             if s.pinned { "pinned" } else { "not pinned" }
         ),
         format!(
-            "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams",
-            s.warmup_s, s.measure_s, s.h1_connections, s.h2_connections, s.h2_streams
+            "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams; the shard files {} read into the page cache before the first cell",
+            s.warmup_s,
+            s.measure_s,
+            s.h1_connections,
+            s.h2_connections,
+            s.h2_streams,
+            if s.page_cache_prewarmed { "were" } else { "were not" }
         ),
         format!(
             "Dataset: {} flights, {} events, {} days, seed {}, {} {} shards (the shard-count part uses its own datasets of the same flights); SQLite pragmas {}",
