@@ -191,7 +191,7 @@ pub fn run_until(
         completed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
-    let cpu_before = cpu_time();
+    let cpu_before = report::CpuTime::of_process();
     let threads: Vec<_> = (0..config.threads.min(config.connections))
         .map(|t| {
             let (config, control) = (config.clone(), control.clone());
@@ -217,23 +217,9 @@ pub fn run_until(
         total.merge(recorder);
         measured_until = measured_until.max(last);
     }
-    let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = report::CpuTime::of_process().zip(cpu_before).map(|(after, before)| after - before);
     let elapsed = measured_until.saturating_duration_since(start);
     Ok(LoadReport::build(config, total, elapsed, cpu))
-}
-
-/// Process CPU time (user, system), from getrusage.
-fn cpu_time() -> Option<report::CpuTime> {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage writes a whole rusage into the pointer on success (returns 0).
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return None;
-        }
-        usage.assume_init()
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(report::CpuTime { user_s: seconds(usage.ru_utime), system_s: seconds(usage.ru_stime) })
 }
 
 /// One load thread: its connections (`t`, `t + threads`, …), each with its streams.

@@ -22,6 +22,22 @@ pub struct CpuTime {
     pub system_s: f64,
 }
 
+impl CpuTime {
+    /// Process CPU time (user, system), from getrusage.
+    pub fn of_process() -> Option<Self> {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: getrusage writes a whole rusage into the pointer on success (returns 0).
+        let usage = unsafe {
+            if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+                return None;
+            }
+            usage.assume_init()
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some(Self { user_s: seconds(usage.ru_utime), system_s: seconds(usage.ru_stime) })
+    }
+}
+
 impl std::ops::Sub for CpuTime {
     type Output = CpuTime;
     fn sub(self, rhs: CpuTime) -> CpuTime {

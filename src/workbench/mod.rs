@@ -11,7 +11,12 @@
 pub mod compare;
 pub mod data;
 pub mod findings;
+mod plan;
+mod provenance;
 pub mod report;
+
+pub use plan::{CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, PROFILE_HZ, Part, Plan, Preset, SHARD_SERIES};
+use plan::{CellPlan, cells_of, zipf};
 
 use crate::dataset::{DatasetSpec, Manifest};
 use crate::harness::{LoadShape, LocalServer, sample_under_load};
@@ -21,258 +26,19 @@ use crate::load::workload::{DatasetShape, Mix, Skew};
 use crate::load::{LoadConfig, Workload};
 use crate::routing::ShardCount;
 use crate::seed::{SeedConfig, SeedTarget, seed};
-use crate::store::{Durability, QueryPath, Store, StoreConfig};
-use data::{Cell, CellConfig, DatasetInfo, ProfileSummary, Provenance, RunData, RunSettings};
+use crate::store::{Durability, Store, StoreConfig};
+use data::{Cell, CellConfig, ProfileSummary, RunData, RunSettings};
 use http::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How big and how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    /// 20,000 flights, 1 s per cell: under a minute.
-    Quick,
-    /// 100,000 flights (`flightbench seed`'s default), 4 s per cell: a few minutes.
-    Default,
-    /// 1,000,000 flights, 10 s per cell.
-    Full,
-}
-
-impl Preset {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preset::Quick => "quick",
-            Preset::Default => "default",
-            Preset::Full => "full",
-        }
-    }
-
-    pub fn flights(self) -> u64 {
-        match self {
-            Preset::Quick => 20_000,
-            Preset::Default => 100_000,
-            Preset::Full => 1_000_000,
-        }
-    }
-
-    pub fn warmup(self) -> Duration {
-        match self {
-            Preset::Quick => Duration::from_millis(300),
-            Preset::Default => Duration::from_millis(500),
-            Preset::Full => Duration::from_secs(1),
-        }
-    }
-
-    pub fn measure(self) -> Duration {
-        match self {
-            Preset::Quick => Duration::from_secs(1),
-            Preset::Default => Duration::from_secs(4),
-            Preset::Full => Duration::from_secs(10),
-        }
-    }
-}
-
-/// The parts of a run, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Part {
-    /// Point reads through prepared, adhoc, orm and raw (cache off).
-    Paths,
-    /// HTTP/1.1 against h2c on cached point reads.
-    Protocols,
-    /// identity, br, zstd and gzip on the departures endpoint.
-    Compression,
-    /// 1, 4 and 16 shards: point reads and the scatter-gather departures query.
-    Shards,
-    /// The point-read cache on and off (Zipf-skewed ids).
-    Cache,
-    /// An open-loop read/departures/write mix at a fixed rate: tail latency.
-    Mixed,
-    /// A flamegraph of the fastest configuration measured.
-    Profile,
-}
-
-impl Part {
-    pub const ALL: [Part; 7] =
-        [Part::Paths, Part::Protocols, Part::Compression, Part::Shards, Part::Cache, Part::Mixed, Part::Profile];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Part::Paths => "paths",
-            Part::Protocols => "protocols",
-            Part::Compression => "compression",
-            Part::Shards => "shards",
-            Part::Cache => "cache",
-            Part::Mixed => "mixed",
-            Part::Profile => "profile",
-        }
-    }
-}
-
-/// Shard counts the shards part compares.
-pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
-/// Shards of the main dataset (`flightbench seed`'s default).
-pub const MAIN_SHARDS: u32 = 8;
-/// Codecs the compression part compares (`None` is identity).
-pub const CODECS: [Option<&str>; 4] = [None, Some("br"), Some("zstd"), Some("gzip")];
-/// Open-loop rate of the mixed part, as a share of the capacity the closed-loop cells
-/// imply for that mix.
-pub const MIXED_LOAD_SHARE: f64 = 0.5;
-/// The mixed part's request mix.
-pub const MIXED_MIX: &str = "read=80,departures=15,write=5";
-/// Sampling frequency of the profile part.
-pub const PROFILE_HZ: u32 = 99;
-
-/// A validated run.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub preset: Preset,
-    pub parts: Vec<Part>,
-    /// The main dataset (`--dir`, see [`Plan::main_dir`]); the shard series lives in
-    /// `<dir>/workbench/`.
-    pub dir: PathBuf,
-    pub flights: u64,
-    pub warmup: Duration,
-    pub measure: Duration,
-    /// Where report files go (the run's own directory).
-    pub out: PathBuf,
-    pub server_threads: usize,
-    pub load_threads: usize,
-}
-
-impl Plan {
-    /// Cells this plan measures with the load generator (for progress).
-    pub fn cell_count(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|part| match part {
-                Part::Paths => 4,
-                Part::Protocols => 2,
-                Part::Compression => CODECS.len(),
-                Part::Shards => SHARD_SERIES.len() * 2,
-                Part::Cache => 2,
-                Part::Mixed | Part::Profile => 1,
-            })
-            .sum()
-    }
-
-    /// Roughly how long the measuring takes (seeding aside).
-    pub fn estimate(&self) -> Duration {
-        (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32
-    }
-
-    /// The main dataset: `--dir` when it holds this run's dataset or none at all;
-    /// otherwise the workbench's own copy beside the shard series, so a run never
-    /// replaces a dataset someone seeded with other settings.
-    fn main_dir(&self, spec: &DatasetSpec) -> PathBuf {
-        let matches = Manifest::load(&self.dir).is_ok_and(|m| {
-            m.backend == crate::dataset::Backend::Sqlite && m.dataset == *spec && m.shards.get() == MAIN_SHARDS
-        });
-        if matches || !Manifest::exists_in(&self.dir) { self.dir.clone() } else { self.workbench_dir(MAIN_SHARDS) }
-    }
-
-    /// `<dir>/workbench/<flights>-flights-<shards>-shards`: datasets only runs use.
-    fn workbench_dir(&self, shards: u32) -> PathBuf {
-        self.dir.join("workbench").join(format!("{}-flights-{shards}-shards", self.flights))
-    }
-
-    fn spec(&self) -> DatasetSpec {
-        let start = crate::domain::UtcTime::parse("2026-12-01").expect("a valid constant date");
-        DatasetSpec::new(42, self.flights, 30, start).expect("flights were validated")
-    }
-}
 
 /// What the run is doing, for a progress display.
 pub enum Progress<'a> {
     Seeding { dir: &'a Path, flights: u64, shards: u32 },
     Cell { index: usize, total: usize, id: &'a str, left: Duration },
     CellDone { cell: &'a Cell },
-}
-
-/// One configuration to measure.
-struct CellPlan {
-    part: Part,
-    label: String,
-    shards: Option<u32>,
-    path: QueryPath,
-    cache: bool,
-    protocol: Protocol,
-    encoding: Option<&'static str>,
-    mix: &'static str,
-    skew: Skew,
-    rate: Option<f64>,
-}
-
-impl CellPlan {
-    fn new(part: Part, label: impl Into<String>) -> Self {
-        Self {
-            part,
-            label: label.into(),
-            shards: None,
-            path: QueryPath::Raw,
-            cache: false,
-            protocol: Protocol::H1,
-            encoding: None,
-            mix: "read=100",
-            skew: Skew::Uniform,
-            rate: None,
-        }
-    }
-}
-
-fn zipf() -> Skew {
-    Skew::Zipf { exponent: 1.0 }
-}
-
-/// The cells of one part (the mixed part's rate is filled in when it runs).
-fn cells_of(part: Part) -> Vec<CellPlan> {
-    match part {
-        Part::Paths => [QueryPath::Prepared, QueryPath::Adhoc, QueryPath::Orm, QueryPath::Raw]
-            .into_iter()
-            .map(|path| CellPlan { path, ..CellPlan::new(part, path.as_str()) })
-            .collect(),
-        Part::Protocols => [Protocol::H1, Protocol::H2]
-            .into_iter()
-            .map(|protocol| CellPlan {
-                protocol,
-                cache: true,
-                skew: zipf(),
-                ..CellPlan::new(part, if protocol == Protocol::H1 { "h1" } else { "h2c" })
-            })
-            .collect(),
-        Part::Compression => CODECS
-            .into_iter()
-            .map(|encoding| CellPlan {
-                encoding,
-                mix: "departures=100",
-                // Busy airports, whose 2-hour windows fill the 50-row page: bodies
-                // big enough for compression to matter.
-                skew: zipf(),
-                ..CellPlan::new(part, encoding.unwrap_or("identity"))
-            })
-            .collect(),
-        Part::Shards => SHARD_SERIES
-            .into_iter()
-            .flat_map(|n| {
-                [
-                    CellPlan { shards: Some(n), ..CellPlan::new(part, format!("read-{n}")) },
-                    CellPlan {
-                        shards: Some(n),
-                        mix: "departures=100",
-                        skew: zipf(),
-                        ..CellPlan::new(part, format!("departures-{n}"))
-                    },
-                ]
-            })
-            .collect(),
-        Part::Cache => [false, true]
-            .into_iter()
-            .map(|cache| CellPlan { cache, skew: zipf(), ..CellPlan::new(part, if cache { "on" } else { "off" }) })
-            .collect(),
-        Part::Mixed => vec![CellPlan { cache: true, skew: zipf(), mix: MIXED_MIX, ..CellPlan::new(part, "open-loop") }],
-        Part::Profile => Vec::new(),
-    }
 }
 
 /// Makes sure `dir` holds the dataset `spec` with `shards` SQLite shards: reused when
@@ -330,6 +96,9 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
     let spec = plan.spec();
     let main_dir = plan.main_dir(&spec);
     let manifest = ensure_dataset(&main_dir, &spec, MAIN_SHARDS, progress).await?;
+    // Before measuring: the commit and working tree are what was built and run, not
+    // what someone changed while the run was going.
+    let provenance = provenance::provenance(&manifest);
     let mut datasets: BTreeMap<u32, (Arc<Store>, DatasetShape)> = BTreeMap::new();
     let store_config = StoreConfig::default();
     let main = Arc::new(Store::open(&main_dir, &store_config).await?);
@@ -360,7 +129,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
         elapsed_s: started.elapsed().as_secs_f64(),
         preset: plan.preset.as_str().to_owned(),
         parts: plan.parts.iter().map(|p| p.as_str().to_owned()).collect(),
-        provenance: provenance(&manifest),
+        provenance,
         settings: RunSettings {
             warmup_s: plan.warmup.as_secs_f64(),
             measure_s: plan.measure.as_secs_f64(),
@@ -544,54 +313,4 @@ async fn profile_hottest(
         .map(|(frame, n)| (frame, n as f64 / samples as f64))
         .collect();
     Ok(ProfileSummary { cell: id, svg, folded, samples, frequency_hz: PROFILE_HZ, top_frames })
-}
-
-/// What this machine and build are.
-fn provenance(manifest: &Manifest) -> Provenance {
-    let command = |program: &str, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
-    };
-    let commit = match command("git", &["rev-parse", "--short", "HEAD"]).as_str() {
-        "unknown" => "unknown".to_owned(),
-        commit => {
-            let dirty = std::process::Command::new("git")
-                .args(["diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock"])
-                .status()
-                .is_ok_and(|s| !s.success());
-            if dirty { format!("{commit} (with uncommitted changes)") } else { commit.to_owned() }
-        }
-    };
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned()))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let host = read("/proc/sys/kernel/hostname").trim().to_owned();
-    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
-    Provenance {
-        flightbench_version: env!("CARGO_PKG_VERSION").to_owned(),
-        commit,
-        toolchain: command("rustc", &["-V"]),
-        build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
-        host: if host.is_empty() { "unknown".to_owned() } else { host },
-        os: format!("{} {kernel}", std::env::consts::OS).trim().to_owned(),
-        cpu,
-        cores: crate::cli::available_cores(),
-        dataset: DatasetInfo {
-            seed: manifest.dataset.seed,
-            flights: manifest.counts.flights,
-            days: manifest.dataset.days,
-            shards: manifest.shards.get(),
-            events: manifest.counts.events,
-            backend: manifest.backend.as_str().to_owned(),
-            sqlite_pragmas: crate::store::sqlite_pragmas(&StoreConfig::default()),
-        },
-    }
 }

@@ -229,7 +229,7 @@ pub fn html(run: &RunData) -> String {
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>flightbench run: {date} on {host}</title><style>
 body{{font-family:system-ui,sans-serif;max-width:1320px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.charts{{display:flex;flex-wrap:wrap;gap:12px}}.finding{{margin:.3em 0}}code{{font-size:90%}}
+.charts{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0}}.finding{{margin:.3em 0}}code{{font-size:90%}}
 </style></head><body><h1>flightbench run: {date} on {host}</h1>"#,
         host = escape(&run.provenance.host)
     );
