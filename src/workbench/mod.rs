@@ -244,8 +244,8 @@ async fn measure_cell(plan: &Plan, cell: &CellPlan, store: Arc<Store>, shape: &D
     let load = load_shape(plan, cell, shape)?.config(server.addr, plan.load_threads);
     let config = cell_config(cell, &load, shards);
     let before = server.state.cache.as_ref().map(|c| c.stats());
-    // The load runs on its own threads; this task only waits for it.
-    let report = tokio::task::block_in_place(|| crate::load::run(&load, |_, _| {}));
+    // The load runs on its own threads and blocks its caller until it ends.
+    let report = tokio::task::spawn_blocking(move || crate::load::run(&load, |_, _| {})).await?;
     let after = server.state.cache.as_ref().map(|c| c.stats());
     server.stop().await?;
     let report = report.map_err(|e| anyhow::anyhow!("{}/{}: {e}", cell.part.as_str(), cell.label))?;
@@ -295,7 +295,7 @@ async fn profile_hottest(
     let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
     let server = LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads)?;
     let load = load_shape(plan, &cell_plan, shape)?.config(server.addr, plan.load_threads);
-    let sampled = tokio::task::block_in_place(|| sample_under_load(&load, PROFILE_HZ as i32, |_, _| {}));
+    let sampled = tokio::task::spawn_blocking(move || sample_under_load(&load, PROFILE_HZ as i32, |_, _| {})).await?;
     server.stop().await?;
     let (lines, report) = sampled.map_err(|e| anyhow::anyhow!("profile of {id}: {e}"))?;
     let samples = crate::profile::sample_total(&lines);
