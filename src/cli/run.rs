@@ -24,8 +24,9 @@ pub struct RunArgs {
     /// Run every part but these (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Part>,
-    /// The main dataset (seeded here when missing or different; reused when it
-    /// matches). The shard-count part keeps its datasets in <dir>/workbench/.
+    /// The main dataset: used when it holds the preset's dataset, seeded when it holds
+    /// none. A dataset seeded with other settings is left alone and the run keeps its
+    /// own in <dir>/workbench/, beside the shard series.
     #[arg(long, env = "FLIGHTBENCH_DIR", default_value = "shards")]
     pub dir: PathBuf,
     /// Flights in the datasets, instead of the preset's.

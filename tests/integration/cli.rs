@@ -86,6 +86,16 @@ fn bad_inputs_give_one_line_errors() {
     assert_fails_with(&profile(&["--attach", "http://10.1.2.3:80", "--admin", "http://127.0.0.1:10"]), "loopback");
     assert_fails_with(&profile(&attach), "cannot connect to http://127.0.0.1:9");
     assert_fails_with(&["profile", "--dir", "/nonexistent/flightbench"], "flightbench seed");
+    let all = "paths,protocols,compression,shards,cache,mixed,profile";
+    assert_fails_with(&["run", "--dir", d, "--skip", all], "--skip leaves nothing to run");
+    assert_fails_with(&["run", "--dir", d, "--only", "paths,speed"], "speed");
+    assert_fails_with(&["run", "--dir", d, "--out", d], "is not empty");
+    assert_fails_with(&["run", "--dir", d, "--flights", "5"], "--flights");
+    assert_fails_with(&["run", "--dir", d, "--quick", "--full"], "--full");
+    assert_fails_with(&["compare", "/nonexistent/a", "/nonexistent/b"], "cannot read /nonexistent/a");
+    let manifest = dir.path().join("manifest.json");
+    let m = manifest.to_str().unwrap();
+    assert_fails_with(&["compare", m, m], "is not a run.json");
     assert_fails_with(&["query", "--dir", "/nonexistent/flightbench", "flight", "1"], "run `flightbench seed` first");
     assert_fails_with(&["seed", "--dir", d, "--flights", "10", "--quiet"], "--force");
     assert_fails_with(&["seed", "--dir", d, "--flights", "0", "--force", "--quiet"], "--flights 0");

@@ -196,7 +196,7 @@ fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr
     .config(addr, available_cores())
 }
 
-/// A progress line while the load runs; `sampling` says whether samples are taken yet.
+/// A progress line on a terminal while the load runs (hidden otherwise).
 fn progress_bar() -> indicatif::ProgressBar {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::new_spinner()
@@ -205,6 +205,7 @@ fn progress_bar() -> indicatif::ProgressBar {
     }
 }
 
+/// The phase (warm-up or sampling) and the responses so far.
 fn show(bar: &indicatif::ProgressBar, done: u64, since: f64, seconds: u32) {
     let phase = if since < 0.0 {
         format!("warm-up, {:.1} s left", -since)
