@@ -49,22 +49,7 @@ fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
     }
     let (title, _) = part_title(part);
     let mut charts = Vec::new();
-    if part == "mixed" {
-        for cell in &cells {
-            let over_time: Vec<(f64, f64)> =
-                cell.throughput_per_second.iter().enumerate().map(|(i, n)| (i as f64 + 1.0, *n as f64)).collect();
-            charts.push(Chart {
-                file: format!("{part}-throughput-over-time.svg"),
-                svg: line_chart(
-                    &format!("{title}: responses per second"),
-                    "second",
-                    "responses",
-                    XScale::Linear,
-                    &[Series { name: &cell.label, points: &over_time }],
-                ),
-            });
-        }
-    } else {
+    if part != "mixed" {
         let throughput: Vec<(String, f64)> = cells.iter().map(|c| (c.label.clone(), c.requests_per_s)).collect();
         charts.push(Chart {
             file: format!("{part}-throughput.svg"),
@@ -76,6 +61,17 @@ fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
             svg: bar_chart(&format!("{title}: p99 latency"), "ms", &p99),
         });
     }
+    // Responses in each second of the measured window: a stall or a slow start shows.
+    let over_time: Vec<Vec<(f64, f64)>> = cells
+        .iter()
+        .map(|c| c.throughput_per_second.iter().enumerate().map(|(i, n)| (i as f64 + 1.0, *n as f64)).collect())
+        .collect();
+    let series: Vec<Series<'_>> =
+        cells.iter().zip(&over_time).map(|(c, points)| Series { name: &c.label, points }).collect();
+    charts.push(Chart {
+        file: format!("{part}-throughput-over-time.svg"),
+        svg: line_chart(&format!("{title}: responses per second"), "second", "responses", XScale::Linear, &series),
+    });
     let series: Vec<Series<'_>> = cells.iter().map(|c| Series { name: &c.label, points: &c.latency_curve }).collect();
     charts.push(Chart {
         file: format!("{part}-latency.svg"),
