@@ -211,7 +211,7 @@ pub fn markdown(run: &RunData) -> String {
     }
     let _ = writeln!(
         md,
-        "\nRatios compare cells of one part measured minutes apart on the same machine; absolute figures move between runs on a shared machine, ratios much less. `flightbench compare` says which figures moved between two runs."
+        "\nEach configuration ran once. Ratios compare cells of one part measured seconds apart on the same data and load, but on a shared machine even a ratio can move by 20–30% between runs; `flightbench compare` says which figures moved between two runs."
     );
     md
 }
