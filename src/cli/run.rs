@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Measured seconds per configuration, instead of the preset's (e.g. 2s, 500ms).
     #[arg(long, value_parser = super::parse_duration)]
     pub seconds: Option<Duration>,
+    /// Measure every configuration this many times, alternating the order within each
+    /// part, and keep the median round (the report shows the spread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub rounds: u32,
     /// The report goes into <results>/<date>-<host>/ (a new directory each run).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -75,6 +79,7 @@ impl RunArgs {
             out,
             server_threads: available_cores(),
             load_threads: available_cores(),
+            rounds: self.rounds,
         })
     }
 }

@@ -75,6 +75,8 @@ pub struct RunSettings {
     pub compression_min_bytes: usize,
     /// The shard files were read into the OS page cache before the first cell.
     pub page_cache_prewarmed: bool,
+    /// Times each cell was measured; its figures are from the median round.
+    pub rounds: u32,
 }
 
 /// One measured configuration.
@@ -98,6 +100,8 @@ pub struct Cell {
     pub decoded_bytes: u64,
     /// The server's point-read cache over the cell, when it was on.
     pub cache_hit_ratio: Option<f64>,
+    /// Every round's throughput, in the order measured (one entry per round).
+    pub round_rates: Vec<f64>,
     /// Open loop only.
     pub target_rate: Option<f64>,
     pub rate_kept: Option<bool>,
@@ -164,6 +168,7 @@ impl Cell {
             wire_bytes: report.wire_bytes,
             decoded_bytes: report.decoded_bytes,
             cache_hit_ratio: None,
+            round_rates: vec![report.achieved_rate],
             target_rate: report.setup.target_rate,
             rate_kept: report.rate_kept,
         }
@@ -229,6 +234,7 @@ pub(crate) mod fixture {
             wire_bytes: (requests_per_s * 4.0) as u64 * 260,
             decoded_bytes: (requests_per_s * 4.0) as u64 * 260,
             cache_hit_ratio: None,
+            round_rates: vec![requests_per_s],
             target_rate: None,
             rate_kept: None,
         }
@@ -304,6 +310,7 @@ pub(crate) mod fixture {
                 h2_streams: 16,
                 compression_min_bytes: 1_024,
                 page_cache_prewarmed: true,
+                rounds: 1,
             },
             cells,
             profile: Some(ProfileSummary {

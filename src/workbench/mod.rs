@@ -140,6 +140,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
             h2_connections: H2_CONNECTIONS,
             h2_streams: H2_STREAMS,
             compression_min_bytes: ServerConfig::default().compression_min_bytes,
+            rounds: plan.rounds,
             page_cache_prewarmed: true,
         },
         cells,
@@ -164,18 +165,31 @@ async fn measure(
         if part == Part::Profile {
             continue;
         }
-        for mut cell_plan in cells_of(part) {
-            if part == Part::Mixed {
-                cell_plan.rate = Some(mixed_rate(&cells));
-            }
-            index += 1;
-            let id = format!("{}/{}", part.as_str(), cell_plan.label);
-            progress(Progress::Cell { index, total, id: &id, left: per_cell * (total - index + 1) as u32 });
-            let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
-            let cell = measure_cell(plan, &cell_plan, store.clone(), shape).await?;
-            progress(Progress::CellDone { cell: &cell });
-            cells.push(cell);
+        let mut cell_plans = cells_of(part);
+        if part == Part::Mixed {
+            let rate = mixed_rate(&cells);
+            cell_plans.iter_mut().for_each(|c| c.rate = Some(rate));
         }
+        // Rounds alternate the order of the part's cells, so a cell that always ran
+        // first (or last) does not carry the machine's drift alone.
+        let mut rounds: Vec<Vec<Cell>> = vec![Vec::new(); cell_plans.len()];
+        for round in 0..plan.rounds {
+            let mut order: Vec<usize> = (0..cell_plans.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let cell_plan = &cell_plans[i];
+                index += 1;
+                let id = format!("{}/{}", part.as_str(), cell_plan.label);
+                progress(Progress::Cell { index, total, id: &id, left: per_cell * (total - index + 1) as u32 });
+                let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
+                let cell = measure_cell(plan, cell_plan, store.clone(), shape).await?;
+                progress(Progress::CellDone { cell: &cell });
+                rounds[i].push(cell);
+            }
+        }
+        cells.extend(rounds.into_iter().filter_map(median_round));
     }
     let profile = if plan.parts.contains(&Part::Profile) {
         index += 1;
@@ -185,6 +199,18 @@ async fn measure(
         None
     };
     Ok((cells, profile))
+}
+
+/// The round with the median throughput (the lower middle of an even count), whole,
+/// so its latencies and bytes belong to the same run as its rate, with every round's
+/// rate in measurement order.
+fn median_round(mut rounds: Vec<Cell>) -> Option<Cell> {
+    let rates: Vec<f64> = rounds.iter().map(|c| c.requests_per_s).collect();
+    rounds.sort_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
+    let middle = rounds.len().checked_sub(1)? / 2;
+    let mut median = rounds.swap_remove(middle);
+    median.round_rates = rates;
+    Some(median)
 }
 
 fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> anyhow::Result<LoadShape> {
@@ -313,4 +339,22 @@ async fn profile_hottest(
         .map(|(frame, n)| (frame, n as f64 / samples as f64))
         .collect();
     Ok(ProfileSummary { cell: id, svg, folded, samples, frequency_hz: PROFILE_HZ, top_frames })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use data::fixture::cell;
+
+    #[test]
+    fn the_median_round_is_kept_whole_with_every_rate() {
+        let rounds = vec![cell("paths/raw", 300.0, 9.0), cell("paths/raw", 100.0, 1.0), cell("paths/raw", 200.0, 5.0)];
+        let median = median_round(rounds).unwrap();
+        assert_eq!(median.requests_per_s, 200.0);
+        assert_eq!(median.latency.p99_ms, 5.0, "latencies come from the same round as the rate");
+        assert_eq!(median.round_rates, vec![300.0, 100.0, 200.0], "rates in measurement order");
+        let two = median_round(vec![cell("cache/on", 500.0, 2.0), cell("cache/on", 400.0, 3.0)]).unwrap();
+        assert_eq!(two.requests_per_s, 400.0, "the lower middle of an even count");
+        assert!(median_round(Vec::new()).is_none());
+    }
 }

@@ -118,10 +118,12 @@ pub struct Plan {
     pub out: PathBuf,
     pub server_threads: usize,
     pub load_threads: usize,
+    /// Times every cell is measured (in alternating order); the median round is kept.
+    pub rounds: u32,
 }
 
 impl Plan {
-    /// Cells this plan measures with the load generator (for progress).
+    /// Load runs this plan makes: every cell once per round, plus the profile.
     pub fn cell_count(&self) -> usize {
         self.parts
             .iter()
@@ -131,9 +133,12 @@ impl Plan {
                 Part::Compression => CODECS.len(),
                 Part::Shards => SHARD_SERIES.len() * 2,
                 Part::Cache => 2,
-                Part::Mixed | Part::Profile => 1,
+                Part::Mixed => 1,
+                Part::Profile => 0,
             })
-            .sum()
+            .sum::<usize>()
+            * self.rounds as usize
+            + usize::from(self.parts.contains(&Part::Profile))
     }
 
     /// Roughly how long the measuring takes (seeding aside).

@@ -83,7 +83,11 @@ fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
 fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
     let bytes = cells.iter().any(|c| c.config.accept_encoding.is_some() || c.part == "compression");
     let hits = cells.iter().any(|c| c.cache_hit_ratio.is_some());
+    let rounds = cells.iter().any(|c| c.round_rates.len() > 1);
     let mut header = vec!["configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"];
+    if rounds {
+        header.push("req/s in each round");
+    }
     if bytes {
         header.push("body bytes / response");
     }
@@ -101,6 +105,9 @@ fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
             format!("{:.2}", c.latency.max_ms),
             c.errors.to_string(),
         ];
+        if rounds {
+            row.push(c.round_rates.iter().map(|r| count(*r)).collect::<Vec<_>>().join(" / "));
+        }
         if bytes {
             row.push(count(c.wire_bytes_per_response()));
         }
@@ -127,9 +134,14 @@ fn provenance_lines(run: &RunData) -> Vec<String> {
             if s.pinned { "pinned" } else { "not pinned" }
         ),
         format!(
-            "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams; the shard files {} read into the page cache before the first cell",
+            "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured, {}; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams; the shard files {} read into the page cache before the first cell",
             s.warmup_s,
             s.measure_s,
+            if s.rounds > 1 {
+                format!("{} rounds in alternating order with the median round's figures shown", s.rounds)
+            } else {
+                "once".to_owned()
+            },
             s.h1_connections,
             s.h2_connections,
             s.h2_streams,

@@ -94,10 +94,21 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     let png = std::fs::read(&screenshot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "screenshot of {} bytes", png.len());
 
-    // A second run reuses the datasets; compare writes what moved.
-    let owned = args(&second);
+    // A second run, of two parts in two rounds, reuses the datasets; compare writes
+    // what moved.
+    let mut owned = args(&second);
+    owned.extend(["--only", "paths,cache", "--rounds", "2"].map(str::to_owned));
     let stdout = flightbench(&owned.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!stdout.contains("seeding"), "the second run re-seeded: {stdout}");
+    let rerun: flightbench::workbench::data::RunData =
+        serde_json::from_str(&std::fs::read_to_string(second.join("run.json")).unwrap()).unwrap();
+    assert_eq!(rerun.cells.len(), 6);
+    for cell in &rerun.cells {
+        assert_eq!(cell.round_rates.len(), 2, "{}", cell.id);
+        let lower = cell.round_rates.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(cell.requests_per_s, lower, "{}: the median of two rounds is the lower", cell.id);
+    }
+    assert!(std::fs::read_to_string(second.join("report.md")).unwrap().contains("req/s in each round"));
     let compared = flightbench(&["compare", first.to_str().unwrap(), second.to_str().unwrap()]);
     assert!(compared.contains("# flightbench compare") && compared.contains("| paths/raw | req/s |"), "{compared}");
     assert!(second.join("compare.md").is_file());
