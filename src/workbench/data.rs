@@ -75,7 +75,9 @@ pub struct RunSettings {
     pub compression_min_bytes: usize,
     /// The shard files were read into the OS page cache before the first cell.
     pub page_cache_prewarmed: bool,
-    /// Times each cell was measured; its figures are from the median round.
+    /// Times each cell was measured; its figures are from the median round. (Added
+    /// after the first schema-1 files, so those read as one round.)
+    #[serde(default = "one_round")]
     pub rounds: u32,
 }
 
@@ -100,7 +102,9 @@ pub struct Cell {
     pub decoded_bytes: u64,
     /// The server's point-read cache over the cell, when it was on.
     pub cache_hit_ratio: Option<f64>,
-    /// Every round's throughput, in the order measured (one entry per round).
+    /// Every round's throughput, in the order measured (one entry per round; empty in
+    /// files written before rounds existed).
+    #[serde(default)]
     pub round_rates: Vec<f64>,
     /// Open loop only.
     pub target_rate: Option<f64>,
@@ -143,6 +147,10 @@ pub struct ProfileSummary {
     pub frequency_hz: u32,
     /// Hottest frames by self samples: (frame, share of all samples).
     pub top_frames: Vec<(String, f64)>,
+}
+
+fn one_round() -> u32 {
+    1
 }
 
 impl Cell {

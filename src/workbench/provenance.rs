@@ -6,26 +6,9 @@ use crate::store::StoreConfig;
 
 /// What this machine and build are.
 pub(super) fn provenance(manifest: &Manifest) -> Provenance {
-    let command = |program: &str, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
-    };
-    let commit = match command("git", &["rev-parse", "--short", "HEAD"]).as_str() {
-        "unknown" => "unknown".to_owned(),
-        commit => {
-            let dirty = std::process::Command::new("git")
-                .args(["diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock"])
-                .status()
-                .is_ok_and(|s| !s.success());
-            if dirty { format!("{commit} (with uncommitted changes)") } else { commit.to_owned() }
-        }
-    };
+    // Taken when the binary was built (build.rs): the code and compiler that produced
+    // the figures.
+    let commit = env!("FLIGHTBENCH_COMMIT").to_owned();
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
@@ -36,7 +19,7 @@ pub(super) fn provenance(manifest: &Manifest) -> Provenance {
     Provenance {
         flightbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         commit,
-        toolchain: command("rustc", &["-V"]),
+        toolchain: env!("FLIGHTBENCH_RUSTC").to_owned(),
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
         host: if host.is_empty() { "unknown".to_owned() } else { host },
         os: format!("{} {kernel}", std::env::consts::OS).trim().to_owned(),
