@@ -146,15 +146,39 @@ pub fn write_profile(
     name: &str,
     title: &str,
 ) -> Result<(), ProfileError> {
+    write_lines(&fold(report), dir, name, title, None).map(drop)
+}
+
+/// Writes collapsed-stack lines to `dir/name.folded` and their flamegraph (with an
+/// optional subtitle) to `dir/name.svg`; returns both paths, folded first.
+pub fn write_lines(
+    lines: &[String],
+    dir: &std::path::Path,
+    name: &str,
+    title: &str,
+    subtitle: Option<&str>,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), ProfileError> {
     std::fs::create_dir_all(dir)?;
-    let lines = fold(report);
-    let mut folded = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.folded")))?);
-    for line in &lines {
+    let (folded_path, svg_path) = (dir.join(format!("{name}.folded")), dir.join(format!("{name}.svg")));
+    let mut folded = std::io::BufWriter::new(std::fs::File::create(&folded_path)?);
+    for line in lines {
         writeln!(folded, "{line}")?;
     }
     folded.flush()?;
-    let svg = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.svg")))?);
-    flamegraph_svg(&lines, title, svg)
+    let mut svg = std::io::BufWriter::new(std::fs::File::create(&svg_path)?);
+    render(lines, title, subtitle, &mut svg)?;
+    svg.flush()?;
+    Ok((folded_path, svg_path))
+}
+
+/// A frame name cut to `width` characters, with an ellipsis when cut: for one-line
+/// listings of hot frames.
+pub fn short_frame(frame: &str, width: usize) -> String {
+    if frame.chars().count() <= width {
+        return frame.to_owned();
+    }
+    let cut: String = frame.chars().take(width.saturating_sub(1)).collect();
+    format!("{cut}…")
 }
 
 /// Samples per leaf frame ("self" time), most first, from one-count or two-count
@@ -225,6 +249,12 @@ mod tests {
             by_thread_role(&folded, &["load-"]),
             lines("main 5\nserve;main;read 7\nserve;main;write 1\nsqlx-sqlite-worker;step 2\nv-8a;x 1")
         );
+    }
+
+    #[test]
+    fn frames_are_cut_to_width() {
+        assert_eq!(short_frame("abc", 3), "abc");
+        assert_eq!(short_frame("abcdé", 4), "abc…");
     }
 
     #[test]

@@ -183,19 +183,13 @@ fn profile(run: &RunData) -> Option<String> {
         .top_frames
         .iter()
         .take(3)
-        .map(|(frame, share)| format!("{} {:.1}%", short(frame), share * 100.0))
+        .map(|(frame, share)| format!("{} {:.1}%", crate::profile::short_frame(frame, 80), share * 100.0))
         .collect();
     Some(format!(
         "The fastest configuration ({}) spends its user-space CPU samples most in: {}.",
         profile.cell,
         top.join("; ")
     ))
-}
-
-/// A frame name without its generic arguments' noise, cut to a readable length.
-fn short(frame: &str) -> String {
-    let cut: String = frame.chars().take(80).collect();
-    if cut.len() < frame.len() { format!("{cut}…") } else { cut }
 }
 
 #[cfg(test)]

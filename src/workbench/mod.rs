@@ -326,13 +326,10 @@ async fn profile_hottest(
     let (lines, report) = sampled.map_err(|e| anyhow::anyhow!("profile of {id}: {e}"))?;
     let samples = crate::profile::sample_total(&lines);
     anyhow::ensure!(samples > 0, "the profile of {id} has no samples");
-    std::fs::create_dir_all(&plan.out)?;
-    let (svg, folded) = ("flamegraph.svg".to_owned(), "flamegraph.folded".to_owned());
-    std::fs::write(plan.out.join(&folded), lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
-    let mut image = Vec::new();
     let subtitle = format!("{id}: {:.0} req/s, {} samples at {PROFILE_HZ} Hz", report.achieved_rate, samples);
-    crate::profile::render(&lines, "flightbench run: the fastest configuration", Some(&subtitle), &mut image)?;
-    std::fs::write(plan.out.join(&svg), image)?;
+    let title = "flightbench run: the fastest configuration";
+    crate::profile::write_lines(&lines, &plan.out, "flamegraph", title, Some(&subtitle))?;
+    let (svg, folded) = ("flamegraph.svg".to_owned(), "flamegraph.folded".to_owned());
     let top_frames = crate::profile::by_leaf(&lines)
         .into_iter()
         .take(8)

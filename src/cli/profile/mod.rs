@@ -308,10 +308,6 @@ fn report_and_write(
     if errors > 0 {
         eprintln!("warning: {errors} requests failed during the profile; it shows error handling as well as the path");
     }
-    let folded_path = dir.join(format!("{name}.folded"));
-    let folded: String = taken.lines.iter().map(|line| format!("{line}\n")).collect();
-    std::fs::write(&folded_path, folded).with_context(|| format!("cannot write {}", folded_path.display()))?;
-    let svg_path = dir.join(format!("{name}.svg"));
     let title = format!("flightbench profile: {}", args.mix.describe());
     let subtitle = format!(
         "{}; {:.0} req/s, {} s at {} Hz, {samples} samples",
@@ -320,12 +316,11 @@ fn report_and_write(
         args.seconds,
         args.frequency
     );
-    let mut svg = Vec::new();
-    profile::render(&taken.lines, &title, Some(&subtitle), &mut svg)?;
-    std::fs::write(&svg_path, svg).with_context(|| format!("cannot write {}", svg_path.display()))?;
+    let (folded_path, svg_path) = profile::write_lines(&taken.lines, dir, name, &title, Some(&subtitle))
+        .with_context(|| format!("cannot write {name}.folded and {name}.svg in {}", dir.display()))?;
     println!("  hottest frames (self samples):");
     for (frame, n) in profile::by_leaf(&taken.lines).iter().take(5) {
-        println!("    {:5.1}%  {}", 100.0 * *n as f64 / samples.max(1) as f64, shorten(frame));
+        println!("    {:5.1}%  {}", 100.0 * *n as f64 / samples.max(1) as f64, profile::short_frame(frame, 100));
     }
     println!("  wrote {} and {}", svg_path.display(), folded_path.display());
     Ok(())
@@ -355,23 +350,12 @@ fn write_differential(
     println!("differential ({} → {}), throughput {ratio:.2}×:", a.describe(), b.describe());
     println!("  grew most (self samples, share of the second profile):");
     for (frame, n) in changes.iter().filter(|c| c.1 > 0).take(5) {
-        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, shorten(frame));
+        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, profile::short_frame(frame, 100));
     }
     println!("  shrank most:");
     for (frame, n) in changes.iter().rev().filter(|c| c.1 < 0).take(5) {
-        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, shorten(frame));
+        println!("    {:+5.1}%  {}", 100.0 * *n as f64 / samples, profile::short_frame(frame, 100));
     }
     println!("  wrote {}", svg_path.display());
     Ok(())
-}
-
-/// Frame names cut to a line.
-fn shorten(frame: &str) -> String {
-    const WIDTH: usize = 100;
-    if frame.chars().count() <= WIDTH {
-        frame.to_owned()
-    } else {
-        let cut: String = frame.chars().take(WIDTH - 1).collect();
-        format!("{cut}…")
-    }
 }
