@@ -40,26 +40,8 @@ shape=$(head -1 "$work/server.out" | sed 's/.*, //')
 # pprof's one-time set-up, outside any measured run.
 curl -sf "$admin?seconds=1&format=folded" >/dev/null
 
-# The server's CPU time so far (user + system, clock ticks), from /proc.
-server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-# Prints "req/s p99_ms errors server_cpu_ms_per_1000_requests". The server's CPU is
-# taken over the whole run (warm-up included) and divided by all responses.
-run_load() {
-    local before after
-    before=$(server_ticks)
-    "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 64 --quiet --warmup 1s -d "${RUN}s" \
-        --json "$work/load.json" "$@" >/dev/null
-    after=$(server_ticks)
-    python3 - "$work/load.json" "$((after - before))" "$(getconf CLK_TCK)" "$RUN" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-ticks, hz, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-errors = sum(r["errors"].values()) + r["unexpected_statuses"]
-# Responses over the warm-up too: the run's rate over its whole length (1 s more).
-responses = r["achieved_rate"] * (seconds + 1)
-print(f'{r["achieved_rate"]:.0f} {r["latency"]["p99_ms"]:.2f} {errors} {ticks / hz * 1000 / (responses / 1000):.1f}')
-PY
-}
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
 # The profile spans the warm-up and the measured window. Prints "req/s p99_ms errors
 # samples".
 run_profiled() {
@@ -96,8 +78,8 @@ for mode in closed rate; do
             ratios+=("$r"); cpu_ratios+=("$c")
             rows+=("| $label | $frequency Hz | $round | $a | $ap | $ac | $b | $bp | $bc | $samples | **${r}×** | **${c}×** | $((ae + be)) |")
         done
-        median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-        cpu_median=$(printf '%s\n' "${cpu_ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+        median=$(median "${ratios[@]}")
+        cpu_median=$(median "${cpu_ratios[@]}")
         summary+=("- $label, $frequency Hz: throughput median **${median}×** unprofiled (per round: ${ratios[*]}); server CPU per request median **${cpu_median}×** (per round: ${cpu_ratios[*]})")
     done
 done

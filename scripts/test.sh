@@ -22,12 +22,15 @@ if ! pg_ready; then
     pg_ready || { echo "error: PostgreSQL did not start; the store tests need it on 127.0.0.1:5432" >&2; exit 1; }
 fi
 
-# Real HTTP clients for the end-to-end server test (scripts/e2e-http.sh), and headless
-# Chromium, which loads the workbench report's HTML in tests/integration/workbench.rs.
+# Real HTTP clients for the end-to-end server test (scripts/e2e-http.sh), headless
+# Chromium, which loads the workbench report's HTML in tests/integration/workbench.rs,
+# and Prometheus with promtool for tests/integration/metrics.rs (check metrics, alert
+# rule tests, a real scrape).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the end-to-end tests" >&2
     if [ "$(id -u)" = 0 ]; then

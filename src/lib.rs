@@ -30,6 +30,8 @@
 //! - [`bench_report`]: criterion's estimates → `results/benchmarks.md`.
 //! - [`workbench`]: `flightbench run`: every configuration measured in one command,
 //!   a report whose findings are computed from the figures, and run comparison.
+//! - [`telemetry`]: the process's logs (text or JSON) and trace export over OTLP; the
+//!   server's metrics are in [`http`] (`GET /metrics`) and [`store`] (per-shard queries).
 //! - [`cli`]: the command line: flags → validated config → the layers above.
 
 pub mod bench_report;
@@ -45,4 +47,5 @@ pub mod profile;
 pub mod routing;
 pub mod seed;
 pub mod store;
+pub mod telemetry;
 pub mod workbench;

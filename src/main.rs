@@ -6,7 +6,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = flightbench::cli::Cli::parse();
-    flightbench::cli::init_tracing(&cli);
+    let telemetry = match flightbench::cli::init_telemetry(&cli) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -14,7 +20,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(flightbench::cli::run(cli)) {
+    let outcome = runtime.block_on(flightbench::cli::run(cli));
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -12,6 +12,7 @@ mod seed;
 mod serve;
 
 use crate::store::{Durability, PlanCacheMode, StoreConfig};
+use crate::telemetry::{self, LogFormat, Telemetry, Traces};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `flightbench=debug`.
     #[arg(long, global = true, env = "FLIGHTBENCH_LOG", default_value = "warn")]
     pub log: String,
+    /// Log lines as text or as one JSON object per line (for log shippers).
+    #[arg(long, global = true, value_enum, env = "FLIGHTBENCH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,11 +110,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr so stdout stays machine-readable JSON.
-pub fn init_tracing(cli: &Cli) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+/// Logs go to stderr so stdout stays machine-readable; `serve` may also export traces.
+pub fn init_telemetry(cli: &Cli) -> anyhow::Result<Telemetry> {
+    let traces = match &cli.command {
+        Command::Serve(args) => args.traces()?,
+        _ => Traces::Off,
+    };
+    telemetry::init(&cli.log, cli.log_format, &traces)
 }
 
 /// clap value parser for any domain `parse` function.

@@ -5,7 +5,8 @@ use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
 };
-use crate::store::{QueryPath, Store};
+use crate::store::{ProbeConfig, QueryPath, Store};
+use crate::telemetry::{self, Traces, notice};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
@@ -79,6 +80,34 @@ pub struct ServeArgs {
     /// Default sampling frequency of admin profiles, in Hz.
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub profile_frequency: u32,
+    /// Record Prometheus metrics and serve them at GET /metrics (off: nothing is
+    /// recorded and /metrics is 404).
+    #[arg(long, value_enum, env = "FLIGHTBENCH_METRICS", default_value_t = Switch::On)]
+    pub metrics: Switch,
+    /// How long /readyz gives every shard to answer its probes.
+    #[arg(long, default_value = "2s", value_parser = super::parse_duration)]
+    pub readiness_timeout: Duration,
+    /// Events a shard's projection may lag behind its event log and still be ready.
+    /// The projection is written in the event's own transaction, so the lag is 0
+    /// unless something wrote events around the server.
+    #[arg(long, default_value_t = 0)]
+    pub max_projection_lag: u64,
+    /// Export traces (request → store → shard query spans) over OTLP/HTTP protobuf to
+    /// this collector, e.g. http://127.0.0.1:4318 (/v1/traces is added). Off by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of requests traced, 0 to 1 (parent-based: a request's spans are kept
+    /// or dropped together).
+    #[arg(long, default_value_t = 0.01, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+    /// Build and sample spans but export none: measures what tracing costs by itself.
+    #[arg(long, conflicts_with = "otlp_endpoint")]
+    pub trace_without_export: bool,
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    let ratio: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&ratio) { Ok(ratio) } else { Err(format!("{ratio} is outside 0..=1")) }
 }
 
 /// The thread layout, shared by `serve` and `ceiling` so both are measured alike.
@@ -182,7 +211,19 @@ impl ServeArgs {
                 Switch::On => self.cache_capacity as usize,
                 Switch::Off => 0,
             },
+            probes: ProbeConfig { deadline: self.readiness_timeout, max_projection_lag: self.max_projection_lag },
+            metrics: self.metrics == Switch::On,
             ..ServerConfig::default()
+        })
+    }
+
+    /// Where the server's spans go.
+    pub fn traces(&self) -> anyhow::Result<Traces> {
+        let sample_ratio = self.trace_sample_ratio;
+        Ok(match (&self.otlp_endpoint, self.trace_without_export) {
+            (Some(endpoint), _) => Traces::Otlp { endpoint: telemetry::traces_url(endpoint)?, sample_ratio },
+            (None, true) => Traces::Unexported { sample_ratio },
+            (None, false) => Traces::Off,
         })
     }
 }
@@ -207,7 +248,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    eprintln!("shutting down: finishing requests in flight");
+    notice("shutting down: finishing requests in flight");
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -229,6 +270,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         n => format!("on ({n} flights)"),
     };
     let default_path = config.default_path;
+    let metrics_on = config.metrics;
     let state = AppState::new(Arc::new(store), config);
     // The admin listener runs on this (main) runtime, beside the API's threads.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -254,6 +296,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if !admin_line.is_empty() {
             let _ = writeln!(out, "{admin_line}");
         }
+        let scheme = if listening.starts_with("https") { "https" } else { "http" };
+        let metrics = if metrics_on { format!("metrics on {scheme}://{local}/metrics, ") } else { String::new() };
+        let _ = writeln!(out, "{metrics}probes on {scheme}://{local}/healthz and /readyz");
         let _ = out.flush();
     };
     let shared = state.clone();
@@ -272,13 +317,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let (Ok(()), Some(cache)) = (&served, &state.cache) {
         let stats = cache.stats();
         let lookups = (stats.hits + stats.misses).max(1);
-        eprintln!(
+        notice(&format!(
             "flight cache: {} hits, {} misses ({:.1}% hits), {} flights held",
             stats.hits,
             stats.misses,
             100.0 * stats.hits as f64 / lookups as f64,
             stats.entries
-        );
+        ));
     }
     served
 }

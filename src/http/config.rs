@@ -2,7 +2,7 @@
 //! from the CLI (`flightbench serve --help` lists them) and passed down.
 
 use crate::compression::Encoding;
-use crate::store::QueryPath;
+use crate::store::{ProbeConfig, QueryPath};
 use std::time::Duration;
 
 /// Levels per codec; defaults from [`Encoding::default_level`].
@@ -86,8 +86,10 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// How long `/readyz` waits for each shard.
-    pub readiness_timeout: Duration,
+    /// What `/readyz` probes and its thresholds.
+    pub probes: ProbeConfig,
+    /// Record Prometheus metrics and serve `GET /metrics`.
+    pub metrics: bool,
     /// Flights the point-read cache holds; 0 turns the cache off.
     pub cache_capacity: usize,
 }
@@ -106,7 +108,8 @@ impl Default for ServerConfig {
             max_concurrent_streams: 128,
             max_in_flight: 1_024,
             shutdown_grace: Duration::from_secs(10),
-            readiness_timeout: Duration::from_secs(2),
+            probes: ProbeConfig::default(),
+            metrics: true,
             cache_capacity: 100_000,
         }
     }

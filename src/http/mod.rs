@@ -14,16 +14,20 @@ pub mod admin;
 pub mod cache;
 mod config;
 mod error;
+mod metrics;
 mod negotiate;
 mod response;
+mod route;
 mod runtime;
 mod service;
 pub mod tls;
 
 pub use config::{CompressionLevels, ServerConfig};
 pub use error::{ApiError, Problem};
+pub use metrics::{OPENMETRICS, PROMETHEUS_TEXT, ServerMetrics};
 pub use negotiate::AcceptEncoding;
 pub use response::Body;
+pub use route::Route;
 pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
 pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
 
@@ -50,13 +54,20 @@ pub struct AppState {
     pub cache: Option<FlightCache>,
     /// Permits for requests in flight; see `ServerConfig::max_in_flight`.
     in_flight: Arc<Semaphore>,
+    /// `None` with `ServerConfig::metrics` off: nothing is recorded, `/metrics` is 404.
+    pub metrics: Option<Arc<ServerMetrics>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let cache = (config.cache_capacity > 0).then(|| FlightCache::new(config.cache_capacity));
-        Arc::new(Self { store, config, cache, in_flight })
+        let metrics = config.metrics.then(|| {
+            let metrics = ServerMetrics::new(store.shard_count());
+            store.record_metrics(metrics.store.clone());
+            metrics
+        });
+        Arc::new(Self { store, config, cache, in_flight, metrics })
     }
 }
 

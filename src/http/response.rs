@@ -6,8 +6,9 @@
 //! streams, so the first compressed bytes reach the socket while the rest are still
 //! being encoded. Only that large-body case boxes its body type.
 
-use super::config::ServerConfig;
+use super::AppState;
 use super::error::ApiError;
+use super::metrics::ServerMetrics;
 use super::negotiate::AcceptEncoding;
 use crate::compression::{Encoding, compress};
 use async_compression::Level;
@@ -20,6 +21,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::Frame;
 use std::io::Cursor;
+use std::sync::Arc;
 use tokio_util::io::ReaderStream;
 
 /// Every response body: a complete buffer, or (large compressed bodies) a stream.
@@ -38,9 +40,9 @@ pub async fn json(
     status: StatusCode,
     value: &impl serde::Serialize,
     accept: &AcceptEncoding,
-    config: &ServerConfig,
+    state: &AppState,
 ) -> Result<Response<Body>, ApiError> {
-    json_bytes(status, serialize(value), accept, config).await
+    json_bytes(status, serialize(value), accept, state).await
 }
 
 /// `value` as JSON. Cannot fail: every type we serialise is plain data with string keys.
@@ -49,25 +51,34 @@ pub fn serialize(value: &impl serde::Serialize) -> Bytes {
 }
 
 /// [`json`] for a body already serialised (the flight cache keeps bodies this way).
+/// Counts the body's bytes before and after compression when metrics are on.
 pub async fn json_bytes(
     status: StatusCode,
     raw: Bytes,
     accept: &AcceptEncoding,
-    config: &ServerConfig,
+    state: &AppState,
 ) -> Result<Response<Body>, ApiError> {
+    let config = &state.config;
+    let metrics = state.metrics.as_deref();
     let encoding = accept
         .choose(raw.len(), config.compression_min_bytes)
         .ok_or_else(|| ApiError::NotAcceptable(accept.to_string()))?;
     let level = config.levels.level(encoding);
+    let uncompressed = raw.len();
     let body = if encoding == Encoding::Identity {
+        metrics.inspect(|m| m.observe_body(encoding, uncompressed, uncompressed));
         full(raw)
     } else if raw.len() < config.stream_min_bytes {
         // Boxed: an encoder's state is kilobytes, and inline it would make every
         // request's future that large (and hyper moves it with memcpy), compressed or not.
         let compressed = Box::pin(compress(encoding, level, &raw)).await;
-        full(compressed.map_err(|e| ApiError::Internal(format!("{encoding}: {e}")))?)
+        let compressed = compressed.map_err(|e| ApiError::Internal(format!("{encoding}: {e}")))?;
+        metrics.inspect(|m| m.observe_body(encoding, uncompressed, compressed.len()));
+        full(compressed)
     } else {
-        stream(encoding, level, raw)
+        // The sent size is known only as the encoder's frames go out.
+        metrics.inspect(|m| m.observe_body(encoding, uncompressed, 0));
+        stream(encoding, level, raw, state.metrics.clone())
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -80,21 +91,33 @@ pub async fn json_bytes(
     Ok(response)
 }
 
-fn stream(encoding: Encoding, level: i32, raw: Bytes) -> Body {
+fn stream(encoding: Encoding, level: i32, raw: Bytes, metrics: Option<Arc<ServerMetrics>>) -> Body {
     let level = Level::Precise(level);
     let input = Cursor::new(raw);
+    let frames = |reader| frames(encoding, reader, metrics);
     Either::Right(match encoding {
-        Encoding::Br => frames(BrotliEncoder::with_quality(input, level)),
-        Encoding::Zstd => frames(ZstdEncoder::with_quality(input, level)),
-        Encoding::Gzip => frames(GzipEncoder::with_quality(input, level)),
-        Encoding::Deflate => frames(ZlibEncoder::with_quality(input, level)),
+        Encoding::Br => frames(Box::pin(BrotliEncoder::with_quality(input, level))),
+        Encoding::Zstd => frames(Box::pin(ZstdEncoder::with_quality(input, level))),
+        Encoding::Gzip => frames(Box::pin(GzipEncoder::with_quality(input, level))),
+        Encoding::Deflate => frames(Box::pin(ZlibEncoder::with_quality(input, level))),
         Encoding::Identity => return full(input.into_inner()),
     })
 }
 
-/// An encoder's output as a body of data frames.
-fn frames(reader: impl tokio::io::AsyncRead + Send + 'static) -> UnsyncBoxBody<Bytes, std::io::Error> {
-    StreamBody::new(ReaderStream::new(reader).map_ok(Frame::data)).boxed_unsync()
+type Encoder = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+/// An encoder's output as a body of data frames, counted as they leave.
+fn frames(
+    encoding: Encoding,
+    reader: Encoder,
+    metrics: Option<Arc<ServerMetrics>>,
+) -> UnsyncBoxBody<Bytes, std::io::Error> {
+    let counted = ReaderStream::new(reader).inspect_ok(move |chunk| {
+        if let Some(metrics) = &metrics {
+            metrics.observe_streamed(encoding, chunk.len());
+        }
+    });
+    StreamBody::new(counted.map_ok(Frame::data)).boxed_unsync()
 }
 
 /// A problem document for `error`. Never compressed: problem bodies are small and must

@@ -3,17 +3,22 @@
 
 use super::AppState;
 use super::cache::CachedFlight;
-use super::config::ServerConfig;
 use super::error::ApiError;
+use super::metrics::{OPENMETRICS, PROMETHEUS_TEXT, Scraped, to_prometheus_text, wants_openmetrics};
 use super::negotiate::AcceptEncoding;
-use super::response::{Body, json, json_bytes, problem, serialize};
+use super::response::{Body, full, json, json_bytes, problem, serialize};
+use super::route::{Route, method_label, protocol_label};
+use crate::compression::Encoding;
 use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, Limit, TimeWindow, UtcTime};
 use crate::store::QueryPath;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as _;
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 /// The header that picks a query path for one request.
 pub const QUERY_PATH_HEADER: &str = "x-query-path";
@@ -22,26 +27,68 @@ pub const QUERY_PATH_HEADER: &str = "x-query-path";
 pub const CACHE_HEADER: &str = "x-cache";
 
 /// Handles one request. Never fails: errors become problem responses.
+///
+/// With metrics on, the request's duration is recorded by route template, method,
+/// status class and protocol. The `request` span is at debug level, so it costs
+/// nothing unless traces are exported (or the log filter asks for debug).
 pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let start = Instant::now();
+    let route = {
+        let segments: Vec<&str> = request.uri().path().trim_start_matches('/').split('/').collect();
+        Route::of(&segments)
+    };
+    let (method, version) = (request.method().clone(), request.version());
+    let span = tracing::debug_span!(
+        "request",
+        route = route.template(),
+        method = method_label(&method),
+        protocol = protocol_label(version),
+        status = tracing::field::Empty,
+    );
+    let response = handle_in(&state, route, request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    if let Some(metrics) = &state.metrics {
+        metrics.observe_request(route, &method, response.status(), version, start.elapsed());
+    }
+    response
+}
+
+async fn handle_in<B>(state: &AppState, route: Route, request: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     // Shed load before doing any work: a permit per request in flight.
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        return problem(&ApiError::Overloaded(state.config.max_in_flight));
+        if let Some(metrics) = &state.metrics {
+            metrics.observe_load_shed();
+        }
+        return problem_counted(state, &ApiError::Overloaded(state.config.max_in_flight));
     };
-    match route(&state, request).await {
+    match self::route(state, route, request).await {
         Ok(response) => response,
-        Err(error) => problem(&error),
+        Err(error) => problem_counted(state, &error),
     }
+}
+
+/// A problem response, its (uncompressed) body counted with the others.
+fn problem_counted(state: &AppState, error: &ApiError) -> Response<Body> {
+    let response = problem(error);
+    if let (Some(metrics), Some(len)) = (&state.metrics, response.body().size_hint().exact()) {
+        metrics.observe_body(Encoding::Identity, len as usize, len as usize);
+    }
+    response
 }
 
 /// Only the hot arm (`GET /flights/{id}`) awaits its store call inline; the others box
 /// theirs. A future is as large as its largest arm, and hyper moves the request's
 /// future (memcpy) on every request: before boxing, those copies were 7% of a cached
 /// point read's CPU time in the profile.
-async fn route<B>(state: &AppState, request: Request<B>) -> Result<Response<Body>, ApiError>
+async fn route<B>(state: &AppState, route: Route, request: Request<B>) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -49,51 +96,79 @@ where
     let accept =
         AcceptEncoding::parse(request.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
     // Borrowed, not copied: the POST arm moves `request` only after it is done with
-    // the segments.
+    // the segment it needs.
     let path = request.uri().path();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // The route matched the segments' shape; the second segment is the id or code.
+    let param = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
     let method = request.method().clone();
     let allow = |allow: &'static str| ApiError::MethodNotAllowed { method: method.to_string(), allow };
-    let config = &state.config;
-    match (segments.as_slice(), &method) {
-        (["healthz"], &Method::GET) => {
-            json(StatusCode::OK, &serde_json::json!({"status": "ok"}), &accept, config).await
+    match (route, &method) {
+        (Route::Healthz, &Method::GET) => {
+            json(StatusCode::OK, &serde_json::json!({"status": "ok"}), &accept, state).await
         }
-        (["readyz"], &Method::GET) => Box::pin(readyz(state, &accept)).await,
-        (["healthz" | "readyz"], _) => Err(allow("GET")),
-        (["flights", id], &Method::GET) => {
+        (Route::Readyz, &Method::GET) => Box::pin(readyz(state, &accept)).await,
+        (Route::Metrics, &Method::GET) if state.metrics.is_some() => Ok(Box::pin(metrics(state, &request)).await),
+        (Route::Healthz | Route::Readyz, _) => Err(allow("GET")),
+        (Route::Metrics, _) if state.metrics.is_some() => Err(allow("GET")),
+        (Route::Flight, &Method::GET) => {
             let query_path = query_path(state, &request)?;
-            flight(state, query_path, flight_id(id)?, &accept).await
+            flight(state, query_path, flight_id(param)?, &accept).await
         }
-        (["flights", _], _) => Err(allow("GET")),
-        (["flights", id, "events"], &Method::GET) => {
+        (Route::Flight, _) => Err(allow("GET")),
+        (Route::FlightEvents, &Method::GET) => {
             let query_path = query_path(state, &request)?;
-            let events = Box::pin(state.store.events(query_path, flight_id(id)?)).await?;
-            json(StatusCode::OK, &events, &accept, config).await
+            let events = Box::pin(state.store.events(query_path, flight_id(param)?)).await?;
+            json(StatusCode::OK, &events, &accept, state).await
         }
-        (["flights", _, "events"], _) => Err(allow("GET")),
-        (["flights", id, "delays"], &Method::POST) => {
-            let id = flight_id(id)?;
+        (Route::FlightEvents, _) => Err(allow("GET")),
+        (Route::FlightDelays, &Method::POST) => {
+            let id = flight_id(param)?;
             Box::pin(report_delay(state, id, request, &accept)).await
         }
-        (["flights", _, "delays"], _) => Err(allow("POST")),
-        (["airports", code, "departures"], &Method::GET) => {
+        (Route::FlightDelays, _) => Err(allow("POST")),
+        (Route::Departures, &Method::GET) => {
             let query_path = query_path(state, &request)?;
             let params = Params::parse(request.uri().query(), &["from", "to", "limit"])?;
             let limit = params.get("limit").map(Limit::parse).transpose().map_err(bad)?.unwrap_or(Limit::DEFAULT);
             let departures =
-                Box::pin(state.store.departures(query_path, airport(code)?, params.window()?, limit)).await?;
-            json(StatusCode::OK, &departures, &accept, config).await
+                Box::pin(state.store.departures(query_path, airport(param)?, params.window()?, limit)).await?;
+            json(StatusCode::OK, &departures, &accept, state).await
         }
-        (["airports", code, "delays"], &Method::GET) => {
+        (Route::AirportDelays, &Method::GET) => {
             let query_path = query_path(state, &request)?;
             let params = Params::parse(request.uri().query(), &["from", "to"])?;
-            let stats = Box::pin(state.store.delay_stats(query_path, airport(code)?, params.window()?)).await?;
-            json(StatusCode::OK, &stats, &accept, config).await
+            let stats = Box::pin(state.store.delay_stats(query_path, airport(param)?, params.window()?)).await?;
+            json(StatusCode::OK, &stats, &accept, state).await
         }
-        (["airports", _, "departures" | "delays"], _) => Err(allow("GET")),
-        _ => Err(ApiError::NoRoute(path.to_owned())),
+        (Route::Departures | Route::AirportDelays, _) => Err(allow("GET")),
+        (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
     }
+}
+
+/// `GET /metrics`: never compressed (Prometheus asks for gzip, but a scrape is a few
+/// kilobytes on loopback and compressing it would show up in the server's own profile).
+/// OpenMetrics when the client asks for it (Prometheus does), else Prometheus text.
+/// The readiness probes run for every scrape, so Prometheus sees shard readiness
+/// and projection lag without anyone calling `/readyz`.
+async fn metrics<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
+    let Some(metrics) = &state.metrics else { unreachable!("routed only with metrics on") };
+    let scraped = Scraped {
+        in_flight: state.config.max_in_flight - state.in_flight.available_permits(),
+        max_in_flight: state.config.max_in_flight,
+        cache: state.cache.as_ref().map(|c| c.stats()),
+        pools: state.store.pool_stats(),
+        shards: state.store.readiness(state.config.probes).await.shards,
+    };
+    let openmetrics = metrics.encode(scraped);
+    let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, media_type) = if wants_openmetrics(accept) {
+        (openmetrics, OPENMETRICS)
+    } else {
+        (to_prometheus_text(&openmetrics), PROMETHEUS_TEXT)
+    };
+    let mut response = Response::new(full(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    response
 }
 
 fn bad(e: impl std::fmt::Display) -> ApiError {
@@ -165,7 +240,7 @@ async fn flight(
     let ticket = match &state.cache {
         None => None,
         Some(cache) => match cache.get(id) {
-            Ok(hit) => return flight_response(hit, Some(CACHE_HIT), accept, &state.config).await,
+            Ok(hit) => return flight_response(hit, Some(CACHE_HIT), accept, state).await,
             Err(ticket) => Some(ticket),
         },
     };
@@ -175,9 +250,9 @@ async fn flight(
     let cached = CachedFlight { body: serialize(&view), version: view.status.version };
     if let (Some(cache), Some(ticket)) = (&state.cache, ticket) {
         cache.fill(id, ticket, cached.clone());
-        return flight_response(cached, Some(CACHE_MISS), accept, &state.config).await;
+        return flight_response(cached, Some(CACHE_MISS), accept, state).await;
     }
-    flight_response(cached, None, accept, &state.config).await
+    flight_response(cached, None, accept, state).await
 }
 
 const CACHE_HIT: HeaderValue = HeaderValue::from_static("hit");
@@ -187,9 +262,9 @@ async fn flight_response(
     flight: CachedFlight,
     cache: Option<HeaderValue>,
     accept: &AcceptEncoding,
-    config: &ServerConfig,
+    state: &AppState,
 ) -> Result<Response<Body>, ApiError> {
-    let mut response = json_bytes(StatusCode::OK, flight.body, accept, config).await?;
+    let mut response = json_bytes(StatusCode::OK, flight.body, accept, state).await?;
     let headers = response.headers_mut();
     headers.insert(ETAG, etag(flight.version));
     if let Some(cache) = cache {
@@ -198,11 +273,11 @@ async fn flight_response(
     Ok(response)
 }
 
+/// `GET /readyz`: every probe in `store::health`, 503 when any fails.
 async fn readyz(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
-    let shards = state.store.shard_health(state.config.readiness_timeout).await;
-    let ready = shards.iter().all(|s| s.ready);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json(status, &serde_json::json!({ "ready": ready, "shards": shards }), accept, &state.config).await
+    let readiness = state.store.readiness(state.config.probes).await;
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, &readiness, accept, state).await
 }
 
 /// The request body of `POST /flights/{id}/delays`: an event kind with its fields,
@@ -248,7 +323,7 @@ where
     }
     let outcome = outcome?;
     let version = outcome.status.version;
-    let mut response = json(StatusCode::CREATED, &outcome, accept, &state.config).await?;
+    let mut response = json(StatusCode::CREATED, &outcome, accept, state).await?;
     response.headers_mut().insert(ETAG, etag(version));
     // Cannot fail: the path is ASCII digits and slashes.
     response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));

@@ -14,7 +14,9 @@
 mod decode;
 mod digest;
 mod error;
+mod health;
 mod merge;
+mod metrics;
 mod path;
 mod postgres;
 pub mod schema;
@@ -22,7 +24,9 @@ pub mod sql;
 mod sqlite;
 
 pub use error::{DriverError, StoreError};
+pub use health::{PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
 pub use merge::merge_departures;
+pub use metrics::{Op, PoolStats, StoreMetrics, latency_buckets, latency_histogram};
 pub use postgres::redact_password;
 pub use sqlite::sqlite_pragmas;
 
@@ -36,8 +40,11 @@ use futures_util::future::try_join_all;
 use postgres::PostgresShard;
 use serde::{Deserialize, Serialize};
 use sqlite::SqliteShard;
+use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How a query reaches the database. All four return identical results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -152,15 +159,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// A readiness probe's answer for one shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ShardHealth {
-    pub shard: usize,
-    pub ready: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// One shard's connections.
 pub(crate) struct Shard {
     pub index: usize,
@@ -177,6 +175,10 @@ pub struct Store {
     manifest: Manifest,
     shard_count: ShardCount,
     shards: Vec<Shard>,
+    pool_size: u32,
+    /// Per-shard query durations, when a server records metrics. Set once: a store
+    /// shared by two servers records into the first one's registry.
+    metrics: OnceLock<Arc<StoreMetrics>>,
 }
 
 impl Store {
@@ -200,7 +202,39 @@ impl Store {
             }
         });
         let shards = try_join_all(opening).await?;
-        Ok(Self { shard_count: manifest.shards, manifest, shards })
+        Ok(Self {
+            shard_count: manifest.shards,
+            manifest,
+            shards,
+            pool_size: config.pool_size,
+            metrics: OnceLock::new(),
+        })
+    }
+
+    /// Records every per-shard query's duration in `metrics` from now on.
+    pub fn record_metrics(&self, metrics: Arc<StoreMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Every shard's pools, for `/metrics`.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.shards.iter().flat_map(|shard| metrics::pool_stats(shard, self.pool_size)).collect()
+    }
+
+    /// One query on one shard, in a `shard_query` span and timed when metrics are on.
+    /// The span is at debug level: with no subscriber that wants it (no OTLP export,
+    /// log filter above debug) it is never built.
+    async fn on_shard<T>(&self, op: Op, path: QueryPath, shard: &Shard, query: impl Future<Output = T>) -> T {
+        let span = tracing::debug_span!("shard_query", op = op.as_str(), path = path.as_str(), shard = shard.index);
+        match self.metrics.get() {
+            None => query.instrument(span).await,
+            Some(metrics) => {
+                let start = Instant::now();
+                let out = query.instrument(span).await;
+                metrics.observe(op, path, shard.index, start.elapsed());
+                out
+            }
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -221,7 +255,10 @@ impl Store {
 
     /// A flight and its current status.
     pub async fn flight(&self, path: QueryPath, id: FlightId) -> Result<FlightView, StoreError> {
-        path::flight(path, self.owner(id), id).await?.ok_or(StoreError::FlightNotFound(id))
+        let shard = self.owner(id);
+        let found =
+            self.on_shard(Op::Flight, path, shard, path::flight(path, shard, id)).instrument(op_span(Op::Flight, path));
+        found.await?.ok_or(StoreError::FlightNotFound(id))
     }
 
     /// Departures from `airport` in `window`, ordered by scheduled time then id, at most
@@ -234,20 +271,29 @@ impl Store {
         window: TimeWindow,
         limit: Limit,
     ) -> Result<Vec<Departure>, StoreError> {
-        let per_shard =
-            try_join_all(self.shards.iter().map(|shard| path::departures(path, shard, airport, window, limit))).await?;
+        let per_shard = try_join_all(self.shards.iter().map(|shard| {
+            self.on_shard(Op::Departures, path, shard, path::departures(path, shard, airport, window, limit))
+        }))
+        .instrument(op_span(Op::Departures, path))
+        .await?;
         Ok(merge_departures(per_shard, limit.get()))
     }
 
     /// A flight's events in version order.
     pub async fn events(&self, path: QueryPath, id: FlightId) -> Result<Vec<RecordedEvent>, StoreError> {
         let shard = self.owner(id);
-        let events = path::events(path, shard, id).await?;
-        // An empty stream is either a flight nothing happened to or no flight at all.
-        if events.is_empty() && path::flight(path, shard, id).await?.is_none() {
-            return Err(StoreError::FlightNotFound(id));
+        async {
+            let events = self.on_shard(Op::Events, path, shard, path::events(path, shard, id)).await?;
+            // An empty stream is either a flight nothing happened to or no flight at all.
+            if events.is_empty()
+                && self.on_shard(Op::Flight, path, shard, path::flight(path, shard, id)).await?.is_none()
+            {
+                return Err(StoreError::FlightNotFound(id));
+            }
+            Ok(events)
         }
-        Ok(events)
+        .instrument(op_span(Op::Events, path))
+        .await
     }
 
     /// Delay statistics for departures from `airport` in `window`, exact across shards.
@@ -257,8 +303,11 @@ impl Store {
         airport: AirportCode,
         window: TimeWindow,
     ) -> Result<DelayStats, StoreError> {
-        let per_shard =
-            try_join_all(self.shards.iter().map(|shard| path::delay_histogram(path, shard, airport, window))).await?;
+        let per_shard = try_join_all(self.shards.iter().map(|shard| {
+            self.on_shard(Op::DelayHistogram, path, shard, path::delay_histogram(path, shard, airport, window))
+        }))
+        .instrument(op_span(Op::DelayHistogram, path))
+        .await?;
         let mut total = DelayHistogram::default();
         per_shard.iter().for_each(|h| total.merge(h));
         Ok(total.into_stats(airport, window))
@@ -274,7 +323,10 @@ impl Store {
         event: &DelayEvent,
     ) -> Result<AppendOutcome, StoreError> {
         event.kind.validate().map_err(StoreError::InvalidEvent)?;
-        path::append(path, self.owner(id), id, expected_version, event).await
+        let shard = self.owner(id);
+        self.on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, event))
+            .instrument(op_span(Op::Append, path))
+            .await
     }
 
     /// One BLAKE3 digest per shard over all rows in primary-key order: equal digests
@@ -283,22 +335,11 @@ impl Store {
         try_join_all(self.shards.iter().map(digest::shard_digest)).await
     }
 
-    /// Asks every shard a trivial query, concurrently, each within `deadline`.
-    pub async fn shard_health(&self, deadline: Duration) -> Vec<ShardHealth> {
-        futures_util::future::join_all(self.shards.iter().map(|shard| async move {
-            let probe = async {
-                let answered = match &shard.conn {
-                    ShardConn::Sqlite(s) => sqlx::query("SELECT 1").execute(&s.pool).await.map(drop),
-                    ShardConn::Postgres(p) => sqlx::query("SELECT 1").execute(&p.pool).await.map(drop),
-                };
-                answered.map_err(|e| e.to_string())
-            };
-            let result = tokio::time::timeout(deadline, probe)
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {} ms", deadline.as_millis())));
-            ShardHealth { shard: shard.index, ready: result.is_ok(), error: result.err() }
-        }))
-        .await
+    /// Runs the readiness probes (`store::health`) on every shard, concurrently.
+    pub async fn readiness(&self, config: ProbeConfig) -> Readiness {
+        let shards =
+            futures_util::future::join_all(self.shards.iter().map(|s| health::probe(s, config.deadline))).await;
+        Readiness::of(shards, config)
     }
 
     /// Closes every pool; in-flight queries finish first.
@@ -310,4 +351,9 @@ impl Store {
             }
         }
     }
+}
+
+/// The span of one store operation; its per-shard queries are its children.
+fn op_span(op: Op, path: QueryPath) -> tracing::Span {
+    tracing::debug_span!("store", op = op.as_str(), path = path.as_str())
 }

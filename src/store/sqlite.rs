@@ -15,6 +15,7 @@ use rusqlite::OpenFlags;
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub fn sqlite_pragmas(config: &StoreConfig) -> Vec<(String, String)> {
 }
 
 pub(crate) struct SqliteShard {
+    /// The shard file, for probes that open their own connection.
+    pub file: PathBuf,
     pub pool: SqlitePool,
     pub orm: DatabaseConnection,
     pub raw: Arc<RawSqlitePool>,
@@ -72,7 +75,7 @@ impl SqliteShard {
         raw.with(|c| c.query_row("SELECT COUNT(*) FROM flight_status WHERE flight_id = 0", [], |r| r.get::<_, i64>(0)))
             .map_err(|e| unavailable(format!("not a flightbench shard: {e}")))?;
         let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
-        Ok(Self { pool, orm, raw: Arc::new(raw) })
+        Ok(Self { file: file.to_owned(), pool, orm, raw: Arc::new(raw) })
     }
 
     pub async fn close(&self) {
@@ -100,6 +103,9 @@ pub(crate) struct RawSqlitePool {
     busy_timeout: Duration,
     idle: Mutex<Vec<rusqlite::Connection>>,
     max_idle: usize,
+    /// Connections open (idle or in use). Changes only when one is opened or dropped,
+    /// never on an ordinary checkout, so the hot path pays nothing for it.
+    open: AtomicUsize,
 }
 
 impl RawSqlitePool {
@@ -110,6 +116,7 @@ impl RawSqlitePool {
             busy_timeout: config.busy_timeout,
             idle: Mutex::new(Vec::new()),
             max_idle: config.pool_size as usize * 2,
+            open: AtomicUsize::new(0),
         };
         let first = pool.connect()?;
         pool.idle().push(first);
@@ -125,6 +132,7 @@ impl RawSqlitePool {
         conn.pragma_update(None, "synchronous", self.synchronous)?;
         conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         conn.set_prepared_statement_cache_capacity(32);
+        self.open.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }
 
@@ -132,6 +140,12 @@ impl RawSqlitePool {
         // A panic while holding this lock can only happen inside Vec::push/pop; the
         // stack is still consistent, so a poisoned lock is safe to keep using.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Open connections and how many of them are idle.
+    pub fn stats(&self) -> (usize, usize) {
+        let idle = self.idle().len();
+        (self.open.load(Ordering::Relaxed).max(idle), idle)
     }
 
     /// Runs `work` on a pooled connection on the current thread.
@@ -148,8 +162,10 @@ impl RawSqlitePool {
             let mut idle = self.idle();
             if idle.len() < self.max_idle {
                 idle.push(conn);
+                return result;
             }
         }
+        self.open.fetch_sub(1, Ordering::Relaxed);
         result
     }
 }

@@ -1,0 +1,30 @@
+# Shared by the scripts that measure a server's cost under `flightbench load`
+# (measure-profile-overhead.sh, measure-observability.sh). Source it after setting
+# bin (the flightbench binary), work (a scratch directory), url (the server), pid (its
+# process) and RUN (measured seconds).
+
+# The server's CPU time so far (user + system, clock ticks), from /proc.
+server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# One load run on GET /flights/{id} (64 connections, 1 s warm-up, RUN s measured).
+# Prints "req/s p99_ms errors server_cpu_ms_per_1000_requests". The server's CPU is
+# taken over the whole run (warm-up included) and divided by all responses.
+run_load() {
+    local before after
+    before=$(server_ticks)
+    "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 64 --quiet --warmup 1s -d "${RUN}s" \
+        --json "$work/load.json" "$@" >/dev/null
+    after=$(server_ticks)
+    python3 - "$work/load.json" "$((after - before))" "$(getconf CLK_TCK)" "$RUN" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ticks, hz, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+errors = sum(r["errors"].values()) + r["unexpected_statuses"]
+# Responses over the warm-up too: the run's rate over its whole length (1 s more).
+responses = r["achieved_rate"] * (seconds + 1)
+print(f'{r["achieved_rate"]:.0f} {r["latency"]["p99_ms"]:.2f} {errors} {ticks / hz * 1000 / (responses / 1000):.1f}')
+PY
+}
+
+# The median of its arguments.
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }

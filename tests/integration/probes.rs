@@ -1,0 +1,136 @@
+//! `/readyz` runs real probes: it turns 503 when a SQLite shard file becomes unreadable,
+//! when a shard's projection lags its event log, and when a PostgreSQL shard stops
+//! accepting connections, names the failing probe and shard, and returns to 200 when
+//! the shard does.
+
+use crate::client::{Proto, Reply, get, send};
+use crate::helpers::{Kind, PG_BASE, dataset, spec};
+use crate::metrics::{samples, scrape, start};
+use flightbench::dataset::Manifest;
+use flightbench::http::ServerConfig;
+use flightbench::store::ProbeConfig;
+use http::StatusCode;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+async fn readyz(addr: SocketAddr) -> Reply {
+    send(addr, Proto::H1, get("/readyz").body(Full::default()).unwrap()).await
+}
+
+/// Polls `/readyz` until it answers `status` (a pool may take a moment to notice).
+async fn readyz_becomes(addr: SocketAddr, status: StatusCode) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = readyz(addr).await;
+        if reply.status == status {
+            return reply.json();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz stayed {}: {}", reply.status, reply.json());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        probes: ProbeConfig { deadline: Duration::from_secs(1), max_projection_lag: 0 },
+        ..ServerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
+    let ds = dataset(Kind::Sqlite, spec(51, 2_000, 10), 2).await;
+    let (addr, _stop) = start(&ds, config()).await;
+    let ready = readyz(addr).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let body = ready.json();
+    assert_eq!(
+        (body["probes"]["shard_query"]["ready"].as_bool(), body["probes"]["projection_lag"]["ready"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(body["shards"].as_array().unwrap().len(), 2);
+    assert!(body["shards"].as_array().unwrap().iter().all(|s| s["projection_lag_events"] == 0), "{body}");
+
+    let manifest = Manifest::load(ds.dir()).unwrap();
+    let files = &manifest.sqlite.as_ref().unwrap().files;
+    let shard0 = ds.dir().join(&files[0]);
+
+    // An event written around the server: the projection lags by one.
+    let orphan = rusqlite::Connection::open(&shard0).unwrap();
+    orphan
+        .execute(
+            "INSERT INTO delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
+             VALUES (987654321, 1, 0, 'reported', 10, 'probe test', 0, 1)",
+            [],
+        )
+        .unwrap();
+    let lagging = readyz_becomes(addr, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(lagging["ready"], false);
+    assert_eq!(lagging["probes"]["shard_query"]["ready"], true, "{lagging}");
+    assert_eq!(lagging["probes"]["projection_lag"]["ready"], false);
+    assert_eq!(lagging["probes"]["projection_lag"]["lagging_shards"], serde_json::json!([0]));
+    assert_eq!(lagging["shards"][0]["projection_lag_events"], 1);
+    assert_eq!(
+        (lagging["shards"][0]["ready"].as_bool(), lagging["shards"][1]["ready"].as_bool()),
+        (Some(false), Some(true))
+    );
+    orphan.execute("DELETE FROM delay_events WHERE flight_id = 987654321", []).unwrap();
+    drop(orphan);
+    readyz_becomes(addr, StatusCode::OK).await;
+
+    // The shard file disappears from its path: the pools still hold the old file
+    // open, but the probe's fresh connection cannot read it.
+    let shard1 = ds.dir().join(&files[1]);
+    let moved = shard1.with_extension("moved");
+    std::fs::rename(&shard1, &moved).unwrap();
+    let gone = readyz_becomes(addr, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(gone["probes"]["shard_query"]["ready"], false, "{gone}");
+    assert_eq!(gone["probes"]["shard_query"]["failed_shards"], serde_json::json!([1]));
+    let error = gone["shards"][1]["error"].as_str().unwrap();
+    assert!(error.contains(&files[1]), "the error names the file: {error}");
+    let metrics = samples(&scrape(addr).await);
+    assert_eq!(metrics[r#"flightbench_shard_ready{shard="1"}"#], 0.0, "/metrics agrees");
+    assert_eq!(metrics[r#"flightbench_shard_ready{shard="0"}"#], 1.0);
+    std::fs::rename(&moved, &shard1).unwrap();
+    readyz_becomes(addr, StatusCode::OK).await;
+
+    // Without read permission (root reads anything, so only as another user).
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shard1, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let unreadable = readyz_becomes(addr, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(unreadable["probes"]["shard_query"]["failed_shards"], serde_json::json!([1]));
+        std::fs::set_permissions(&shard1, std::fs::Permissions::from_mode(0o644)).unwrap();
+        readyz_becomes(addr, StatusCode::OK).await;
+    }
+}
+
+async fn admin(sql: &str) {
+    let (client, conn) = tokio_postgres::connect(&format!("{PG_BASE}/postgres"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgres_shard_is_not_ready_until_it_returns() {
+    let ds = dataset(Kind::Postgres, spec(52, 1_000, 10), 2).await;
+    let database = format!("{}_1", ds.pg.as_ref().unwrap().name);
+    let (addr, _stop) = start(&ds, config()).await;
+    assert_eq!(readyz(addr).await.status, StatusCode::OK);
+
+    // The shard's database refuses new connections and its open ones are cut.
+    admin(&format!(
+        "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    ))
+    .await;
+    let down = readyz_becomes(addr, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(down["probes"]["shard_query"]["failed_shards"], serde_json::json!([1]), "{down}");
+    assert_eq!(down["shards"][0]["ready"], true);
+    assert!(down["shards"][1]["error"].as_str().is_some_and(|e| !e.is_empty()));
+
+    admin(&format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true")).await;
+    let back = readyz_becomes(addr, StatusCode::OK).await;
+    assert_eq!(back["shards"][1]["projection_lag_events"], 0);
+}

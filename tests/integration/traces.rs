@@ -1,0 +1,160 @@
+//! Traces and logs of a real `flightbench serve` process: spans reach an in-process
+//! OTLP/HTTP receiver nested request → store → shard_query, and `--log-format json`
+//! writes nothing but JSON lines.
+
+use crate::client::{Proto, get, send};
+use crate::helpers::{Kind, dataset, spec};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    attributes: HashMap<String, String>,
+}
+
+/// An OTLP/HTTP receiver: decodes every `POST /v1/traces` body and keeps its spans.
+async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<ReceivedSpan>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let received = spans.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let received = received.clone();
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let received = received.clone();
+                async move {
+                    assert_eq!(request.uri().path(), "/v1/traces");
+                    assert_eq!(request.headers()["content-type"], "application/x-protobuf");
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let export = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
+                    let mut received = received.lock().unwrap();
+                    for span in export.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+                        let attributes = span
+                            .attributes
+                            .iter()
+                            .map(|kv| {
+                                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                    Some(Value::StringValue(s)) => s.clone(),
+                                    Some(Value::IntValue(i)) => i.to_string(),
+                                    other => format!("{other:?}"),
+                                };
+                                (kv.key.clone(), value)
+                            })
+                            .collect();
+                        received.push(ReceivedSpan {
+                            name: span.name.clone(),
+                            trace_id: span.trace_id.clone(),
+                            span_id: span.span_id.clone(),
+                            parent_span_id: span.parent_span_id.clone(),
+                            attributes,
+                        });
+                    }
+                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    (addr, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
+    let ds = dataset(Kind::Sqlite, spec(61, 1_000, 10), 2).await;
+    let (collector, spans) = receiver().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["--log", "info", "--log-format", "json", "serve", "--addr", "127.0.0.1:0", "--no-admin"])
+        .args(["--cache", "off", "--trace-sample-ratio", "1"])
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{collector}"))
+        .arg("--dir")
+        .arg(ds.dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await.unwrap().unwrap().unwrap();
+    let api: SocketAddr = first.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+
+    let flight = send(api, Proto::H1, get("/flights/7").body(Full::default()).unwrap()).await;
+    assert_eq!(flight.status, 200);
+    let uri = "/airports/ATL/departures?from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z";
+    assert_eq!(send(api, Proto::H2c, get(uri).body(Full::default()).unwrap()).await.status, 200);
+
+    // SIGTERM: the server drains, then flushes the spans still queued.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let mut logs = String::new();
+    stderr.read_to_string(&mut logs).await.unwrap();
+    assert!(!logs.trim().is_empty(), "info logs were written");
+    for line in logs.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
+        assert!(line["level"].is_string() && line["fields"].is_object() && line["timestamp"].is_string(), "{line}");
+    }
+    assert!(logs.contains("shutting down"), "{logs}");
+
+    let spans = spans.lock().unwrap().clone();
+    let find = |name: &str, key: &str, value: &str| -> Vec<&ReceivedSpan> {
+        spans.iter().filter(|s| s.name == name && s.attributes.get(key).map(String::as_str) == Some(value)).collect()
+    };
+    let children = |parent: &ReceivedSpan, name: &str| -> Vec<&ReceivedSpan> {
+        spans.iter().filter(|s| s.name == name && s.parent_span_id == parent.span_id).collect()
+    };
+    // GET /flights/7: request → store(flight) → one shard query.
+    let [request] = find("request", "route", "/flights/{id}")[..] else {
+        panic!("one flight request span: {spans:#?}")
+    };
+    assert!(request.parent_span_id.is_empty(), "a request is a root span");
+    assert_eq!((request.attributes["method"].as_str(), request.attributes["status"].as_str()), ("GET", "200"));
+    let [store] = children(request, "store")[..] else { panic!("one store span under the request: {spans:#?}") };
+    assert_eq!(store.attributes["op"], "flight");
+    let [query] = children(store, "shard_query")[..] else { panic!("one shard query: {spans:#?}") };
+    assert_eq!((query.attributes["op"].as_str(), query.attributes["path"].as_str()), ("flight", "raw"));
+    assert!([store, query].iter().all(|s| s.trace_id == request.trace_id));
+
+    // Departures over h2: one store span, a query on each of the 2 shards.
+    let [request] = find("request", "route", "/airports/{code}/departures")[..] else { panic!("{spans:#?}") };
+    assert_eq!(request.attributes["protocol"], "h2");
+    let [store] = children(request, "store")[..] else { panic!("{spans:#?}") };
+    let mut shards: Vec<&str> = children(store, "shard_query").iter().map(|s| s.attributes["shard"].as_str()).collect();
+    shards.sort();
+    assert_eq!(shards, ["0", "1"]);
+}
+
+#[test]
+fn bad_trace_flags_are_refused() {
+    let run =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_flightbench")).args(args).output().unwrap();
+    for (args, expected) in [
+        (&["serve", "--otlp-endpoint", "https://collector:4318"][..], "must be an http:// URL"),
+        (&["serve", "--otlp-endpoint", "collector:4318"][..], "must be an http:// URL"),
+        (&["serve", "--trace-sample-ratio", "1.5"][..], "outside 0..=1"),
+        (&["serve", "--trace-without-export", "--otlp-endpoint", "http://c:4318"][..], "cannot be used with"),
+        (&["--log-format", "yaml", "serve"][..], "invalid value 'yaml'"),
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
