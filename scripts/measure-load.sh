@@ -73,10 +73,10 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round" >&2
     if [ $((round % 2)) -eq 1 ]; then
         read -r w wc we < <(run_wrk); read -r f1 f1c f1e < <(run_fb -c 64)
-        read -r h hc he < <(run_h2load); read -r f2 f2c f2e < <(run_fb --protocol h2 -c 16 -m 16)
+        read -r h hc he < <(run_h2load); read -r f2 f2c f2e < <(run_fb --protocol h2 -c 16 -m 16 --threads 1)
     else
         read -r f1 f1c f1e < <(run_fb -c 64); read -r w wc we < <(run_wrk)
-        read -r f2 f2c f2e < <(run_fb --protocol h2 -c 16 -m 16); read -r h hc he < <(run_h2load)
+        read -r f2 f2c f2e < <(run_fb --protocol h2 -c 16 -m 16 --threads 1); read -r h hc he < <(run_h2load)
     fi
     r1=$(awk -v a="$f1" -v b="$w" 'BEGIN {printf "%.2f", a / b}')
     r2=$(awk -v a="$f2" -v b="$h" 'BEGIN {printf "%.2f", a / b}')
@@ -100,7 +100,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1
     echo "## How it ran"
     echo
     echo "- Command: \`SECONDS_PER_RUN=$RUN ROUNDS=$ROUNDS scripts/measure-load.sh\`"
-    echo "- wrk \`-t2 -c64\` (plus an unrecorded 1 s run as warm-up); flightbench \`load -c 64\` (2 threads); h2load \`-c16 -m16 --warm-up-time=1\` (1 thread); flightbench \`load --protocol h2 -c 16 -m 16\` (2 threads)"
+    echo "- wrk \`-t2 -c64\` (plus an unrecorded 1 s run as warm-up); flightbench \`load -c 64\` (2 threads); h2load \`-c16 -m16 --warm-up-time=1\` (1 thread); flightbench \`load --protocol h2 -c 16 -m 16 --threads 1\` (1 thread, as h2load's default \`-t1\`: the same thread count on each side, as wrk \`-t2\` against flightbench's 2)"
     echo "- Server: \`flightbench ceiling\` ($shape, not pinned). Server and generator share the machine's $(nproc) cores (no pinning), so every figure here is also bounded by the server's share of CPU; the ratio is what compares the generators."
     echo "- CPU per 1,000 requests: user + system time of the whole generator process (GNU time for wrk and h2load, getrusage for flightbench) over the requests it counted; h2load and flightbench include their 1 s warm-up (about 10% on top), wrk warms up in a separate run that is not counted."
     echo "- Commit: $commit; $(rustc -V); release build"

@@ -35,6 +35,13 @@ pub struct Endpoint {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// An HTTP/1.1 connection's I/O future: it writes requests and reads responses. The
+/// worker that owns the connection polls it beside its request instead of spawning it,
+/// so a request and its response cost no task wake-ups between a connection task and
+/// the worker (two per request otherwise). HTTP/2 connections, shared by several
+/// streams' workers, keep a task of their own.
+pub type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
+
 /// A sender for one connection; an HTTP/2 sender is cloned once per stream.
 pub enum Sender {
     H1(http1::SendRequest<Full<Bytes>>),
@@ -65,8 +72,9 @@ pub fn tls_config(ca_pem: &[u8], protocol: Protocol) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
-/// Opens one connection and spawns its driver task on the current runtime.
-pub async fn connect(endpoint: &Endpoint) -> Result<Sender, (ErrorKind, String)> {
+/// Opens one connection. HTTP/2: its driver runs as a task on the current runtime.
+/// HTTP/1.1: its [`Driver`] is returned for the caller to poll.
+pub async fn connect(endpoint: &Endpoint) -> Result<(Sender, Option<Driver>), (ErrorKind, String)> {
     let connect_err = |e: &dyn std::fmt::Display| (ErrorKind::Connect, format!("{}: {e}", endpoint.addr));
     let tcp = TcpStream::connect(endpoint.addr).await.map_err(|e| connect_err(&e))?;
     tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
@@ -83,7 +91,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Sender, (ErrorKind, String)>
     }
 }
 
-async fn handshake<I>(io: I, protocol: Protocol) -> Result<Sender, (ErrorKind, String)>
+async fn handshake<I>(io: I, protocol: Protocol) -> Result<(Sender, Option<Driver>), (ErrorKind, String)>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -91,8 +99,7 @@ where
     match protocol {
         Protocol::H1 => {
             let (sender, conn) = http1::handshake(io).await.map_err(failed)?;
-            tokio::spawn(conn);
-            Ok(Sender::H1(sender))
+            Ok((Sender::H1(sender), Some(Box::pin(conn))))
         }
         Protocol::H2 => {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -102,7 +109,7 @@ where
                 .await
                 .map_err(failed)?;
             tokio::spawn(conn);
-            Ok(Sender::H2(sender))
+            Ok((Sender::H2(sender), None))
         }
     }
 }
@@ -170,7 +177,7 @@ impl Sender {
     }
 }
 
-fn classify(error: &hyper::Error) -> ErrorKind {
+pub(crate) fn classify(error: &hyper::Error) -> ErrorKind {
     use std::error::Error;
     if error.is_timeout() {
         return ErrorKind::Timeout;
