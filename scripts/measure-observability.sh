@@ -9,7 +9,8 @@
 #   metrics on, OTLP export, ratio 0.01 (the default ratio)
 # Each configuration is a fresh server process. Every round runs all five, in an
 # order rotated per round; ratios are taken within a round. Closed loop (how fast)
-# and a fixed rate (server CPU per request at equal work). Writes
+# and a fixed rate (server CPU per request at equal work), and instructions per request
+# under callgrind (repeatable on a noisy machine). Writes
 # results/observability.md. Traffic goes to 127.0.0.1 only.
 #
 #   scripts/measure-observability.sh
@@ -118,6 +119,45 @@ for mode in closed fixed; do
 done
 read -r posts bytes <"$work/receiver.count"
 
+# Instructions per request, counted by callgrind: repeatable whatever else the machine
+# is doing. The server runs under valgrind for FEW and then MANY requests (4
+# connections); the difference divided by MANY - FEW is one request's instructions,
+# start-up and shutdown cancelled out.
+FEW=${FEW:-500}
+MANY=${MANY:-2500}
+instructions() { # config, requests
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-instr=no \
+        $bin serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off --no-admin --runtime per-core --threads 1 \
+        $(flags_of "$1") >"$work/server.out" 2>"$work/valgrind.err" &
+    pid=$!
+    url=
+    for _ in $(seq 600); do
+        url=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    [ -n "$url" ] || { cat "$work/valgrind.err" >&2; exit 1; }
+    "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 4 --quiet --warmup 0s -n "$2" -d 600s \
+        --seed 7 >/dev/null
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=
+    awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
+}
+declare -A per_request
+if command -v valgrind >/dev/null; then
+    for config in 0 1 2 3 4; do
+        echo "callgrind: ${names[$config]}" >&2
+        few=$(instructions "$config" "$FEW")
+        many=$(instructions "$config" "$MANY")
+        per_request[$config]=$(awk -v a="$few" -v b="$many" -v n="$((MANY - FEW))" 'BEGIN {printf "%.0f", (b - a) / n}')
+    done
+fi
+instr_ratio() { # config, baseline
+    [ -n "${per_request[$1]:-}" ] || { echo "not measured (no valgrind)"; return; }
+    awk -v a="${per_request[$2]}" -v b="${per_request[$1]}" 'BEGIN {printf "**%.3f×** (%d vs %d)", b / a, b, a}'
+}
+
 ratio_line() { # mode, metric (rate|cpu), config, baseline config
     local mode=$1 metric=$2 config=$3 base=$4 values=() round a b
     for round in $(seq "$ROUNDS"); do
@@ -133,16 +173,16 @@ ratio_line() { # mode, metric (rate|cpu), config, baseline config
     echo
     echo "\`flightbench serve --cache off\` (raw path) under \`flightbench load --mix read=100 -c 64\` (GET /flights/{id}, uniform ids, HTTP/1.1), ${RUN} s measured after a 1 s warm-up, a fresh server per run. $ROUNDS rounds; each round runs all five configurations in a rotated order, and ratios are taken within a round, then the median across rounds is reported."
     echo
-    echo "Two measures. **Closed loop**: requests/s, how fast the server goes; on this shared 2-core machine identical runs move ±15–20%, so a single closed-loop ratio cannot resolve a 3% cost. **Fixed rate** ($RATE req/s, below capacity): every configuration does the same work, and the server's CPU time per 1,000 requests (user + system from \`/proc/PID/stat\`, warm-up included) is what recording costs."
+    echo "Three measures. **Instructions per request**: the server under callgrind (valgrind) for $FEW and then $MANY requests (4 connections, one server thread), the difference over $((MANY - FEW)) requests; instruction counts do not depend on what else the machine is doing, so this is the figure that resolves a few percent. **Closed loop**: requests/s, how fast the server goes; on this shared 2-core machine identical runs move ±15–20%, so a single closed-loop ratio cannot resolve a 3% cost. **Fixed rate** ($RATE req/s, below capacity): every configuration does the same work, and the server's CPU time per 1,000 requests (user + system from \`/proc/PID/stat\`, warm-up included) is what recording costs."
     echo
     echo "## Ratios (medians across rounds)"
     echo
-    echo "| cost of | against | closed-loop req/s | server CPU per request at $RATE req/s |"
-    echo "|---|---|---|---|"
-    echo "| metrics on | metrics off | $(ratio_line closed rate 1 0) | $(ratio_line fixed cpu 1 0) |"
-    echo "| spans built, not exported (ratio 1) | metrics on, tracing off | $(ratio_line closed rate 2 1) | $(ratio_line fixed cpu 2 1) |"
-    echo "| OTLP export, ratio 1 | metrics on, tracing off | $(ratio_line closed rate 3 1) | $(ratio_line fixed cpu 3 1) |"
-    echo "| OTLP export, ratio 0.01 (default) | metrics on, tracing off | $(ratio_line closed rate 4 1) | $(ratio_line fixed cpu 4 1) |"
+    echo "| cost of | against | instructions per request (callgrind) | closed-loop req/s | server CPU per request at $RATE req/s |"
+    echo "|---|---|---|---|---|"
+    echo "| metrics on | metrics off | $(instr_ratio 1 0) | $(ratio_line closed rate 1 0) | $(ratio_line fixed cpu 1 0) |"
+    echo "| spans built, not exported (ratio 1) | metrics on, tracing off | $(instr_ratio 2 1) | $(ratio_line closed rate 2 1) | $(ratio_line fixed cpu 2 1) |"
+    echo "| OTLP export, ratio 1 | metrics on, tracing off | $(instr_ratio 3 1) | $(ratio_line closed rate 3 1) | $(ratio_line fixed cpu 3 1) |"
+    echo "| OTLP export, ratio 0.01 (default) | metrics on, tracing off | $(instr_ratio 4 1) | $(ratio_line closed rate 4 1) | $(ratio_line fixed cpu 4 1) |"
     echo
     echo "A throughput ratio below 1 and a CPU ratio above 1 are costs. The OTLP receiver (a Python sink on the same machine, counted in neither the server's CPU nor its ratios, but competing for the same 2 cores in closed loop) took $posts export requests, $bytes bytes in all."
     echo
@@ -157,6 +197,7 @@ ratio_line() { # mode, metric (rate|cpu), config, baseline config
     echo "- Command: \`SECONDS_PER_RUN=$RUN ROUNDS=$ROUNDS FLIGHTS=$FLIGHTS RATE=$RATE scripts/measure-observability.sh\`"
     echo "- Server: \`flightbench serve --cache off --no-admin\` plus the configuration's flags ($shape, not pinned; default query path raw). Load: \`flightbench load --mix read=100 -c 64\` (HTTP/1.1, 2 threads, not pinned). Server, generator and OTLP receiver share the machine's $(nproc) cores."
     echo "- Metrics off is \`--metrics off\`: no recording and no /metrics. Tracing off (the default) builds no span. \`--trace-without-export\` builds every span through tracing-opentelemetry and drops it. OTLP export batches spans (the SDK's batch processor: queue 2,048, batches of 512) over one kept-alive HTTP/1.1 connection; when the queue is full the SDK drops spans rather than slow requests."
+    echo "- Callgrind: \`valgrind --tool=callgrind\` on \`serve --threads 1\` with the same flags, \`load -c 4 -n N --seed 7\` (the same ids in every configuration); user-space instructions of the whole server process, exporter thread included."
     echo "- Dataset: $FLIGHTS flights in 8 SQLite shards, seed 42."
     echo "- Commit: $commit; $(rustc -V); release build"
     echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; date $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -5,9 +5,10 @@
 //! - **Traces**: the server's spans (`request` → `store` → `shard_query`) are at debug
 //!   level. With no trace export and the default log filter nothing is interested in
 //!   them, so tracing builds no span at all. With `--otlp-endpoint` they go through
-//!   tracing-opentelemetry to an OTLP/HTTP (protobuf) exporter, sampled at
-//!   `--trace-sample-ratio` (parent-based, so a request's spans are kept or dropped
-//!   together). `results/observability.md` measures the cost of each setting.
+//!   tracing-opentelemetry to an OTLP/HTTP (protobuf) exporter. The server samples
+//!   at the head: it decides per request, at `--trace-sample-ratio`, whether to build
+//!   the request's spans at all, so an unsampled request costs one random draw.
+//!   `results/observability.md` measures the cost of each setting.
 //!
 //! The exporter's HTTP client is [`OtlpHttpClient`]: the SDK exports from its own
 //! thread, where an async client finds no tokio runtime and panics (a known trap with
@@ -43,10 +44,10 @@ pub enum LogFormat {
 pub enum Traces {
     /// No span is built (the default).
     Off,
-    /// Spans are built and sampled but not sent anywhere: what tracing costs by itself.
-    Unexported { sample_ratio: f64 },
+    /// Spans are built but not sent anywhere: what tracing costs by itself.
+    Unexported,
     /// Spans are exported over OTLP/HTTP to `endpoint` (`…/v1/traces`).
-    Otlp { endpoint: String, sample_ratio: f64 },
+    Otlp { endpoint: String },
 }
 
 static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
@@ -77,10 +78,10 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     }
     .with_filter(filter);
-    let (provider, sample_ratio) = match traces {
-        Traces::Off => (None, 0.0),
-        Traces::Unexported { sample_ratio } => (Some(SdkTracerProvider::builder()), *sample_ratio),
-        Traces::Otlp { endpoint, sample_ratio } => {
+    let provider = match traces {
+        Traces::Off => None,
+        Traces::Unexported => Some(SdkTracerProvider::builder()),
+        Traces::Otlp { endpoint } => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
@@ -89,12 +90,14 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<
                 .with_timeout(Duration::from_secs(10))
                 .build()
                 .context("cannot build the OTLP exporter")?;
-            (Some(SdkTracerProvider::builder().with_batch_exporter(exporter)), *sample_ratio)
+            Some(SdkTracerProvider::builder().with_batch_exporter(exporter))
         }
     };
     let provider = provider.map(|builder| {
         builder
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(sample_ratio))))
+            // The server samples at the head (`ServerConfig::trace_sample_ratio`):
+            // every span that reaches the SDK belongs to a request chosen for tracing.
+            .with_sampler(Sampler::AlwaysOn)
             .with_resource(
                 Resource::builder()
                     .with_service_name("flightbench")
@@ -104,8 +107,15 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<
             .build()
     });
     let spans = provider.as_ref().map(|provider| {
+        // Without code locations, thread names, busy/idle timing and OpenTelemetry
+        // context activation: each costs allocations or clock reads on every span or
+        // every poll, and none is needed to see where a request spent its time.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("flightbench"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(Targets::new().with_target("flightbench", tracing::Level::DEBUG))
     });
     Registry::default().with(logs).with(spans).try_init().context("a tracing subscriber is already installed")?;

@@ -96,8 +96,8 @@ pub struct ServeArgs {
     /// this collector, e.g. http://127.0.0.1:4318 (/v1/traces is added). Off by default.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
-    /// Fraction of requests traced, 0 to 1 (parent-based: a request's spans are kept
-    /// or dropped together).
+    /// Fraction of requests traced, 0 to 1, decided per request before any span is
+    /// built (a request's spans are kept or dropped together).
     #[arg(long, default_value_t = 0.01, value_parser = parse_ratio)]
     pub trace_sample_ratio: f64,
     /// Build and sample spans but export none: measures what tracing costs by itself.
@@ -213,16 +213,17 @@ impl ServeArgs {
             },
             probes: ProbeConfig { deadline: self.readiness_timeout, max_projection_lag: self.max_projection_lag },
             metrics: self.metrics == Switch::On,
+            trace_sample_ratio: (self.otlp_endpoint.is_some() || self.trace_without_export)
+                .then_some(self.trace_sample_ratio),
             ..ServerConfig::default()
         })
     }
 
     /// Where the server's spans go.
     pub fn traces(&self) -> anyhow::Result<Traces> {
-        let sample_ratio = self.trace_sample_ratio;
         Ok(match (&self.otlp_endpoint, self.trace_without_export) {
-            (Some(endpoint), _) => Traces::Otlp { endpoint: telemetry::traces_url(endpoint)?, sample_ratio },
-            (None, true) => Traces::Unexported { sample_ratio },
+            (Some(endpoint), _) => Traces::Otlp { endpoint: telemetry::traces_url(endpoint)? },
+            (None, true) => Traces::Unexported,
             (None, false) => Traces::Off,
         })
     }

@@ -90,6 +90,10 @@ pub struct ServerConfig {
     pub probes: ProbeConfig,
     /// Record Prometheus metrics and serve `GET /metrics`.
     pub metrics: bool,
+    /// With traces on: the fraction of requests whose spans are built. The choice is
+    /// made per request before any span exists, so an unsampled request builds none.
+    /// `None` (traces off): spans exist only if a log filter asks for debug.
+    pub trace_sample_ratio: Option<f64>,
     /// Flights the point-read cache holds; 0 turns the cache off.
     pub cache_capacity: usize,
 }
@@ -110,6 +114,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             probes: ProbeConfig::default(),
             metrics: true,
+            trace_sample_ratio: None,
             cache_capacity: 100_000,
         }
     }

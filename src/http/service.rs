@@ -42,19 +42,49 @@ where
         Route::of(&segments)
     };
     let (method, version) = (request.method().clone(), request.version());
-    let span = tracing::debug_span!(
-        "request",
-        route = route.template(),
-        method = method_label(&method),
-        protocol = protocol_label(version),
-        status = tracing::field::Empty,
-    );
+    let traced = state.config.trace_sample_ratio.is_none_or(sampled);
+    let span = if traced {
+        tracing::debug_span!(
+            "request",
+            route = route.template(),
+            method = method_label(&method),
+            protocol = protocol_label(version),
+            status = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     let response = handle_in(&state, route, request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     if let Some(metrics) = &state.metrics {
         metrics.observe_request(route, &method, response.status(), version, start.elapsed());
     }
     response
+}
+
+/// Head sampling: true for about `ratio` of calls. A per-thread xorshift generator:
+/// the decision is made on every request, so it must cost next to nothing.
+fn sampled(ratio: f64) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            // Any non-zero seed that differs between threads.
+            let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+            seed | 1
+        });
+    }
+    if ratio >= 1.0 {
+        return true;
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        // The top 53 bits as a fraction in [0, 1).
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < ratio
+    })
 }
 
 async fn handle_in<B>(state: &AppState, route: Route, request: Request<B>) -> Response<Body>
@@ -358,6 +388,14 @@ fn parse_event(body: &[u8]) -> Result<DelayEvent, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_sampling_keeps_about_the_ratio() {
+        assert!((0..1_000).all(|_| sampled(1.0)));
+        assert!((0..1_000).all(|_| !sampled(0.0)));
+        let kept = (0..100_000).filter(|_| sampled(0.1)).count();
+        assert!((9_000..11_000).contains(&kept), "{kept} of 100,000 at 0.1");
+    }
 
     #[test]
     fn if_match_versions() {

@@ -225,7 +225,9 @@ impl Store {
     /// The span is at debug level: with no subscriber that wants it (no OTLP export,
     /// log filter above debug) it is never built.
     async fn on_shard<T>(&self, op: Op, path: QueryPath, shard: &Shard, query: impl Future<Output = T>) -> T {
-        let span = tracing::debug_span!("shard_query", op = op.as_str(), path = path.as_str(), shard = shard.index);
+        let span = child_span(|| {
+            tracing::debug_span!("shard_query", op = op.as_str(), path = path.as_str(), shard = shard.index)
+        });
         match self.metrics.get() {
             None => query.instrument(span).await,
             Some(metrics) => {
@@ -355,5 +357,16 @@ impl Store {
 
 /// The span of one store operation; its per-shard queries are its children.
 fn op_span(op: Op, path: QueryPath) -> tracing::Span {
-    tracing::debug_span!("store", op = op.as_str(), path = path.as_str())
+    child_span(|| tracing::debug_span!("store", op = op.as_str(), path = path.as_str()))
+}
+
+/// A span built only inside a span being recorded: when the server decided not to
+/// trace a request (head sampling), its store and shard spans are not built either.
+/// With nothing listening at debug level (the default) it checks one atomic.
+fn child_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if tracing::level_enabled!(tracing::Level::DEBUG) && !tracing::Span::current().is_none() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
 }

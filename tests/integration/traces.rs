@@ -75,17 +75,16 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<ReceivedSpan>>>) {
     (addr, spans)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
-    let ds = dataset(Kind::Sqlite, spec(61, 1_000, 10), 2).await;
-    let (collector, spans) = receiver().await;
+/// `flightbench serve` exporting to `collector`, JSON logs at info; returns the child
+/// and its API address.
+async fn serve(dir: &std::path::Path, collector: SocketAddr, ratio: &str) -> (tokio::process::Child, SocketAddr) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
         .args(["--log", "info", "--log-format", "json", "serve", "--addr", "127.0.0.1:0", "--no-admin"])
-        .args(["--cache", "off", "--trace-sample-ratio", "1"])
+        .args(["--cache", "off", "--trace-sample-ratio", ratio])
         .arg("--otlp-endpoint")
         .arg(format!("http://{collector}"))
         .arg("--dir")
-        .arg(ds.dir())
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -93,20 +92,33 @@ async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await.unwrap().unwrap().unwrap();
-    let api: SocketAddr = first.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let api = first.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    (child, api)
+}
+
+/// SIGTERM: the server drains, flushes the spans still queued and exits; returns its
+/// stderr.
+async fn stop(mut child: tokio::process::Child) -> String {
     let mut stderr = child.stderr.take().unwrap();
-
-    let flight = send(api, Proto::H1, get("/flights/7").body(Full::default()).unwrap()).await;
-    assert_eq!(flight.status, 200);
-    let uri = "/airports/ATL/departures?from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z";
-    assert_eq!(send(api, Proto::H2c, get(uri).body(Full::default()).unwrap()).await.status, 200);
-
-    // SIGTERM: the server drains, then flushes the spans still queued.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
     let mut logs = String::new();
     stderr.read_to_string(&mut logs).await.unwrap();
+    logs
+}
+
+const DEPARTURES: &str = "/airports/ATL/departures?from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
+    let ds = dataset(Kind::Sqlite, spec(61, 1_000, 10), 2).await;
+    let (collector, spans) = receiver().await;
+    let (child, api) = serve(ds.dir(), collector, "1").await;
+    let flight = send(api, Proto::H1, get("/flights/7").body(Full::default()).unwrap()).await;
+    assert_eq!(flight.status, 200);
+    assert_eq!(send(api, Proto::H2c, get(DEPARTURES).body(Full::default()).unwrap()).await.status, 200);
+    let logs = stop(child).await;
     assert!(!logs.trim().is_empty(), "info logs were written");
     for line in logs.lines() {
         let line: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
@@ -140,6 +152,21 @@ async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
     let mut shards: Vec<&str> = children(store, "shard_query").iter().map(|s| s.attributes["shard"].as_str()).collect();
     shards.sort();
     assert_eq!(shards, ["0", "1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_build_no_spans() {
+    let ds = dataset(Kind::Sqlite, spec(62, 1_000, 10), 2).await;
+    let (collector, spans) = receiver().await;
+    let (child, api) = serve(ds.dir(), collector, "0").await;
+    for _ in 0..5 {
+        assert_eq!(send(api, Proto::H1, get("/flights/7").body(Full::default()).unwrap()).await.status, 200);
+        assert_eq!(send(api, Proto::H1, get(DEPARTURES).body(Full::default()).unwrap()).await.status, 200);
+    }
+    stop(child).await;
+    // Not a request span, and no store or shard span orphaned from one.
+    let spans = spans.lock().unwrap();
+    assert!(spans.is_empty(), "ratio 0 exported {} spans: {spans:#?}", spans.len());
 }
 
 #[test]
