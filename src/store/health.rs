@@ -14,11 +14,14 @@
 //! unless something wrote events around the store (another tool, a bug, a restore
 //! from mismatched backups); the default threshold is therefore 0. Both counts come
 //! from one statement, so a write landing between them cannot show as lag. The
-//! counts scan both tables: about 10 ms per 100,000 flights on SQLite.
+//! counts scan both tables (about 20 ms per 100,000 flights and their events on
+//! SQLite), so the lag is read at most every `projection_every` (10 s by default) and
+//! reused in between; the body says how old it is.
 
 use super::{Shard, ShardConn};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Events not yet applied to the projection: one statement, one snapshot.
@@ -32,11 +35,14 @@ pub struct ProbeConfig {
     pub deadline: Duration,
     /// Largest projection lag, in events, that is still ready.
     pub max_projection_lag: u64,
+    /// How often the projection lag is read again (it scans both tables); the other
+    /// probes run on every call.
+    pub projection_every: Duration,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { deadline: Duration::from_secs(2), max_projection_lag: 0 }
+        Self { deadline: Duration::from_secs(2), max_projection_lag: 0, projection_every: Duration::from_secs(10) }
     }
 }
 
@@ -82,6 +88,9 @@ pub struct ShardHealth {
     pub answered_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projection_lag_events: Option<i64>,
+    /// How long ago the lag was read (see `ProbeConfig::projection_every`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection_checked_ms_ago: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -120,54 +129,88 @@ impl Readiness {
     }
 }
 
-/// Both probes on one shard, within `deadline`.
-pub(crate) async fn probe(shard: &Shard, deadline: Duration) -> ShardHealth {
-    let start = Instant::now();
-    let result = tokio::time::timeout(deadline, probe_unbounded(shard, deadline))
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} ms", deadline.as_millis())));
-    let answered_ms = Some(start.elapsed().as_secs_f64() * 1e3);
-    match result {
-        Ok(lag) => {
-            ShardHealth { shard: shard.index, ready: true, answered_ms, projection_lag_events: Some(lag), error: None }
+/// The last projection lag read per shard, and when: the lag query scans both tables,
+/// so it runs at most once per `ProbeConfig::projection_every` while the cheap probes
+/// run on every call.
+#[derive(Debug, Default)]
+pub(crate) struct LagCache(Mutex<Vec<Option<(Instant, i64)>>>);
+
+impl LagCache {
+    fn fresh(&self, shard: usize, within: Duration) -> Option<(Instant, i64)> {
+        let cache = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.get(shard).copied().flatten().filter(|(at, _)| at.elapsed() < within)
+    }
+
+    fn store(&self, shard: usize, lag: i64) {
+        let mut cache = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() <= shard {
+            cache.resize(shard + 1, None);
         }
-        Err(error) => ShardHealth {
-            shard: shard.index,
-            ready: false,
-            answered_ms,
-            projection_lag_events: None,
-            error: Some(error),
-        },
+        cache[shard] = Some((Instant::now(), lag));
     }
 }
 
-async fn probe_unbounded(shard: &Shard, deadline: Duration) -> Result<i64, String> {
+/// Both probes on one shard, within the deadline.
+pub(crate) async fn probe(shard: &Shard, config: ProbeConfig, lags: &LagCache) -> ShardHealth {
+    let start = Instant::now();
+    let deadline = config.deadline;
+    let cached = lags.fresh(shard.index, config.projection_every);
+    let result = tokio::time::timeout(deadline, probe_unbounded(shard, deadline, cached.is_none()))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", deadline.as_millis())));
+    let answered_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+    let health = |projection: Option<(Instant, i64)>, error: Option<String>| ShardHealth {
+        shard: shard.index,
+        ready: error.is_none(),
+        answered_ms,
+        projection_lag_events: projection.map(|(_, lag)| lag),
+        projection_checked_ms_ago: projection.map(|(at, _)| at.elapsed().as_millis() as u64),
+        error,
+    };
+    match result {
+        Ok(Some(lag)) => {
+            lags.store(shard.index, lag);
+            health(Some((Instant::now(), lag)), None)
+        }
+        Ok(None) => health(cached, None),
+        Err(error) => health(None, Some(error)),
+    }
+}
+
+/// The serving pool answers, the data is readable, and (when `read_lag`) the lag.
+async fn probe_unbounded(shard: &Shard, deadline: Duration, read_lag: bool) -> Result<Option<i64>, String> {
     match &shard.conn {
         ShardConn::Sqlite(s) => {
             sqlx::query("SELECT 1").execute(&s.pool).await.map_err(|e| format!("serving pool: {e}"))?;
             let file = s.file.clone();
-            tokio::task::spawn_blocking(move || read_projection_lag(file, deadline))
+            tokio::task::spawn_blocking(move || read_file(file, deadline, read_lag))
                 .await
                 .map_err(|e| format!("probe task: {e}"))?
         }
         ShardConn::Postgres(p) => {
             sqlx::query("SELECT 1").execute(&p.pool).await.map_err(|e| format!("serving pool: {e}"))?;
-            sqlx::query_scalar::<_, i64>(PROJECTION_LAG)
-                .fetch_one(&p.pool)
-                .await
-                .map_err(|e| format!("projection lag: {e}"))
+            if !read_lag {
+                return Ok(None);
+            }
+            let lag = sqlx::query_scalar::<_, i64>(PROJECTION_LAG).fetch_one(&p.pool).await;
+            lag.map(Some).map_err(|e| format!("projection lag: {e}"))
         }
     }
 }
 
-/// The lag, read through a connection opened for this probe alone.
-fn read_projection_lag(file: PathBuf, deadline: Duration) -> Result<i64, String> {
+/// Reads the shard through a connection opened for this probe alone: a b-tree lookup
+/// always (the file is there and readable), the lag when asked.
+fn read_file(file: PathBuf, deadline: Duration, read_lag: bool) -> Result<Option<i64>, String> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let read = || -> rusqlite::Result<i64> {
+    let read = || -> rusqlite::Result<Option<i64>> {
         let conn = rusqlite::Connection::open_with_flags(&file, flags)?;
         conn.busy_timeout(deadline)?;
-        conn.query_row(PROJECTION_LAG, [], |row| row.get(0))
+        conn.query_row("SELECT COUNT(*) FROM flight_status WHERE flight_id = 0", [], |row| row.get::<_, i64>(0))?;
+        if !read_lag {
+            return Ok(None);
+        }
+        conn.query_row(PROJECTION_LAG, [], |row| row.get(0)).map(Some)
     };
     read().map_err(|e| format!("reading {}: {e}", file.display()))
 }
@@ -177,7 +220,14 @@ mod tests {
     use super::*;
 
     fn shard(shard: usize, lag: Option<i64>, error: Option<&str>) -> ShardHealth {
-        ShardHealth { shard, ready: true, answered_ms: None, projection_lag_events: lag, error: error.map(Into::into) }
+        ShardHealth {
+            shard,
+            ready: true,
+            answered_ms: None,
+            projection_lag_events: lag,
+            projection_checked_ms_ago: None,
+            error: error.map(Into::into),
+        }
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct Store {
     shard_count: ShardCount,
     shards: Vec<Shard>,
     pool_size: u32,
+    /// The readiness probes' last projection lag per shard.
+    lags: health::LagCache,
     /// Per-shard query durations, when a server records metrics. Set once: a store
     /// shared by two servers records into the first one's registry.
     metrics: OnceLock<Arc<StoreMetrics>>,
@@ -207,6 +209,7 @@ impl Store {
             manifest,
             shards,
             pool_size: config.pool_size,
+            lags: Default::default(),
             metrics: OnceLock::new(),
         })
     }
@@ -339,8 +342,8 @@ impl Store {
 
     /// Runs the readiness probes (`store::health`) on every shard, concurrently.
     pub async fn readiness(&self, config: ProbeConfig) -> Readiness {
-        let shards =
-            futures_util::future::join_all(self.shards.iter().map(|s| health::probe(s, config.deadline))).await;
+        let probes = self.shards.iter().map(|s| health::probe(s, config, &self.lags));
+        let shards = futures_util::future::join_all(probes).await;
         Readiness::of(shards, config)
     }
 

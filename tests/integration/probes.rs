@@ -33,7 +33,12 @@ async fn readyz_becomes(addr: SocketAddr, status: StatusCode) -> serde_json::Val
 
 fn config() -> ServerConfig {
     ServerConfig {
-        probes: ProbeConfig { deadline: Duration::from_secs(1), max_projection_lag: 0 },
+        // The lag read on every call, so the test sees each change at once.
+        probes: ProbeConfig {
+            deadline: Duration::from_secs(1),
+            max_projection_lag: 0,
+            projection_every: Duration::ZERO,
+        },
         ..ServerConfig::default()
     }
 }
@@ -94,6 +99,35 @@ async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
     assert_eq!(metrics[r#"flightbench_shard_ready{shard="0"}"#], 1.0);
     std::fs::rename(&moved, &shard1).unwrap();
     readyz_becomes(addr, StatusCode::OK).await;
+
+    // The lag is re-read only every `projection_every`: in between, the last reading
+    // is reported with its age, while the cheap probes still run on every call.
+    let ds2 = dataset(Kind::Sqlite, spec(53, 500, 10), 1).await;
+    let hourly = ServerConfig {
+        probes: ProbeConfig { projection_every: Duration::from_secs(3_600), ..config().probes },
+        ..ServerConfig::default()
+    };
+    let (cached_addr, _stop2) = start(&ds2, hourly).await;
+    assert_eq!(readyz(cached_addr).await.json()["shards"][0]["projection_lag_events"], 0);
+    let file = ds2.dir().join(&Manifest::load(ds2.dir()).unwrap().sqlite.unwrap().files[0]);
+    let writer = rusqlite::Connection::open(&file).unwrap();
+    writer
+        .execute(
+            "INSERT INTO delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
+             VALUES (987654321, 1, 0, 'reported', 10, 'probe test', 0, 1)",
+            [],
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cached = readyz(cached_addr).await;
+    assert_eq!(cached.status, StatusCode::OK, "the lag is not re-read within the hour");
+    let shard = &cached.json()["shards"][0];
+    assert_eq!(shard["projection_lag_events"], 0);
+    assert!(shard["projection_checked_ms_ago"].as_u64().unwrap() >= 50, "{shard}");
+    let moved = file.with_extension("moved");
+    std::fs::rename(&file, &moved).unwrap();
+    assert_eq!(readyz(cached_addr).await.status, StatusCode::SERVICE_UNAVAILABLE, "the file is probed every call");
+    std::fs::rename(&moved, &file).unwrap();
 
     // Without read permission (root reads anything, so only as another user).
     if unsafe { libc::geteuid() } != 0 {
