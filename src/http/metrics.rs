@@ -366,6 +366,7 @@ mod tests {
             ready,
             answered_ms: Some(1.5),
             projection_lag_events: lag,
+            projection_checked_ms_ago: lag.map(|_| 0),
             error: None,
         };
         let shards = vec![shard(0, true, Some(0)), shard(1, false, None)];

@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn readiness_names_the_failing_probe() {
-        let config = ProbeConfig { deadline: Duration::from_millis(500), max_projection_lag: 2 };
+        let config = ProbeConfig { max_projection_lag: 2, ..ProbeConfig::default() };
         let all_well = Readiness::of(vec![shard(0, Some(0), None), shard(1, Some(2), None)], config);
         assert!(all_well.ready && all_well.probes.shard_query.ready && all_well.probes.projection_lag.ready);
         assert_eq!(all_well.probes.projection_lag.max_lag_events, Some(2));
