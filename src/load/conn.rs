@@ -6,10 +6,11 @@ use super::recorder::ErrorKind;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpStream;
 
 /// HTTP version spoken on each connection.
@@ -40,12 +41,22 @@ pub struct Endpoint {
 /// so a request and its response cost no task wake-ups between a connection task and
 /// the worker (two per request otherwise). HTTP/2 connections, shared by several
 /// streams' workers, keep a task of their own.
+///
+/// HTTP/2 goes through the `h2` crate directly rather than hyper's client on top of
+/// it: hyper hands every request to its connection task through a channel and pipes
+/// each body through a future of its own, which showed as copies, allocations and
+/// wake-ups in the generator's profile; with `h2`, a stream's worker queues its
+/// request on the shared connection state and polls its response itself.
 pub type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
 
 /// A sender for one connection; an HTTP/2 sender is cloned once per stream.
 pub enum Sender {
     H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2 {
+        sender: h2::client::SendRequest<Bytes>,
+        /// Set when the connection's task ends (closed, failed or GOAWAY).
+        closed: Arc<AtomicBool>,
+    },
 }
 
 /// A TLS client trusting the PEM certificates in `ca_pem`, offering `protocol` by ALPN.
@@ -102,14 +113,20 @@ where
             Ok((Sender::H1(sender), Some(Box::pin(conn))))
         }
         Protocol::H2 => {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .initial_stream_window_size(1 << 20)
+            let io = TokioIo::new(io);
+            let (sender, conn) = h2::client::Builder::new()
+                .initial_window_size(1 << 20)
                 .initial_connection_window_size(1 << 24)
-                .handshake(io)
+                .handshake::<_, Bytes>(io)
                 .await
-                .map_err(failed)?;
-            tokio::spawn(conn);
-            Ok((Sender::H2(sender), None))
+                .map_err(|e| (ErrorKind::Connect, format!("handshake: {e}")))?;
+            let closed = Arc::new(AtomicBool::new(false));
+            let ended = closed.clone();
+            tokio::spawn(async move {
+                let _ = conn.await;
+                ended.store(true, Ordering::Relaxed);
+            });
+            Ok((Sender::H2 { sender, closed }, None))
         }
     }
 }
@@ -130,51 +147,120 @@ impl Sender {
     pub fn another_stream(&self) -> Option<Sender> {
         match self {
             Sender::H1(_) => None,
-            Sender::H2(sender) => Some(Sender::H2(sender.clone())),
+            Sender::H2 { sender, closed } => Some(Sender::H2 { sender: sender.clone(), closed: closed.clone() }),
         }
     }
 
     /// Sends `request` and reads the whole response. The body is counted frame by
     /// frame and kept only if `keep_body` or it is encoded: most responses are only
     /// counted, which saves a buffer per request.
-    pub async fn send(&mut self, request: Request<Full<Bytes>>, keep_body: bool) -> Result<Answer, ErrorKind> {
-        use http_body_util::BodyExt;
-        let response = match self {
+    pub async fn send(&mut self, request: Request<Bytes>, keep_body: bool) -> Result<Answer, ErrorKind> {
+        match self {
             Sender::H1(sender) => {
                 sender.ready().await.map_err(|e| classify(&e))?;
-                sender.send_request(request).await
+                let response = sender.send_request(request.map(Full::new)).await.map_err(|e| classify(&e))?;
+                let (parts, body) = response.into_parts();
+                answer(parts, body, keep_body).await
             }
-            Sender::H2(sender) => {
-                sender.ready().await.map_err(|e| classify(&e))?;
-                sender.send_request(request).await
-            }
+            Sender::H2 { sender, .. } => send_h2(sender, request, keep_body).await,
         }
-        .map_err(|e| classify(&e))?;
-        let (mut parts, mut body) = response.into_parts();
-        let content_encoding = parts.headers.remove(http::header::CONTENT_ENCODING);
-        let etag = parts.headers.remove(http::header::ETAG);
-        let keep = keep_body || content_encoding.is_some();
-        let mut kept = bytes::BytesMut::new();
-        let mut body_len = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify(&e))?;
-            if let Some(data) = frame.data_ref() {
-                body_len += data.len() as u64;
-                if keep {
-                    kept.extend_from_slice(data);
-                }
-            }
-        }
-        let body = keep.then(|| kept.freeze());
-        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body_len, body })
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
             Sender::H1(sender) => sender.is_closed(),
-            Sender::H2(sender) => sender.is_closed(),
+            Sender::H2 { closed, .. } => closed.load(Ordering::Relaxed),
         }
     }
+}
+
+async fn send_h2(
+    sender: &mut h2::client::SendRequest<Bytes>,
+    request: Request<Bytes>,
+    keep_body: bool,
+) -> Result<Answer, ErrorKind> {
+    futures_util::future::poll_fn(|cx| sender.poll_ready(cx)).await.map_err(|e| classify_h2(&e))?;
+    let (head, body) = request.into_parts();
+    let end_of_stream = body.is_empty();
+    let (response, mut stream) =
+        sender.send_request(Request::from_parts(head, ()), end_of_stream).map_err(|e| classify_h2(&e))?;
+    if !end_of_stream {
+        stream.send_data(body, true).map_err(|e| classify_h2(&e))?;
+    }
+    let response = response.await.map_err(|e| classify_h2(&e))?;
+    let (parts, body) = response.into_parts();
+    answer(parts, H2Body(body), keep_body).await
+}
+
+/// A response body as frames of data, HTTP/1.1 (hyper's) or HTTP/2 (h2's).
+trait Frames {
+    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>>;
+}
+
+impl Frames for hyper::body::Incoming {
+    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>> {
+        use http_body_util::BodyExt;
+        loop {
+            match self.frame().await? {
+                Err(e) => return Some(Err(classify(&e))),
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct H2Body(h2::RecvStream);
+
+impl Frames for H2Body {
+    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>> {
+        let data = self.0.data().await?;
+        Some(data.map_err(|e| classify_h2(&e)).and_then(|data| {
+            // Hand the window back at once, or a long run stalls on flow control.
+            self.0.flow_control().release_capacity(data.len()).map_err(|e| classify_h2(&e))?;
+            Ok(data)
+        }))
+    }
+}
+
+/// Reads a whole response. The body is counted frame by frame and kept only if
+/// `keep_body` or it is encoded: most responses are only counted, which saves a
+/// buffer per request.
+async fn answer(mut parts: http::response::Parts, mut body: impl Frames, keep_body: bool) -> Result<Answer, ErrorKind> {
+    {
+        let content_encoding = parts.headers.remove(http::header::CONTENT_ENCODING);
+        let etag = parts.headers.remove(http::header::ETAG);
+        let keep = keep_body || content_encoding.is_some();
+        let mut kept = bytes::BytesMut::new();
+        let mut body_len = 0;
+        while let Some(data) = body.next_data().await {
+            let data = data?;
+            body_len += data.len() as u64;
+            if keep {
+                kept.extend_from_slice(&data);
+            }
+        }
+        let body = keep.then(|| kept.freeze());
+        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body_len, body })
+    }
+}
+
+fn classify_h2(error: &h2::Error) -> ErrorKind {
+    if let Some(io) = error.get_io() {
+        use std::io::ErrorKind as Io;
+        return match io.kind() {
+            Io::TimedOut => ErrorKind::Timeout,
+            Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => ErrorKind::Reset,
+            _ => ErrorKind::Protocol,
+        };
+    }
+    if error.is_go_away() || error.is_reset() {
+        return ErrorKind::Reset;
+    }
+    ErrorKind::Protocol
 }
 
 pub(crate) fn classify(error: &hyper::Error) -> ErrorKind {

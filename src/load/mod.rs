@@ -22,7 +22,6 @@ use crate::compression::{Encoding, decompress};
 use bytes::Bytes;
 use conn::{Driver, Endpoint, Protocol, Sender, connect};
 use http::{HeaderName, HeaderValue, Request};
-use http_body_util::Full;
 use rand::SeedableRng;
 use recorder::{ErrorKind, Recorder};
 use report::LoadReport;
@@ -466,9 +465,9 @@ impl RequestTemplate {
         Ok(Self { prefix, headers, fixed_uri })
     }
 
-    fn request(&self, planned: &Planned) -> Request<Full<Bytes>> {
+    fn request(&self, planned: &Planned) -> Request<Bytes> {
         let body = planned.write.as_ref().map_or_else(Bytes::new, |(_, _, body)| Bytes::from(body.clone()));
-        let mut request = Request::new(Full::new(body));
+        let mut request = Request::new(body);
         *request.method_mut() = planned.method.clone();
         *request.uri_mut() = match &self.fixed_uri {
             Some(uri) => uri.clone(),
