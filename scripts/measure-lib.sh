@@ -1,5 +1,5 @@
-# Shared by the scripts that measure a server's cost under `flightbench load`
-# (measure-profile-overhead.sh, measure-observability.sh). Source it after setting
+# Shared by the scripts that measure with `flightbench load`
+# (measure-load.sh, measure-profile-overhead.sh, measure-observability.sh). Source it after setting
 # bin (the flightbench binary), work (a scratch directory), url (the server), pid (its
 # process) and RUN (measured seconds).
 
@@ -28,3 +28,16 @@ PY
 
 # The median of its arguments.
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+# The address a server prints on its first line ("listening on http://…"), waiting
+# up to TRIES tenths of a second; on failure, prints ERRFILE and exits.
+wait_for_url() { # OUTFILE ERRFILE TRIES
+    local found=
+    for _ in $(seq "$3"); do
+        found=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$1")
+        [ -n "$found" ] && break
+        sleep 0.1
+    done
+    [ -n "$found" ] || { cat "$2" >&2; exit 1; }
+    echo "$found"
+}

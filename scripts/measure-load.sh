@@ -25,13 +25,9 @@ trap cleanup EXIT
 
 "$bin" ceiling --addr 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
 pid=$!
-for _ in $(seq 100); do
-    url=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-[ -n "$url" ] || { cat "$work/server.err" >&2; exit 1; }
-url="$url/"
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
+url="$(wait_for_url "$work/server.out" "$work/server.err" 100)/"
 shape=$(sed -n 's/.*body, //p' "$work/server.out")
 
 # Each prints "req/s cpu_ms_per_1000 errors".
@@ -84,7 +80,6 @@ for round in $(seq "$ROUNDS"); do
     rows+=("| $round | HTTP/1.1, 64 connections | wrk $w | $wc | flightbench $f1 | $f1c | **$r1×** | $((we + f1e)) |")
     rows+=("| $round | h2c, 16 connections × 16 streams | h2load $h | $hc | flightbench $f2 | $f2c | **$r2×** | $((he + f2e)) |")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 {
     echo "# Load generator: \`flightbench load\` against wrk and h2load"

@@ -82,13 +82,7 @@ start_server() {
     "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off --no-admin $(flags_of "$1") \
         >"$work/server.out" 2>"$work/server.err" &
     pid=$!
-    url=
-    for _ in $(seq 100); do
-        url=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { cat "$work/server.err" >&2; exit 1; }
+    url=$(wait_for_url "$work/server.out" "$work/server.err" 100)
     shape=$(head -1 "$work/server.out" | sed 's/.*, //')
 }
 stop_server() {
@@ -130,13 +124,7 @@ instructions() { # config, requests
         $bin serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off --no-admin --runtime per-core --threads 1 \
         $(flags_of "$1") >"$work/server.out" 2>"$work/valgrind.err" &
     pid=$!
-    url=
-    for _ in $(seq 600); do
-        url=$(sed -n 's/^listening on \(http[^ ,]*\).*/\1/p' "$work/server.out")
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { cat "$work/valgrind.err" >&2; exit 1; }
+    url=$(wait_for_url "$work/server.out" "$work/valgrind.err" 600)
     "$bin" load --target "$url" --dir "$work/shards" --mix read=100 -c 4 --quiet --warmup 0s -n "$2" -d 600s \
         --seed 7 >/dev/null
     kill -TERM "$pid"
