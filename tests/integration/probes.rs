@@ -31,6 +31,17 @@ async fn readyz_becomes(addr: SocketAddr, status: StatusCode) -> serde_json::Val
     }
 }
 
+/// An event for a flight the shard has no status for: the projection lags by one.
+fn write_around_the_server(shard: &rusqlite::Connection) {
+    shard
+        .execute(
+            "INSERT INTO delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
+             VALUES (987654321, 1, 0, 'reported', 10, 'probe test', 0, 1)",
+            [],
+        )
+        .unwrap();
+}
+
 fn config() -> ServerConfig {
     ServerConfig {
         // The lag read on every call, so the test sees each change at once.
@@ -63,13 +74,7 @@ async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
 
     // An event written around the server: the projection lags by one.
     let orphan = rusqlite::Connection::open(&shard0).unwrap();
-    orphan
-        .execute(
-            "INSERT INTO delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
-             VALUES (987654321, 1, 0, 'reported', 10, 'probe test', 0, 1)",
-            [],
-        )
-        .unwrap();
+    write_around_the_server(&orphan);
     let lagging = readyz_becomes(addr, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(lagging["ready"], false);
     assert_eq!(lagging["probes"]["shard_query"]["ready"], true, "{lagging}");
@@ -110,14 +115,7 @@ async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
     let (cached_addr, _stop2) = start(&ds2, hourly).await;
     assert_eq!(readyz(cached_addr).await.json()["shards"][0]["projection_lag_events"], 0);
     let file = ds2.dir().join(&Manifest::load(ds2.dir()).unwrap().sqlite.unwrap().files[0]);
-    let writer = rusqlite::Connection::open(&file).unwrap();
-    writer
-        .execute(
-            "INSERT INTO delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
-             VALUES (987654321, 1, 0, 'reported', 10, 'probe test', 0, 1)",
-            [],
-        )
-        .unwrap();
+    write_around_the_server(&rusqlite::Connection::open(&file).unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cached = readyz(cached_addr).await;
     assert_eq!(cached.status, StatusCode::OK, "the lag is not re-read within the hour");
