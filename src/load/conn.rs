@@ -1,13 +1,21 @@
-//! Connections the load generator holds: hyper's low-level client connections, so the
-//! tool decides exactly how many TCP connections and HTTP/2 streams exist. No pool,
-//! no retries, no redirects: a failure is counted, never hidden.
+//! Connections the load generator holds, opened one by one so the tool decides
+//! exactly how many TCP connections and HTTP/2 streams exist. No pool, no retries,
+//! no redirects: a failure is counted, never hidden.
+//!
+//! HTTP/1.1 goes through the generator's own client (`h1`), HTTP/2 through the `h2`
+//! crate directly. hyper's client sits on top of both and costs more per request than
+//! wrk and h2load do (results/load.md): for HTTP/2 it hands every request to its
+//! connection task through a channel and pipes each body through a future of its own,
+//! which showed as copies, allocations and wake-ups in the generator's profile; with
+//! `h2`, a stream's worker queues its request on the shared connection state and polls
+//! its response itself. The HTTP/1.1 reasons are in `h1`.
 
+use super::h1::{H1Connection, Io, classify_io};
 use super::recorder::ErrorKind;
+use super::request::RequestTemplate;
+use super::workload::Planned;
 use bytes::Bytes;
 use http::Request;
-use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,22 +44,12 @@ pub struct Endpoint {
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// An HTTP/1.1 connection's I/O future: it writes requests and reads responses. The
-/// worker that owns the connection polls it beside its request instead of spawning it,
-/// so a request and its response cost no task wake-ups between a connection task and
-/// the worker (two per request otherwise). HTTP/2 connections, shared by several
-/// streams' workers, keep a task of their own.
-///
-/// HTTP/2 goes through the `h2` crate directly rather than hyper's client on top of
-/// it: hyper hands every request to its connection task through a channel and pipes
-/// each body through a future of its own, which showed as copies, allocations and
-/// wake-ups in the generator's profile; with `h2`, a stream's worker queues its
-/// request on the shared connection state and polls its response itself.
-pub type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// A sender for one connection; an HTTP/2 sender is cloned once per stream.
+/// A sender for one connection; an HTTP/2 sender is cloned once per stream. An
+/// HTTP/1.1 connection is its own sender: the worker that owns it does its I/O inside
+/// its own task, so a request and its response cost no wake-ups between tasks. HTTP/2
+/// connections, shared by several streams' workers, have a task of their own.
 pub enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
+    H1(H1Connection),
     H2 {
         sender: h2::client::SendRequest<Bytes>,
         /// Set when the connection's task ends (closed, failed or GOAWAY).
@@ -83,37 +81,29 @@ pub fn tls_config(ca_pem: &[u8], protocol: Protocol) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
-/// Opens one connection. HTTP/2: its driver runs as a task on the current runtime.
-/// HTTP/1.1: its [`Driver`] is returned for the caller to poll.
-pub async fn connect(endpoint: &Endpoint) -> Result<(Sender, Option<Driver>), (ErrorKind, String)> {
+/// Opens one connection; an HTTP/2 connection's I/O runs as a task on the current
+/// runtime.
+pub async fn connect(endpoint: &Endpoint) -> Result<Sender, (ErrorKind, String)> {
     let connect_err = |e: &dyn std::fmt::Display| (ErrorKind::Connect, format!("{}: {e}", endpoint.addr));
     let tcp = TcpStream::connect(endpoint.addr).await.map_err(|e| connect_err(&e))?;
     tcp.set_nodelay(true).map_err(|e| connect_err(&e))?;
     match &endpoint.tls {
-        None => handshake(TokioIo::new(tcp), endpoint.protocol).await,
+        None => handshake(tcp, endpoint.protocol).await,
         Some(config) => {
             let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| connect_err(&e))?;
             let tls = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| connect_err(&e))?;
-            handshake(TokioIo::new(tls), endpoint.protocol).await
+            handshake(tls, endpoint.protocol).await
         }
     }
 }
 
-async fn handshake<I>(io: I, protocol: Protocol) -> Result<(Sender, Option<Driver>), (ErrorKind, String)>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let failed = |e: hyper::Error| (ErrorKind::Connect, format!("handshake: {e}"));
+async fn handshake<I: Io + 'static>(io: I, protocol: Protocol) -> Result<Sender, (ErrorKind, String)> {
     match protocol {
-        Protocol::H1 => {
-            let (sender, conn) = http1::handshake(io).await.map_err(failed)?;
-            Ok((Sender::H1(sender), Some(Box::pin(conn))))
-        }
+        Protocol::H1 => Ok(Sender::H1(H1Connection::new(Box::new(io)))),
         Protocol::H2 => {
-            let io = TokioIo::new(io);
             let (sender, conn) = h2::client::Builder::new()
                 .initial_window_size(1 << 20)
                 .initial_connection_window_size(1 << 24)
@@ -126,7 +116,7 @@ where
                 let _ = conn.await;
                 ended.store(true, Ordering::Relaxed);
             });
-            Ok((Sender::H2 { sender, closed }, None))
+            Ok(Sender::H2 { sender, closed })
         }
     }
 }
@@ -151,25 +141,40 @@ impl Sender {
         }
     }
 
-    /// Sends `request` and reads the whole response. The body is counted frame by
-    /// frame and kept only if `keep_body` or it is encoded: most responses are only
-    /// counted, which saves a buffer per request.
-    pub async fn send(&mut self, request: Request<Bytes>, keep_body: bool) -> Result<Answer, ErrorKind> {
+    /// Sends `planned` and reads the whole response. The body is counted and kept
+    /// only if `keep_body` or it is encoded: most responses are only counted, which
+    /// saves a buffer per request.
+    pub(super) async fn send(
+        &mut self,
+        template: &RequestTemplate,
+        planned: &Planned,
+        keep_body: bool,
+    ) -> Result<Answer, ErrorKind> {
         match self {
-            Sender::H1(sender) => {
-                sender.ready().await.map_err(|e| classify(&e))?;
-                let response = sender.send_request(request.map(Full::new)).await.map_err(|e| classify(&e))?;
-                let (parts, body) = response.into_parts();
-                answer(parts, body, keep_body).await
+            Sender::H1(connection) => {
+                let mut scratch = std::mem::take(&mut connection.scratch);
+                let request = template.h1_bytes(planned, &mut scratch);
+                let answer = connection.exchange(request, planned.method == http::Method::HEAD, keep_body).await;
+                connection.scratch = scratch;
+                answer
             }
-            Sender::H2 { sender, .. } => send_h2(sender, request, keep_body).await,
+            Sender::H2 { sender, .. } => send_h2(sender, template.h2_request(planned), keep_body).await,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(sender) => sender.is_closed(),
+            Sender::H1(connection) => connection.is_closed(),
             Sender::H2 { closed, .. } => closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// After an idle wait: notices that the server closed an HTTP/1.1 connection,
+    /// which is polled only while a request is in flight. (An HTTP/2 connection's
+    /// task notices by itself.)
+    pub fn check_idle(&mut self) {
+        if let Sender::H1(connection) = self {
+            connection.check_idle();
         }
     }
 }
@@ -188,98 +193,31 @@ async fn send_h2(
         stream.send_data(body, true).map_err(|e| classify_h2(&e))?;
     }
     let response = response.await.map_err(|e| classify_h2(&e))?;
-    let (parts, body) = response.into_parts();
-    answer(parts, H2Body(body), keep_body).await
-}
-
-/// A response body as frames of data, HTTP/1.1 (hyper's) or HTTP/2 (h2's).
-trait Frames {
-    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>>;
-}
-
-impl Frames for hyper::body::Incoming {
-    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>> {
-        use http_body_util::BodyExt;
-        loop {
-            match self.frame().await? {
-                Err(e) => return Some(Err(classify(&e))),
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Some(Ok(data));
-                    }
-                }
-            }
+    let (mut parts, mut body) = response.into_parts();
+    let content_encoding = parts.headers.remove(http::header::CONTENT_ENCODING);
+    let etag = parts.headers.remove(http::header::ETAG);
+    let keep = keep_body || content_encoding.is_some();
+    let mut kept = bytes::BytesMut::new();
+    let mut body_len = 0;
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| classify_h2(&e))?;
+        // Hand the window back at once, or a long run stalls on flow control.
+        body.flow_control().release_capacity(data.len()).map_err(|e| classify_h2(&e))?;
+        body_len += data.len() as u64;
+        if keep {
+            kept.extend_from_slice(&data);
         }
     }
-}
-
-struct H2Body(h2::RecvStream);
-
-impl Frames for H2Body {
-    async fn next_data(&mut self) -> Option<Result<Bytes, ErrorKind>> {
-        let data = self.0.data().await?;
-        Some(data.map_err(|e| classify_h2(&e)).and_then(|data| {
-            // Hand the window back at once, or a long run stalls on flow control.
-            self.0.flow_control().release_capacity(data.len()).map_err(|e| classify_h2(&e))?;
-            Ok(data)
-        }))
-    }
-}
-
-/// Reads a whole response. The body is counted frame by frame and kept only if
-/// `keep_body` or it is encoded: most responses are only counted, which saves a
-/// buffer per request.
-async fn answer(mut parts: http::response::Parts, mut body: impl Frames, keep_body: bool) -> Result<Answer, ErrorKind> {
-    {
-        let content_encoding = parts.headers.remove(http::header::CONTENT_ENCODING);
-        let etag = parts.headers.remove(http::header::ETAG);
-        let keep = keep_body || content_encoding.is_some();
-        let mut kept = bytes::BytesMut::new();
-        let mut body_len = 0;
-        while let Some(data) = body.next_data().await {
-            let data = data?;
-            body_len += data.len() as u64;
-            if keep {
-                kept.extend_from_slice(&data);
-            }
-        }
-        let body = keep.then(|| kept.freeze());
-        Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body_len, body })
-    }
+    let body = keep.then(|| kept.freeze());
+    Ok(Answer { status: parts.status.as_u16(), content_encoding, etag, body_len, body })
 }
 
 fn classify_h2(error: &h2::Error) -> ErrorKind {
     if let Some(io) = error.get_io() {
-        use std::io::ErrorKind as Io;
-        return match io.kind() {
-            Io::TimedOut => ErrorKind::Timeout,
-            Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof => ErrorKind::Reset,
-            _ => ErrorKind::Protocol,
-        };
+        return classify_io(io);
     }
     if error.is_go_away() || error.is_reset() {
         return ErrorKind::Reset;
-    }
-    ErrorKind::Protocol
-}
-
-pub(crate) fn classify(error: &hyper::Error) -> ErrorKind {
-    use std::error::Error;
-    if error.is_timeout() {
-        return ErrorKind::Timeout;
-    }
-    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-        return ErrorKind::Reset;
-    }
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as Io;
-            if matches!(io.kind(), Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof) {
-                return ErrorKind::Reset;
-            }
-        }
-        source = cause.source();
     }
     ErrorKind::Protocol
 }

@@ -14,13 +14,14 @@
 //!   reported, with a warning when the generator could not keep the rate.
 
 pub mod conn;
+mod h1;
 pub mod recorder;
 pub mod report;
 mod request;
 pub mod workload;
 
 use crate::compression::{Encoding, decompress};
-use conn::{Driver, Endpoint, Protocol, Sender, connect};
+use conn::{Endpoint, Protocol, Sender, connect};
 use http::{HeaderName, HeaderValue};
 use rand::SeedableRng;
 use recorder::{ErrorKind, Recorder};
@@ -252,15 +253,13 @@ fn run_thread(t: usize, config: &LoadConfig, control: &Arc<Control>) -> Result<(
         for _ in &mine {
             // A connection's streams share it; a broken one is re-opened by whichever
             // stream finds it closed.
-            let Some((first, driver)) = open(config, control, &state).await else { break };
-            let mut senders: Vec<(Sender, Option<Driver>)> =
-                (1..config.streams_per_connection).filter_map(|_| Some((first.another_stream()?, None))).collect();
-            senders.push((first, driver));
-            for (sender, driver) in senders {
+            let Some(first) = open(config, control, &state).await else { break };
+            let mut senders: Vec<Sender> =
+                (1..config.streams_per_connection).filter_map(|_| first.another_stream()).collect();
+            senders.push(first);
+            for sender in senders {
                 let (config, control, state) = (config.clone(), control.clone(), state.clone());
-                workers.push(tokio::task::spawn_local(async move {
-                    worker(&config, &control, &state, sender, driver).await
-                }));
+                workers.push(tokio::task::spawn_local(async move { worker(&config, &control, &state, sender).await }));
             }
         }
         // Hard stop: the schedule's end plus one timeout for answers in flight.
@@ -292,7 +291,7 @@ struct ThreadState {
 }
 
 /// Opens a connection, counting failures, until it works or the run is over.
-async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Option<(Sender, Option<Driver>)> {
+async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Option<Sender> {
     loop {
         if control.stop.load(Ordering::Relaxed) || control.end.is_some_and(|end| Instant::now() >= end) {
             return None;
@@ -307,10 +306,8 @@ async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Op
     }
 }
 
-async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sender: Sender, driver: Option<Driver>) {
+async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sender: Sender) {
     let mut sender = Some(sender);
-    // The HTTP/1.1 connection's I/O, polled only beside this worker's requests.
-    let mut driver = driver;
     let deadline = tokio::time::sleep(config.timeout);
     tokio::pin!(deadline);
     loop {
@@ -334,50 +331,37 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
         if intended > Instant::now() {
             tokio::time::sleep_until(tokio::time::Instant::from_std(intended)).await;
             // An idle HTTP/1.1 connection is not polled, so a close by the server is
-            // noticed only now: poll it once, and reconnect rather than send into it.
-            if let Some(connection) = driver.as_mut()
-                && futures_util::FutureExt::now_or_never(connection.as_mut()).is_some()
-            {
-                (sender, driver) = (None, None);
+            // noticed only now; a closed one is replaced below rather than sent into.
+            if let Some(connection) = sender.as_mut() {
+                connection.check_idle();
             }
         }
         match sender.take() {
             Some(s) if !s.is_closed() => sender = Some(s),
             _ => match open(config, control, state).await {
-                Some((s, d)) => (sender, driver) = (Some(s), d),
+                Some(s) => sender = Some(s),
                 None => return,
             },
         }
         let planned = next_request(config, state);
-        let request = state.template.request(&planned);
         let sent = Instant::now();
         // Writes keep their body: a 409 names the current version.
         let keep_body = planned.write.is_some();
         // One timer per worker, moved forward per request: cheaper than a new
         // `timeout` (a timer wheel insert and remove) on every request.
         deadline.as_mut().reset(tokio::time::Instant::from_std(sent + config.timeout));
-        let send = sender.as_mut().expect("set above").send(request, keep_body);
-        let outcome = match driver.as_mut() {
-            None => tokio::select! {
-                biased;
-                outcome = send => outcome,
-                () = &mut deadline => Err(ErrorKind::Timeout),
-            },
-            Some(connection) => tokio::select! {
-                biased;
-                outcome = send => outcome,
-                () = &mut deadline => Err(ErrorKind::Timeout),
-                // The connection ended before the answer: the server closed it or
-                // it failed. Either way this request is lost with it.
-                ended = connection => Err(ended.err().map_or(ErrorKind::Reset, |e| conn::classify(&e))),
-            },
+        let send = sender.as_mut().expect("set above").send(&state.template, &planned, keep_body);
+        let outcome = tokio::select! {
+            biased;
+            outcome = send => outcome,
+            () = &mut deadline => Err(ErrorKind::Timeout),
         };
         let done = Instant::now();
         if let Err(ErrorKind::Timeout | ErrorKind::Reset | ErrorKind::Protocol) = &outcome
             && sender.as_ref().is_some_and(|s| matches!(s, Sender::H1(_)) || s.is_closed())
         {
             // An HTTP/1.1 connection with an unanswered request cannot be reused.
-            (sender, driver) = (None, None);
+            sender = None;
         }
         if !measured {
             continue;

@@ -1,16 +1,19 @@
 //! The load generator against an in-process test server that counts what it gets and
-//! can stall: exact counts in closed loop, coordinated-omission correction in open
-//! loop, the achieved rate, mix proportions, the JSON report against its schema.
+//! can stall: exact counts in closed loop (cleartext and TLS with ALPN), coordinated-
+//! omission correction in open loop, the achieved rate, mix proportions and well-formed
+//! writes, chunked compressed bodies counted on the wire and decoded, the JSON report
+//! against its schema.
 
 use bytes::Bytes;
+use flightbench::compression::Encoding;
 use flightbench::dataset::Popularity;
 use flightbench::load::conn::{Endpoint, Protocol};
 use flightbench::load::report::LoadReport;
 use flightbench::load::workload::{DatasetShape, Mix, RequestKind, Skew};
 use flightbench::load::{LoadConfig, LoopModel, Workload, run};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
@@ -19,40 +22,68 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+/// What `/gzip-chunked` answers, before compression.
+const CHUNKED_TEXT: &str = "departures and delays, departures and delays, departures and delays\n";
+
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>>,
+>;
+
+/// A POST as the server saw it.
+#[derive(Clone)]
+struct SeenWrite {
+    content_type: Option<String>,
+    if_match: Option<String>,
+    body: Bytes,
+}
+
 /// A server that answers every request at once, except during its stall window.
 #[derive(Clone, Default)]
 struct TestServer {
     count: Arc<AtomicU64>,
     requests: Arc<Mutex<Vec<(Method, String)>>>,
+    writes: Arc<Mutex<Vec<SeenWrite>>>,
     stall: Arc<Mutex<Option<(Instant, Instant)>>>,
 }
 
 impl TestServer {
     async fn start(&self) -> SocketAddr {
+        self.start_with(None).await
+    }
+
+    /// Serves HTTP/1.1 and h2c, or both over TLS (chosen by ALPN) given an acceptor.
+    async fn start_with(&self, tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = self.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                let server = server.clone();
+                let (server, tls) = (server.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let server = server.clone();
                         async move { Ok::<_, std::convert::Infallible>(server.answer(request).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        None => builder.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
         addr
     }
 
-    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
         self.count.fetch_add(1, Ordering::SeqCst);
-        self.requests.lock().unwrap().push((request.method().clone(), request.uri().path().to_owned()));
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        self.requests.lock().unwrap().push((method.clone(), path.clone()));
         let stall = *self.stall.lock().unwrap();
         if let Some((from, until)) = stall {
             let now = Instant::now();
@@ -60,8 +91,26 @@ impl TestServer {
                 tokio::time::sleep_until(until.into()).await;
             }
         }
-        let status = if request.method() == Method::POST { StatusCode::CREATED } else { StatusCode::OK };
-        Response::builder().status(status).header("etag", "\"1\"").body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+        if path == "/gzip-chunked" {
+            // Two frames and no length: hyper sends it chunked over HTTP/1.1.
+            let gzipped = flightbench::compression::compress(Encoding::Gzip, 6, CHUNKED_TEXT.as_bytes()).await.unwrap();
+            let (first, second) = gzipped.split_at(gzipped.len() / 2);
+            let frames =
+                vec![Ok(Frame::data(Bytes::copy_from_slice(first))), Ok(Frame::data(Bytes::copy_from_slice(second)))];
+            let body = StreamBody::new(futures_util::stream::iter(frames));
+            return Response::builder().header("content-encoding", "gzip").body(Either::Right(body)).unwrap();
+        }
+        let status = if method == Method::POST {
+            let header = |name: &str| request.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+            let (content_type, if_match) = (header("content-type"), header("if-match"));
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            self.writes.lock().unwrap().push(SeenWrite { content_type, if_match, body });
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let body = Either::Left(Full::new(Bytes::from_static(b"{}")));
+        Response::builder().status(status).header("etag", "\"1\"").body(body).unwrap()
     }
 }
 
@@ -177,6 +226,60 @@ async fn a_mix_hits_the_right_endpoints_in_the_right_proportions() {
     }
     let kinds: Vec<RequestKind> = report.latency_by_kind.keys().copied().collect();
     assert_eq!(kinds, [RequestKind::Read, RequestKind::Departures, RequestKind::Delays, RequestKind::Write]);
+    // Every write arrived whole: JSON with its type and the version it expects.
+    let writes = server.writes.lock().unwrap().clone();
+    assert_eq!(writes.len(), requests.iter().filter(|(m, _)| m == Method::POST).count());
+    for SeenWrite { content_type, if_match, body } in writes {
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let if_match = if_match.expect("writes carry If-Match");
+        assert!(if_match.trim_matches('"').parse::<i64>().is_ok(), "If-Match {if_match:?}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert!(json.is_object(), "{json}");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 over TLS, the protocol chosen by ALPN: the counts still match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_both_protocols_count_exactly() {
+    let (cert, key) = flightbench::http::tls::self_signed(&["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let server = TestServer::default();
+    let addr = server.start_with(Some(flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap())).await;
+    for protocol in [Protocol::H1, Protocol::H2] {
+        let before = server.count.load(Ordering::SeqCst);
+        let mut c = config(addr, url(), LoopModel::Closed);
+        c.endpoint = Endpoint {
+            addr,
+            host: "localhost".into(),
+            protocol,
+            tls: Some(flightbench::load::conn::tls_config(cert.as_bytes(), protocol).unwrap()),
+        };
+        c.requests = Some(1_000);
+        let report = run_blocking(c).await;
+        assert_eq!(report.status_counts.get(&200), Some(&1_000), "{protocol:?}: {:?}", report.errors);
+        assert_eq!(server.count.load(Ordering::SeqCst) - before, 1_000, "{protocol:?}");
+    }
+}
+
+/// A gzip body sent in chunks: the wire count is the compressed size, the decoded
+/// count the text's, on both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_compressed_bodies_are_counted_on_the_wire_and_decoded() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let gzipped = flightbench::compression::compress(Encoding::Gzip, 6, CHUNKED_TEXT.as_bytes()).await.unwrap();
+    for protocol in [Protocol::H1, Protocol::H2] {
+        let mut c = config(addr, Workload::Url { path: "/gzip-chunked".into() }, LoopModel::Closed);
+        c.endpoint.protocol = protocol;
+        c.requests = Some(200);
+        let report = run_blocking(c).await;
+        assert_eq!(report.responses, 200, "{protocol:?}: {:?}", report.errors);
+        assert_eq!(report.wire_bytes, 200 * gzipped.len() as u64, "{protocol:?}");
+        assert_eq!(report.decoded_bytes, 200 * CHUNKED_TEXT.len() as u64, "{protocol:?}");
+    }
 }
 
 /// `flightbench load --json`: the document validates against the published schema.
