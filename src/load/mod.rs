@@ -15,6 +15,7 @@
 
 pub mod conn;
 mod h1;
+mod http2;
 pub mod recorder;
 pub mod report;
 mod request;
@@ -297,7 +298,13 @@ async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Op
             return None;
         }
         match tokio::time::timeout(config.timeout, connect(&config.endpoint)).await {
-            Ok(Ok(connection)) => return Some(connection),
+            Ok(Ok((sender, driver))) => {
+                // An HTTP/2 connection's I/O runs beside its streams' workers.
+                if let Some(driver) = driver {
+                    tokio::task::spawn_local(driver);
+                }
+                return Some(sender);
+            }
             Ok(Err((kind, _))) => state.recorder.borrow_mut().error(kind),
             Err(_) => state.recorder.borrow_mut().error(ErrorKind::Connect),
         }

@@ -1,100 +1,111 @@
 //! Requests as the load generator sends them, built from a per-thread template:
-//! encoded bytes for HTTP/1.1 (`h1`), `http::Request`s for HTTP/2 (the `h2` crate).
+//! encoded bytes for HTTP/1.1 (`h1`) and HPACK header blocks for HTTP/2 (`http2`).
 
 use super::conn::Protocol;
+use super::http2::{RequestHead, encode_head};
 use super::workload::Planned;
 use super::{LoadConfig, Workload};
-use bytes::Bytes;
-use http::{HeaderValue, Request};
 use std::io::Write;
 
-/// What every request of a run shares, built once per thread. Parsing a URI and
-/// filling a header map per request showed in the generator's profile; for HTTP/1.1
-/// the whole `--url` request is encoded once and written as is.
+/// What every request of a run shares, built once per thread. For `--url` the whole
+/// request is encoded once and written as is; the API mix encodes each request into a
+/// buffer its connection reuses.
 pub(super) struct RequestTemplate {
-    /// `http://host:port` for HTTP/2 (the `h2` crate takes :scheme and :authority
-    /// from an absolute URI); empty for HTTP/1.1.
-    prefix: String,
-    /// HTTP/2: the headers every request carries.
-    headers: http::HeaderMap,
-    /// HTTP/2 `--url`: the parsed URI.
-    fixed_uri: Option<http::Uri>,
+    protocol: Protocol,
+    https: bool,
+    /// `host:port`: the HTTP/1.1 `Host` header, the HTTP/2 `:authority`.
+    authority: String,
     /// HTTP/1.1: `Host` and the user's headers, each line ending in CRLF.
     h1_header_lines: Vec<u8>,
-    /// HTTP/1.1 `--url`: the whole request.
-    h1_fixed: Option<Vec<u8>>,
+    /// HTTP/2: the user's headers, names in lower case.
+    h2_fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `--url`: the whole HTTP/1.1 request, or the HTTP/2 header block.
+    fixed: Option<Vec<u8>>,
 }
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2): they describe an HTTP/1.1 connection.
+const CONNECTION_SPECIFIC: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
 impl RequestTemplate {
     pub(super) fn new(config: &LoadConfig) -> Result<Self, String> {
         let endpoint = &config.endpoint;
         let authority = format!("{}:{}", endpoint.host, endpoint.addr.port());
-        HeaderValue::from_str(&authority).map_err(|e| format!("host {authority:?}: {e}"))?;
+        http::HeaderValue::from_str(&authority).map_err(|e| format!("host {authority:?}: {e}"))?;
         let mut template = Self {
-            prefix: String::new(),
-            headers: http::HeaderMap::new(),
-            fixed_uri: None,
+            protocol: endpoint.protocol,
+            https: endpoint.tls.is_some(),
             h1_header_lines: format!("Host: {authority}\r\n").into_bytes(),
-            h1_fixed: None,
+            authority,
+            h2_fields: Vec::new(),
+            fixed: None,
         };
         for (name, value) in &config.headers {
-            template.headers.append(name, value.clone());
             // Header values cannot hold CR or LF (`HeaderValue` refuses them).
             for part in [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
                 template.h1_header_lines.extend_from_slice(part);
             }
+            if !CONNECTION_SPECIFIC.contains(&name.as_str()) {
+                template.h2_fields.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+            }
         }
-        match endpoint.protocol {
-            Protocol::H1 => {
-                if let Workload::Url { path } = &config.workload {
-                    let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("URL path {path:?}: {e}"))?;
-                    let mut request = Vec::new();
-                    encode_h1(&template.h1_header_lines, "GET", path.as_str(), None, &mut request);
-                    template.h1_fixed = Some(request);
-                }
-            }
-            Protocol::H2 => {
-                let scheme = if endpoint.tls.is_some() { "https" } else { "http" };
-                template.prefix = format!("{scheme}://{authority}");
-                if let Workload::Url { path } = &config.workload {
-                    let uri = format!("{}{path}", template.prefix);
-                    template.fixed_uri = Some(uri.parse().map_err(|e| format!("URL path {path:?}: {e}"))?);
-                }
-            }
+        if let Workload::Url { path } = &config.workload {
+            let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("URL path {path:?}: {e}"))?;
+            let get = Planned {
+                kind: super::workload::RequestKind::Url,
+                method: http::Method::GET,
+                path: path.as_str().to_owned(),
+                write: None,
+            };
+            let mut request = Vec::new();
+            template.encode(&get, &mut request);
+            template.fixed = Some(request);
         }
         Ok(template)
     }
 
-    /// The HTTP/1.1 bytes of `planned`: the request encoded once for `--url`, or
-    /// `planned` encoded into `scratch` (reused from request to request).
-    pub(super) fn h1_bytes<'a>(&'a self, planned: &Planned, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-        if let Some(fixed) = &self.h1_fixed {
+    /// The bytes of `planned`: for HTTP/1.1 the whole request, for HTTP/2 its header
+    /// block (the body is [`Self::body`]). `--url` returns the request encoded once;
+    /// otherwise `planned` is encoded into `scratch`.
+    pub(super) fn encoded<'a>(&'a self, planned: &Planned, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if let Some(fixed) = &self.fixed {
             return fixed;
         }
         scratch.clear();
-        let write = planned.write.as_ref().map(|(_, version, body)| (*version, body.as_bytes()));
-        encode_h1(&self.h1_header_lines, planned.method.as_str(), &planned.path, write, scratch);
+        self.encode(planned, scratch);
         scratch
     }
 
-    /// The HTTP/2 request of `planned`.
-    pub(super) fn h2_request(&self, planned: &Planned) -> Request<Bytes> {
-        let body = planned.write.as_ref().map_or_else(Bytes::new, |(_, _, body)| Bytes::from(body.clone()));
-        let mut request = Request::new(body);
-        *request.method_mut() = planned.method.clone();
-        *request.uri_mut() = match &self.fixed_uri {
-            Some(uri) => uri.clone(),
-            // Cannot fail: planned paths are ASCII paths and queries built by the planner.
-            None => format!("{}{}", self.prefix, planned.path).parse().expect("planned paths are valid URIs"),
-        };
-        *request.headers_mut() = self.headers.clone();
-        if let Some((_, version, _)) = &planned.write {
-            let headers = request.headers_mut();
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            // Cannot fail: digits and quotes.
-            headers.insert(http::header::IF_MATCH, HeaderValue::from_str(&format!("\"{version}\"")).expect("ascii"));
+    /// An HTTP/2 request's body.
+    pub(super) fn body<'a>(&self, planned: &'a Planned) -> &'a [u8] {
+        planned.write.as_ref().map_or(&[], |(_, _, body)| body.as_bytes())
+    }
+
+    fn encode(&self, planned: &Planned, out: &mut Vec<u8>) {
+        let write = planned.write.as_ref().map(|(_, version, body)| (*version, body.as_bytes()));
+        match self.protocol {
+            Protocol::H1 => encode_h1(&self.h1_header_lines, planned.method.as_str(), &planned.path, write, out),
+            Protocol::H2 => {
+                let if_match;
+                let length;
+                let mut fields: Vec<(&[u8], &[u8])> =
+                    self.h2_fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+                if let Some((version, body)) = write {
+                    if_match = format!("\"{version}\"");
+                    length = body.len().to_string();
+                    fields.push((b"content-type", b"application/json"));
+                    fields.push((b"if-match", if_match.as_bytes()));
+                    fields.push((b"content-length", length.as_bytes()));
+                }
+                let head = RequestHead {
+                    method: planned.method.as_str(),
+                    https: self.https,
+                    authority: &self.authority,
+                    path: &planned.path,
+                    fields: &fields,
+                };
+                encode_head(&head, out);
+            }
         }
-        request
     }
 }
 
