@@ -259,22 +259,19 @@ fn head_of(response: &httparse::Response<'_, '_>, is_head: bool) -> Result<Head,
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for header in response.headers.iter() {
-        // Matched on length first: most of a response's headers are none of these,
-        // and this runs for every response (results/load-instructions.md).
-        let name = header.name.as_bytes();
-        let is = |wanted: &[u8]| name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted);
-        if is(b"content-length") {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
             let value = std::str::from_utf8(header.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
             match (value, length) {
                 (None, _) => return Err(ErrorKind::Protocol),
                 (Some(new), Some(old)) if new != old => return Err(ErrorKind::Protocol),
                 (Some(new), _) => length = Some(new),
             }
-        } else if is(b"transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Chunked only if it is the last coding; anything else reads to the close.
             let last = header.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if is(b"connection") {
+        } else if name.eq_ignore_ascii_case("connection") {
             for option in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if option.eq_ignore_ascii_case(b"close") {
                     head.closes = true;
@@ -282,9 +279,9 @@ fn head_of(response: &httparse::Response<'_, '_>, is_head: bool) -> Result<Head,
                     head.closes = false;
                 }
             }
-        } else if is(b"content-encoding") {
+        } else if name.eq_ignore_ascii_case("content-encoding") {
             head.content_encoding = Some(HeaderValue::from_bytes(header.value).map_err(|_| ErrorKind::Protocol)?);
-        } else if is(b"etag") {
+        } else if name.eq_ignore_ascii_case("etag") {
             head.etag = Some(HeaderValue::from_bytes(header.value).map_err(|_| ErrorKind::Protocol)?);
         }
     }

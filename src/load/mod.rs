@@ -343,18 +343,15 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
                 connection.check_idle();
             }
         }
-        let mut reconnected = false;
         match sender.take() {
             Some(s) if !s.is_closed() => sender = Some(s),
             _ => match open(config, control, state).await {
-                Some(s) => (sender, reconnected) = (Some(s), true),
+                Some(s) => sender = Some(s),
                 None => return,
             },
         }
         let planned = next_request(config, state);
-        // In closed loop a request leaves when it is due, unless a reconnect came
-        // between: reading the clock once less per request shows in its cost.
-        let sent = if state.interval.is_none() && !reconnected { intended } else { Instant::now() };
+        let sent = Instant::now();
         // Writes keep their body: a 409 names the current version.
         let keep_body = planned.write.is_some();
         // One timer per worker, moved forward per request: cheaper than a new
