@@ -118,13 +118,9 @@ async fn every_endpoint_over_h1_and_h2c_matches_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_over_tls_with_alpn_h2_and_http11() {
-    let (cert, key) = flightbench::http::tls::self_signed(&["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
-    let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap();
-    let app = spawn_app_with(ServerConfig::default(), Some(acceptor)).await;
+    let tls = crate::helpers::test_tls();
+    let cert = tls.cert_pem.clone();
+    let app = spawn_app_with(ServerConfig::default(), Some(tls.acceptor.clone())).await;
     for (proto, alpn) in [(Proto::H2c, &b"h2"[..]), (Proto::H1, &b"http/1.1"[..])] {
         let transport = Transport::tls(&cert, proto);
         let probe = send(app.addr, transport.clone(), get("/healthz").body(Full::default()).unwrap()).await;

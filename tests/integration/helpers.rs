@@ -130,3 +130,21 @@ impl Drop for PgDatabases {
         }
     }
 }
+
+/// A self-signed certificate for `localhost` and a TLS acceptor serving it. The
+/// certificate's PEM is what a client trusts; the directory holds the files.
+pub struct TestTls {
+    pub cert_pem: String,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_tls() -> TestTls {
+    let (cert, key) = flightbench::http::tls::self_signed(&["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap();
+    TestTls { cert_pem: cert, acceptor, _dir: dir }
+}

@@ -241,13 +241,9 @@ async fn a_mix_hits_the_right_endpoints_in_the_right_proportions() {
 /// HTTP/1.1 and HTTP/2 over TLS, the protocol chosen by ALPN: the counts still match.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_both_protocols_count_exactly() {
-    let (cert, key) = flightbench::http::tls::self_signed(&["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
+    let tls = crate::helpers::test_tls();
     let server = TestServer::default();
-    let addr = server.start_with(Some(flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap())).await;
+    let addr = server.start_with(Some(tls.acceptor.clone())).await;
     for protocol in [Protocol::H1, Protocol::H2] {
         let before = server.count.load(Ordering::SeqCst);
         let mut c = config(addr, url(), LoopModel::Closed);
@@ -255,7 +251,7 @@ async fn over_tls_both_protocols_count_exactly() {
             addr,
             host: "localhost".into(),
             protocol,
-            tls: Some(flightbench::load::conn::tls_config(cert.as_bytes(), protocol).unwrap()),
+            tls: Some(flightbench::load::conn::tls_config(tls.cert_pem.as_bytes(), protocol).unwrap()),
         };
         c.requests = Some(1_000);
         let report = run_blocking(c).await;
