@@ -1,7 +1,21 @@
-# Shared by the scripts that measure with `flightbench load`
-# (measure-load.sh, measure-profile-overhead.sh, measure-observability.sh). Source it after setting
-# bin (the flightbench binary), work (a scratch directory), url (the server), pid (its
-# process) and RUN (measured seconds).
+# Shared by the scripts that measure (measure-load.sh, measure-load-instructions.sh,
+# measure-profile-overhead.sh, measure-server.sh, measure-observability.sh). The
+# functions below use bin (the flightbench binary), work (a scratch directory), url
+# (the server), pid (its process) and RUN (measured seconds); `measure_setup` sets
+# bin, work and pid.
+
+# Takes the tree's provenance (before building: the binary is what the tree holds
+# now), builds the release binary, and sets commit, bin, work and pid; the scratch
+# directory and the server are cleaned up on exit.
+measure_setup() {
+    commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+    cargo build --release --quiet
+    bin=target/release/flightbench
+    work=$(mktemp -d)
+    pid=
+    trap measure_cleanup EXIT
+}
+measure_cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 
 # The server's CPU time so far (user + system, clock ticks), from /proc.
 server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

@@ -15,18 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/load-instructions.md}
 for tool in wrk h2load valgrind python3; do command -v $tool >/dev/null || { echo "error: $tool missing (apt-get install -y wrk nghttp2-client valgrind)" >&2; exit 1; }; done
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-cargo build --release --quiet
-bin=target/release/flightbench
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
+measure_setup
 
 taskset -c 0 "$bin" ceiling --addr 127.0.0.1:0 --threads 1 >"$work/server.out" 2>"$work/server.err" &
 pid=$!
-# shellcheck source=scripts/measure-lib.sh
-source scripts/measure-lib.sh
 url="$(wait_for_url "$work/server.out" "$work/server.err" 100)/"
 
 # Runs "$@" under callgrind on core 1; prints its instruction total.

@@ -35,18 +35,12 @@ else
 fi
 for tool in wrk h2load python3; do command -v $tool >/dev/null || { echo "error: $tool missing (apt-get install -y wrk nghttp2-client)" >&2; exit 1; }; done
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time missing (apt-get install -y time)" >&2; exit 1; }
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-cargo build --release --quiet
-bin=target/release/flightbench
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
+measure_setup
 
 "${serve_on[@]}" "$bin" ceiling --addr 127.0.0.1:0 "${server_flags[@]}" >"$work/server.out" 2>"$work/server.err" &
 pid=$!
-# shellcheck source=scripts/measure-lib.sh
-source scripts/measure-lib.sh
 url="$(wait_for_url "$work/server.out" "$work/server.err" 100)/"
 shape=$(sed -n 's/.*body, //p' "$work/server.out")
 

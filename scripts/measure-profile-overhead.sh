@@ -18,13 +18,9 @@ FREQUENCIES=${FREQUENCIES:-99 499}
 RATE=${RATE:-15000}
 OUT=${OUT:-results/profile-overhead.md}
 for tool in curl python3; do command -v $tool >/dev/null || { echo "error: $tool missing" >&2; exit 1; }; done
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-cargo build --release --quiet
-bin=target/release/flightbench
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
+measure_setup
 
 "$bin" seed --quiet --dir "$work/shards" --flights "$FLIGHTS" --shards 8
 "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off >"$work/server.out" 2>"$work/server.err" &
@@ -40,8 +36,6 @@ shape=$(head -1 "$work/server.out" | sed 's/.*, //')
 # pprof's one-time set-up, outside any measured run.
 curl -sf "$admin?seconds=1&format=folded" >/dev/null
 
-# shellcheck source=scripts/measure-lib.sh
-source scripts/measure-lib.sh
 # The profile spans the warm-up and the measured window. Prints "req/s p99_ms errors
 # samples".
 run_profiled() {

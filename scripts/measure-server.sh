@@ -16,14 +16,9 @@ RUNTIMES=${RUNTIMES:-"multi-thread per-core"}
 FLIGHTS=${FLIGHTS:-1000000}
 OUT=${OUT:-results/server.md}
 for tool in wrk h2load; do command -v $tool >/dev/null || { echo "error: $tool missing (apt-get install -y wrk nghttp2-client)" >&2; exit 1; }; done
-# Provenance is taken before building: the binary is what the tree holds now.
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-cargo build --release --quiet
-bin=target/release/flightbench
-work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
+measure_setup
 
 "$bin" seed --quiet --dir "$work/shards" --flights "$FLIGHTS" --shards 8
 # Request lists, the same for every arm: 200,000 uniformly random flight ids (the
