@@ -4,9 +4,10 @@
 //!
 //! Both protocols go through the generator's own clients, `h1` and `http2`, over TCP
 //! or TLS (rustls, protocol chosen by ALPN). hyper's client, and the `h2` crate under
-//! it, cost several times what wrk and h2load spend per request, which made the
-//! generator the bottleneck of its own comparison (results/load.md,
-//! results/load-instructions.md); each module says what it leaves out.
+//! it, cost more per request than wrk and h2load (the `h2` crate 2.2× h2load's
+//! user-space instructions), which made the generator the bottleneck of its own
+//! comparison (results/load.md, results/load-instructions.md); each module says what
+//! it leaves out.
 
 use super::h1::{H1Connection, Io};
 use super::http2::{Driver, H2Stream};
@@ -121,30 +122,23 @@ impl Sender {
         }
     }
 
-    /// Sends `planned` and reads the whole response. The body is counted and kept
-    /// only if `keep_body` or it is encoded: most responses are only counted, which
-    /// saves a buffer per request.
+    /// Sends `planned` (encoded into `scratch` unless the template holds it whole)
+    /// and reads the whole response. The body is counted and kept only if `keep_body`
+    /// or it is encoded: most responses are only counted, which saves a buffer per
+    /// request.
     pub(super) async fn send(
         &mut self,
         template: &RequestTemplate,
         planned: &Planned,
+        scratch: &mut Vec<u8>,
         keep_body: bool,
     ) -> Result<Answer, ErrorKind> {
+        let encoded = template.encoded(planned, scratch);
         match self {
             Sender::H1(connection) => {
-                let mut scratch = std::mem::take(&mut connection.scratch);
-                let request = template.encoded(planned, &mut scratch);
-                let answer = connection.exchange(request, planned.method == http::Method::HEAD, keep_body).await;
-                connection.scratch = scratch;
-                answer
+                connection.exchange(encoded, planned.method == http::Method::HEAD, keep_body).await
             }
-            Sender::H2(stream) => {
-                let mut scratch = std::mem::take(&mut stream.scratch);
-                let head = template.encoded(planned, &mut scratch);
-                let answer = stream.exchange(head, template.body(planned), keep_body).await;
-                stream.scratch = scratch;
-                answer
-            }
+            Sender::H2(stream) => stream.exchange(encoded, template.body(planned), keep_body).await,
         }
     }
 

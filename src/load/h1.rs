@@ -58,8 +58,6 @@ pub struct H1Connection {
     /// Bytes read and not yet consumed; a response never leaves bytes behind in a
     /// well-behaved exchange.
     read: BytesMut,
-    /// Encoded request bytes for requests built per request (the API mix).
-    pub(super) scratch: Vec<u8>,
     /// No further request may be sent: the server closed or will close it, or an
     /// exchange failed part-way.
     closed: bool,
@@ -67,7 +65,7 @@ pub struct H1Connection {
 
 impl H1Connection {
     pub fn new(io: Box<dyn Io>) -> Self {
-        Self { io, read: BytesMut::with_capacity(READ_ROOM), scratch: Vec::new(), closed: false }
+        Self { io, read: BytesMut::with_capacity(READ_ROOM), closed: false }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -423,28 +421,30 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_answers_are_protocol_errors_and_close_the_connection() {
-        for response in [
+        let responses = [
             &b"HTTP/1.1 2x0 OK\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n0\r\n\r\n",
-        ] {
-            let mut conn = scripted(vec![vec![response]], false);
-            let outcome = conn.exchange(GET, false, false).await;
-            assert_eq!(outcome.err(), Some(ErrorKind::Protocol), "{}", String::from_utf8_lossy(response));
-            assert!(conn.is_closed());
-        }
+        ];
+        assert_each_fails(&responses, false, ErrorKind::Protocol).await;
     }
 
     #[tokio::test]
     async fn a_close_before_the_whole_answer_is_a_reset() {
-        for response in
-            [&b""[..], b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]
-        {
-            let mut conn = scripted(vec![vec![response]], true);
+        let responses =
+            [&b""[..], b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"];
+        assert_each_fails(&responses, true, ErrorKind::Reset).await;
+    }
+
+    /// Each response, alone on a connection (then closed if `close`), fails the
+    /// exchange with `want` and leaves the connection closed.
+    async fn assert_each_fails(responses: &[&'static [u8]], close: bool, want: ErrorKind) {
+        for &response in responses {
+            let mut conn = scripted(vec![vec![response]], close);
             let outcome = conn.exchange(GET, false, false).await;
-            assert_eq!(outcome.err(), Some(ErrorKind::Reset), "{}", String::from_utf8_lossy(response));
+            assert_eq!(outcome.err(), Some(want), "{}", String::from_utf8_lossy(response));
             assert!(conn.is_closed());
         }
     }

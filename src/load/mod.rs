@@ -315,6 +315,8 @@ async fn open(config: &LoadConfig, control: &Control, state: &ThreadState) -> Op
 
 async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sender: Sender) {
     let mut sender = Some(sender);
+    // Requests that differ per request (the API mix) are encoded here, reused.
+    let mut scratch = Vec::new();
     let deadline = tokio::time::sleep(config.timeout);
     tokio::pin!(deadline);
     loop {
@@ -357,7 +359,7 @@ async fn worker(config: &LoadConfig, control: &Control, state: &ThreadState, sen
         // One timer per worker, moved forward per request: cheaper than a new
         // `timeout` (a timer wheel insert and remove) on every request.
         deadline.as_mut().reset(tokio::time::Instant::from_std(sent + config.timeout));
-        let send = sender.as_mut().expect("set above").send(&state.template, &planned, keep_body);
+        let send = sender.as_mut().expect("set above").send(&state.template, &planned, &mut scratch, keep_body);
         let outcome = tokio::select! {
             biased;
             outcome = send => outcome,

@@ -46,8 +46,6 @@ pub type Driver = Pin<Box<dyn Future<Output = ()>>>;
 /// One stream's handle on a shared HTTP/2 connection; a worker holds one.
 pub struct H2Stream {
     shared: Rc<RefCell<Shared>>,
-    /// This stream's requests are encoded here when they differ per request.
-    pub(super) scratch: Vec<u8>,
 }
 
 /// What the connection's task and its streams share.
@@ -145,13 +143,13 @@ pub async fn handshake(io: Box<dyn Io>) -> Result<(H2Stream, Driver), String> {
     let shared = Rc::new(RefCell::new(Shared::new()));
     let mut driver = driver::Connection::new(io, shared.clone());
     driver.settle().await?;
-    Ok((H2Stream { shared, scratch: Vec::new() }, Box::pin(driver.run())))
+    Ok((H2Stream { shared }, Box::pin(driver.run())))
 }
 
 impl H2Stream {
     /// Another stream on the same connection.
     pub fn another_stream(&self) -> H2Stream {
-        H2Stream { shared: self.shared.clone(), scratch: Vec::new() }
+        H2Stream { shared: self.shared.clone() }
     }
 
     /// The connection takes no new streams (failed, closed, or GOAWAY).
@@ -267,11 +265,10 @@ struct StreamGuard<'a> {
 }
 
 impl StreamGuard<'_> {
-    fn finish(self) -> Stream {
-        let stream = self.shared.borrow_mut().streams.remove(&self.id).unwrap_or_default();
-        self.shared.borrow_mut().wake_admission();
-        std::mem::forget(self);
-        stream
+    /// Takes the finished stream's state out; dropping the guard then finds nothing
+    /// to reset and lets a waiting stream open.
+    fn finish(&self) -> Stream {
+        self.shared.borrow_mut().streams.remove(&self.id).unwrap_or_default()
     }
 }
 
