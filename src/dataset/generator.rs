@@ -116,6 +116,13 @@ pub struct GeneratedFlight {
     pub status: FlightStatus,
 }
 
+impl GeneratedFlight {
+    /// Each event with the flight's version after it (1 for the first), as stored.
+    pub fn versioned_events(&self) -> impl Iterator<Item = (i64, &DelayEvent)> {
+        (1..).zip(&self.events)
+    }
+}
+
 const REASONS: &[&str] = &[
     "late inbound aircraft",
     "weather at destination",

@@ -4,13 +4,16 @@
 use super::{SeedError, shard_ids, total};
 use crate::dataset::{Counts, GeneratedFlight, Generator};
 use crate::routing::ShardCount;
+use crate::store::row::{
+    EVENT_PG_TYPES, EventRow, FLIGHT_PG_TYPES, FlightRow, STATUS_PG_TYPES, StatusRow, event_columns, flight_columns,
+    status_columns,
+};
 use crate::store::schema::{INDEXES, POSTGRES_DROP, POSTGRES_TABLES, postgres_partitions};
 use futures_util::future::try_join_all;
 use indicatif::ProgressBar;
 use std::pin::pin;
 use std::str::FromStr;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
 /// Which databases hold the shards.
@@ -175,62 +178,28 @@ async fn seed_shard(
     .await
     .expect("generation task panicked");
 
-    let sink = client
-        .copy_in("COPY flights (id, carrier, number, origin, destination, sched_dep, sched_arr) FROM STDIN BINARY")
-        .await?;
-    let types = [Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8];
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    let copy = |table: &str, columns: &str| format!("COPY {table} ({columns}) FROM STDIN BINARY");
+    let sink = client.copy_in(&copy("flights", flight_columns!())).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &FLIGHT_PG_TYPES));
     for g in &flights {
-        let f = &g.flight;
-        let row: [&(dyn ToSql + Sync); 7] = [
-            &f.id.get(),
-            &f.carrier.as_str(),
-            &f.number.get(),
-            &f.origin.as_str(),
-            &f.destination.as_str(),
-            &f.scheduled_departure.unix(),
-            &f.scheduled_arrival.unix(),
-        ];
-        writer.as_mut().write(&row).await?;
+        writer.as_mut().write(&FlightRow::new(&g.flight).pg_params()).await?;
     }
     writer.finish().await?;
 
-    let sink = client
-        .copy_in("COPY flight_status (flight_id, version, state, delay_minutes, updated_at) FROM STDIN BINARY")
-        .await?;
-    let types = [Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::INT8];
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    let sink = client.copy_in(&copy("flight_status", status_columns!())).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &STATUS_PG_TYPES));
     for g in &flights {
-        let s = &g.status;
-        let updated_at = s.updated_at.map(|t| t.unix());
-        let row: [&(dyn ToSql + Sync); 5] =
-            [&g.flight.id.get(), &s.version, &s.state.as_str(), &s.delay_minutes, &updated_at];
-        writer.as_mut().write(&row).await?;
+        writer.as_mut().write(&StatusRow::new(g.flight.id, &g.status).pg_params()).await?;
     }
     writer.finish().await?;
 
-    let sink = client
-        .copy_in(
-            "COPY delay_events (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
-             FROM STDIN BINARY",
-        )
-        .await?;
-    let types = [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::INT8];
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    let sink = client.copy_in(&copy("delay_events", event_columns!())).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &EVENT_PG_TYPES));
     let mut events = 0u64;
     for g in &flights {
-        for (i, e) in g.events.iter().enumerate() {
-            let row: [&(dyn ToSql + Sync); 8] = [
-                &g.flight.id.get(),
-                &(i as i64 + 1),
-                &g.flight.scheduled_departure.unix(),
-                &e.kind.name(),
-                &e.kind.delay_minutes(),
-                &e.kind.reason(),
-                &e.occurred_at.unix(),
-                &i64::from(e.schema_version),
-            ];
-            writer.as_mut().write(&row).await?;
+        for (version, e) in g.versioned_events() {
+            let row = EventRow::new(g.flight.id, version, g.flight.scheduled_departure, e);
+            writer.as_mut().write(&row.pg_params()).await?;
         }
         events += g.events.len() as u64;
         progress.inc(1);

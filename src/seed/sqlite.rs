@@ -4,9 +4,10 @@ use super::{SeedError, shard_ids, total};
 use crate::dataset::{Counts, Generator};
 use crate::routing::ShardCount;
 use crate::store::Durability;
+use crate::store::row::{EventRow, FlightRow, StatusRow, event_columns, flight_columns, status_columns};
 use crate::store::schema::{INDEXES, SQLITE_TABLES};
 use indicatif::ProgressBar;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -102,52 +103,28 @@ fn seed_shard(
     while ids.peek().is_some() {
         let tx = conn.transaction()?;
         {
-            let mut flight = tx.prepare_cached(
-                "INSERT INTO flights (id, carrier, number, origin, destination, sched_dep, sched_arr) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut status = tx.prepare_cached(
-                "INSERT INTO flight_status (flight_id, version, state, delay_minutes, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut event = tx.prepare_cached(
-                "INSERT INTO delay_events \
-                 (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
+            let mut flight = tx.prepare_cached(concat!(
+                "INSERT INTO flights (",
+                flight_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?;
+            let mut status = tx.prepare_cached(concat!(
+                "INSERT INTO flight_status (",
+                status_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))?;
+            let mut event = tx.prepare_cached(concat!(
+                "INSERT INTO delay_events (",
+                event_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?;
             let mut in_batch = 0;
             for id in ids.by_ref().take(BATCH) {
                 let g = generator.flight(id);
-                let f = &g.flight;
-                let dep = f.scheduled_departure.unix();
-                flight.execute(params![
-                    id.get(),
-                    f.carrier.as_str(),
-                    f.number.get(),
-                    f.origin.as_str(),
-                    f.destination.as_str(),
-                    dep,
-                    f.scheduled_arrival.unix()
-                ])?;
-                let s = &g.status;
-                status.execute(params![
-                    id.get(),
-                    s.version,
-                    s.state.as_str(),
-                    s.delay_minutes,
-                    s.updated_at.map(|t| t.unix())
-                ])?;
-                for (i, e) in g.events.iter().enumerate() {
-                    event.execute(params![
-                        id.get(),
-                        i as i64 + 1,
-                        dep,
-                        e.kind.name(),
-                        e.kind.delay_minutes(),
-                        e.kind.reason(),
-                        e.occurred_at.unix(),
-                        i64::from(e.schema_version)
-                    ])?;
+                flight.execute(&FlightRow::new(&g.flight).sqlite_params()[..])?;
+                status.execute(&StatusRow::new(id, &g.status).sqlite_params()[..])?;
+                for (version, e) in g.versioned_events() {
+                    event.execute(&EventRow::new(id, version, g.flight.scheduled_departure, e).sqlite_params()[..])?;
                 }
                 counts.flights += 1;
                 counts.events += g.events.len() as u64;

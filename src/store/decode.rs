@@ -1,71 +1,108 @@
 //! Rows → domain values, once for all paths.
 //!
-//! Each path pulls plain columns out of its driver's row type and hands them here, so
-//! every arm of a benchmark does the same decoding work and a stored value the domain
-//! rejects is reported the same way (as corruption on a named shard) whichever path
-//! read it.
+//! Each driver gives positional access to its rows ([`Columns`]) and the readers here
+//! do the rest, so every arm of a benchmark does the same decoding work and a stored
+//! value the domain rejects is reported the same way (as corruption on a named shard)
+//! whichever path read it. The ORM, which reads models rather than positions, hands
+//! its fields to the `*_of` functions.
 
 use super::error::{CorruptOnShard, StoreError};
+use super::row::{EventRow, FlightRow, StatusRow};
 use crate::domain::{
     AirportCode, Carrier, DelayEvent, EventKind, Flight, FlightId, FlightNumber, FlightState, FlightStatus, FlightView,
     RecordedEvent, UtcTime,
 };
 
-/// The columns of `sql::flight_view_columns!`, in order.
-pub(crate) struct FlightViewColumns<'a> {
-    pub id: i64,
-    pub carrier: &'a str,
-    pub number: i64,
-    pub origin: &'a str,
-    pub destination: &'a str,
-    pub sched_dep: i64,
-    pub sched_arr: i64,
-    pub version: i64,
-    pub state: &'a str,
-    pub delay_minutes: i64,
-    pub updated_at: Option<i64>,
+/// One result row's columns by position, whatever the driver. Each driver implements
+/// it once (`path::raw` for rusqlite and tokio-postgres, `path::sqlx_rows` for sqlx),
+/// and the readers below turn positions into rows and rows into domain values.
+pub(crate) trait Columns {
+    /// The shard the row came from, named in errors.
+    fn shard(&self) -> usize;
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, i: usize) -> Result<&str, StoreError>;
 }
 
-pub(crate) fn flight_view(shard: usize, c: FlightViewColumns<'_>) -> Result<FlightView, StoreError> {
+/// A row of `sql::flight_view_columns!`.
+pub(crate) fn flight_view(c: &impl Columns) -> Result<FlightView, StoreError> {
+    let flight = FlightRow {
+        id: c.int(0)?,
+        carrier: c.text(1)?,
+        number: c.int(2)?,
+        origin: c.text(3)?,
+        destination: c.text(4)?,
+        sched_dep: c.int(5)?,
+        sched_arr: c.int(6)?,
+    };
+    let status = StatusRow {
+        flight_id: flight.id,
+        version: c.int(7)?,
+        state: c.text(8)?,
+        delay_minutes: c.int(9)?,
+        updated_at: c.opt_int(10)?,
+    };
+    flight_view_of(c.shard(), flight, status)
+}
+
+/// A flight and its status as the domain's view.
+pub(crate) fn flight_view_of(shard: usize, f: FlightRow<'_>, s: StatusRow<'_>) -> Result<FlightView, StoreError> {
     Ok(FlightView {
         flight: Flight {
-            id: FlightId::new(c.id).on_shard(shard)?,
-            carrier: Carrier::parse(c.carrier).on_shard(shard)?,
-            number: FlightNumber::new(c.number).on_shard(shard)?,
-            origin: AirportCode::parse(c.origin).on_shard(shard)?,
-            destination: AirportCode::parse(c.destination).on_shard(shard)?,
-            scheduled_departure: UtcTime::from_unix(c.sched_dep).on_shard(shard)?,
-            scheduled_arrival: UtcTime::from_unix(c.sched_arr).on_shard(shard)?,
+            id: FlightId::new(f.id).on_shard(shard)?,
+            carrier: Carrier::parse(f.carrier).on_shard(shard)?,
+            number: FlightNumber::new(f.number).on_shard(shard)?,
+            origin: AirportCode::parse(f.origin).on_shard(shard)?,
+            destination: AirportCode::parse(f.destination).on_shard(shard)?,
+            scheduled_departure: UtcTime::from_unix(f.sched_dep).on_shard(shard)?,
+            scheduled_arrival: UtcTime::from_unix(f.sched_arr).on_shard(shard)?,
         },
-        status: status(shard, c.version, c.state, c.delay_minutes, c.updated_at)?,
+        status: status_of(shard, s)?,
     })
 }
 
-pub(crate) fn status(
-    shard: usize,
-    version: i64,
-    state: &str,
-    delay_minutes: i64,
-    updated_at: Option<i64>,
-) -> Result<FlightStatus, StoreError> {
-    let state =
-        FlightState::parse(state).ok_or_else(|| StoreError::corrupt(shard, format!("unknown state {state:?}")))?;
-    let updated_at = updated_at.map(UtcTime::from_unix).transpose().on_shard(shard)?;
-    Ok(FlightStatus { version, state, delay_minutes, updated_at })
+/// A status row as the domain's status.
+pub(crate) fn status_of(shard: usize, s: StatusRow<'_>) -> Result<FlightStatus, StoreError> {
+    let state = FlightState::parse(s.state)
+        .ok_or_else(|| StoreError::corrupt(shard, format!("unknown state {:?}", s.state)))?;
+    let updated_at = s.updated_at.map(UtcTime::from_unix).transpose().on_shard(shard)?;
+    Ok(FlightStatus { version: s.version, state, delay_minutes: s.delay_minutes, updated_at })
 }
 
-/// The columns of `sql::event_columns!`, in order.
-pub(crate) struct EventColumns<'a> {
-    pub flight_id: i64,
-    pub version: i64,
-    pub kind: &'a str,
-    pub delay_minutes: i64,
-    pub reason: &'a str,
-    pub occurred_at: i64,
-    pub schema_version: i64,
+/// A row of `sql::STATUS_FOR_APPEND`: the status and the flight's departure.
+pub(crate) fn status_for_append(c: &impl Columns) -> Result<(FlightStatus, UtcTime), StoreError> {
+    let status = StatusRow {
+        flight_id: 0,
+        version: c.int(0)?,
+        state: c.text(1)?,
+        delay_minutes: c.int(2)?,
+        updated_at: c.opt_int(3)?,
+    };
+    Ok((status_of(c.shard(), status)?, time(c.shard(), c.int(4)?)?))
 }
 
-pub(crate) fn recorded_event(shard: usize, c: EventColumns<'_>) -> Result<RecordedEvent, StoreError> {
+/// A stored Unix time.
+pub(crate) fn time(shard: usize, unix: i64) -> Result<UtcTime, StoreError> {
+    UtcTime::from_unix(unix).on_shard(shard)
+}
+
+/// A row of `row::event_columns!`.
+pub(crate) fn recorded_event(c: &impl Columns) -> Result<RecordedEvent, StoreError> {
+    let row = EventRow {
+        flight_id: c.int(0)?,
+        version: c.int(1)?,
+        flight_dep: c.int(2)?,
+        kind: c.text(3)?,
+        delay_minutes: c.int(4)?,
+        reason: c.text(5)?,
+        occurred_at: c.int(6)?,
+        schema_version: c.int(7)?,
+    };
+    recorded_event_of(c.shard(), row)
+}
+
+/// A stored event as the domain's event.
+pub(crate) fn recorded_event_of(shard: usize, c: EventRow<'_>) -> Result<RecordedEvent, StoreError> {
     Ok(RecordedEvent {
         flight_id: FlightId::new(c.flight_id).on_shard(shard)?,
         version: c.version,
@@ -77,9 +114,15 @@ pub(crate) fn recorded_event(shard: usize, c: EventColumns<'_>) -> Result<Record
     })
 }
 
-/// A `(state, delay, count)` group of `sql::DELAY_GROUPS`: is it the cancelled state,
-/// and how many flights (counts are never negative).
-pub(crate) fn delay_group(shard: usize, state: &str, count: i64) -> Result<(bool, u64), StoreError> {
+/// A row of `sql::DELAY_GROUPS`: (cancelled?, delay minutes, flights).
+pub(crate) fn delay_group(c: &impl Columns) -> Result<(bool, i64, u64), StoreError> {
+    let (cancelled, count) = delay_group_of(c.shard(), c.text(0)?, c.int(2)?)?;
+    Ok((cancelled, c.int(1)?, count))
+}
+
+/// A `(state, count)` of a delay group: is it the cancelled state, and how many
+/// flights (counts are never negative).
+pub(crate) fn delay_group_of(shard: usize, state: &str, count: i64) -> Result<(bool, u64), StoreError> {
     let state =
         FlightState::parse(state).ok_or_else(|| StoreError::corrupt(shard, format!("unknown state {state:?}")))?;
     let count = u64::try_from(count).map_err(|_| StoreError::corrupt(shard, "negative group count"))?;

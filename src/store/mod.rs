@@ -19,6 +19,7 @@ mod merge;
 mod metrics;
 mod path;
 mod postgres;
+pub mod row;
 pub mod schema;
 pub mod sql;
 mod sqlite;

@@ -23,14 +23,6 @@ macro_rules! flight_view_from {
 }
 pub(crate) use flight_view_from;
 
-/// Columns of a `RecordedEvent` row, in the order `decode::recorded_event` reads them.
-macro_rules! event_columns {
-    () => {
-        "flight_id, version, kind, delay_minutes, reason, occurred_at, schema_version"
-    };
-}
-pub(crate) use event_columns;
-
 pub const FLIGHT_BY_ID: &str = concat!("SELECT ", flight_view_columns!(), flight_view_from!(), "WHERE f.id = $1");
 
 pub const DEPARTURES: &str = concat!(
@@ -42,7 +34,7 @@ pub const DEPARTURES: &str = concat!(
 );
 
 pub const EVENTS: &str =
-    concat!("SELECT ", event_columns!(), " FROM delay_events WHERE flight_id = $1 ORDER BY version");
+    concat!("SELECT ", crate::store::row::event_columns!(), " FROM delay_events WHERE flight_id = $1 ORDER BY version");
 
 /// One row per (state, delay) group; `DelayHistogram` merges them across shards.
 pub const DELAY_GROUPS: &str = "SELECT s.state, s.delay_minutes, COUNT(*) \
@@ -59,9 +51,11 @@ pub const STATUS_FOR_APPEND: &str = "SELECT s.version, s.state, s.delay_minutes,
 pub const UPDATE_STATUS: &str = "UPDATE flight_status SET version = $1, state = $2, delay_minutes = $3, updated_at = $4 \
      WHERE flight_id = $5 AND version = $6";
 
-pub const INSERT_EVENT: &str = "INSERT INTO delay_events \
-     (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub const INSERT_EVENT: &str = concat!(
+    "INSERT INTO delay_events (",
+    crate::store::row::event_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
 
 pub const ALL: &[&str] =
     &[FLIGHT_BY_ID, DEPARTURES, EVENTS, DELAY_GROUPS, STATUS_FOR_APPEND, UPDATE_STATUS, INSERT_EVENT];

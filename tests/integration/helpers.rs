@@ -72,12 +72,10 @@ impl TestDataset {
 
     pub fn expected_events(&self, id: i64) -> Vec<RecordedEvent> {
         let flight_id = FlightId::new(id).unwrap();
-        self.generator
-            .flight(flight_id)
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| RecordedEvent { flight_id, version: i as i64 + 1, event })
+        let generated = self.generator.flight(flight_id);
+        generated
+            .versioned_events()
+            .map(|(version, event)| RecordedEvent { flight_id, version, event: event.clone() })
             .collect()
     }
 

@@ -8,14 +8,17 @@
 //! marks each such string for review: all of them are built in this file from typed,
 //! validated values.
 
+use super::OnShard;
+use super::append::{self, AppendTx, Inserted};
 use super::literal::{push_int, push_opt_int, push_text};
-use super::sqlx_rows::{self, is_unique_violation};
-use super::{OnShard, lost_race, plan_append};
+use super::sqlx_rows::{self, SqlxCols, SqlxTx};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
-    TimeWindow,
+    TimeWindow, UtcTime,
 };
-use crate::store::sql::{event_columns, flight_view_columns, flight_view_from};
+use crate::store::decode;
+use crate::store::row::{EventRow, StatusRow, event_columns};
+use crate::store::sql::{flight_view_columns, flight_view_from};
 use crate::store::{Shard, ShardConn, StoreError};
 use sqlx::{AssertSqlSafe, raw_sql};
 
@@ -67,42 +70,39 @@ fn status_for_append_sql(id: FlightId) -> String {
     sql
 }
 
-fn update_status_sql(id: FlightId, expected: i64, next: &FlightStatus) -> Result<String, StoreError> {
+fn update_status_sql(next: &StatusRow<'_>, expected: i64) -> Result<String, StoreError> {
     let mut sql = String::from("UPDATE flight_status SET version = ");
     push_int(&mut sql, next.version);
     sql.push_str(", state = ");
-    push_text(&mut sql, next.state.as_str())?;
+    push_text(&mut sql, next.state)?;
     sql.push_str(", delay_minutes = ");
     push_int(&mut sql, next.delay_minutes);
     sql.push_str(", updated_at = ");
-    push_opt_int(&mut sql, next.updated_at.map(|t| t.unix()));
+    push_opt_int(&mut sql, next.updated_at);
     sql.push_str(" WHERE flight_id = ");
-    push_int(&mut sql, id.get());
+    push_int(&mut sql, next.flight_id);
     sql.push_str(" AND version = ");
     push_int(&mut sql, expected);
     Ok(sql)
 }
 
-fn insert_event_sql(id: FlightId, version: i64, flight_dep: i64, event: &DelayEvent) -> Result<String, StoreError> {
-    let mut sql = String::from(
-        "INSERT INTO delay_events \
-         (flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version) VALUES (",
-    );
-    push_int(&mut sql, id.get());
+fn insert_event_sql(row: &EventRow<'_>) -> Result<String, StoreError> {
+    let mut sql = String::from(concat!("INSERT INTO delay_events (", event_columns!(), ") VALUES ("));
+    push_int(&mut sql, row.flight_id);
     sql.push_str(", ");
-    push_int(&mut sql, version);
+    push_int(&mut sql, row.version);
     sql.push_str(", ");
-    push_int(&mut sql, flight_dep);
+    push_int(&mut sql, row.flight_dep);
     sql.push_str(", ");
-    push_text(&mut sql, event.kind.name())?;
+    push_text(&mut sql, row.kind)?;
     sql.push_str(", ");
-    push_int(&mut sql, event.kind.delay_minutes());
+    push_int(&mut sql, row.delay_minutes);
     sql.push_str(", ");
-    push_text(&mut sql, event.kind.reason())?;
+    push_text(&mut sql, row.reason)?;
     sql.push_str(", ");
-    push_int(&mut sql, event.occurred_at.unix());
+    push_int(&mut sql, row.occurred_at);
     sql.push_str(", ");
-    push_int(&mut sql, i64::from(event.schema_version));
+    push_int(&mut sql, row.schema_version);
     sql.push(')');
     Ok(sql)
 }
@@ -110,7 +110,7 @@ fn insert_event_sql(id: FlightId, version: i64, flight_dep: i64, event: &DelayEv
 pub(crate) async fn flight(shard: &Shard, id: FlightId) -> Result<Option<FlightView>, StoreError> {
     with_pool!(shard, |pool| {
         let row = raw_sql(AssertSqlSafe(flight_sql(id))).fetch_optional(pool).await.on(shard)?;
-        row.map(|r| sqlx_rows::flight_view(shard.index, &r)).transpose()
+        row.map(|r| decode::flight_view(&SqlxCols::new(&r, shard.index))).transpose()
     })
 }
 
@@ -123,14 +123,14 @@ pub(crate) async fn departures(
     let sql = departures_sql(airport, window, limit)?;
     with_pool!(shard, |pool| {
         let rows = raw_sql(AssertSqlSafe(sql)).fetch_all(pool).await.on(shard)?;
-        rows.iter().map(|r| sqlx_rows::flight_view(shard.index, r)).collect()
+        rows.iter().map(|r| decode::flight_view(&SqlxCols::new(r, shard.index))).collect()
     })
 }
 
 pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEvent>, StoreError> {
     with_pool!(shard, |pool| {
         let rows = raw_sql(AssertSqlSafe(events_sql(id))).fetch_all(pool).await.on(shard)?;
-        rows.iter().map(|r| sqlx_rows::recorded_event(shard.index, r)).collect()
+        rows.iter().map(|r| decode::recorded_event(&SqlxCols::new(r, shard.index))).collect()
     })
 }
 
@@ -144,7 +144,7 @@ pub(crate) async fn delay_histogram(
         let rows = raw_sql(AssertSqlSafe(sql)).fetch_all(pool).await.on(shard)?;
         let mut histogram = DelayHistogram::default();
         for row in &rows {
-            let (cancelled, delay, count) = sqlx_rows::delay_group(shard.index, row)?;
+            let (cancelled, delay, count) = decode::delay_group(&SqlxCols::new(row, shard.index))?;
             histogram.add_group(cancelled, delay, count);
         }
         Ok(histogram)
@@ -157,41 +157,42 @@ pub(crate) async fn append(
     expected: i64,
     event: &DelayEvent,
 ) -> Result<FlightStatus, StoreError> {
-    macro_rules! append_in {
-        ($tx:ident) => {{
-            let row = raw_sql(AssertSqlSafe(status_for_append_sql(id)))
-                .fetch_optional(&mut *$tx)
-                .await
-                .on(shard)?
-                .ok_or(StoreError::FlightNotFound(id))?;
-            let (current, flight_dep) = sqlx_rows::status_for_append(shard.index, &row)?;
-            let next = plan_append(id, expected, &current, event)?;
-            let updated =
-                raw_sql(AssertSqlSafe(update_status_sql(id, expected, &next)?)).execute(&mut *$tx).await.on(shard)?;
-            if updated.rows_affected() != 1 {
-                return Err(lost_race(id, expected));
-            }
-            raw_sql(AssertSqlSafe(insert_event_sql(id, next.version, flight_dep, event)?))
-                .execute(&mut *$tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) { lost_race(id, expected) } else { StoreError::database(shard.index, e) }
-                })?;
-            $tx.commit().await.on(shard)?;
-            Ok(next)
-        }};
-    }
-    match &shard.conn {
-        ShardConn::Sqlite(s) => {
-            let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await.on(shard)?;
-            append_in!(tx)
-        }
-        ShardConn::Postgres(p) => {
-            let mut tx = p.pool.begin().await.on(shard)?;
-            append_in!(tx)
-        }
-    }
+    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Literal>::new(tx, shard), id, expected, event).await)
 }
+
+/// How `adhoc` sends an append's statements: SQL text with literals, unprepared.
+pub(crate) struct Literal;
+
+/// Implements [`AppendTx`] for one sqlx backend (see `prepared_append_tx!`).
+macro_rules! adhoc_append_tx {
+    ($db:ty) => {
+        impl AppendTx for SqlxTx<'_, '_, $db, Literal> {
+            async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError> {
+                let row = raw_sql(AssertSqlSafe(status_for_append_sql(id)))
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .on(self.shard)?;
+                row.map(|r| decode::status_for_append(&SqlxCols::new(&r, self.shard.index))).transpose()
+            }
+
+            async fn update_status(&mut self, next: &StatusRow<'_>, expected: i64) -> Result<u64, StoreError> {
+                let sql = AssertSqlSafe(update_status_sql(next, expected)?);
+                Ok(raw_sql(sql).execute(&mut *self.tx).await.on(self.shard)?.rows_affected())
+            }
+
+            async fn insert_event(&mut self, row: &EventRow<'_>) -> Result<Inserted, StoreError> {
+                let done = raw_sql(AssertSqlSafe(insert_event_sql(row)?)).execute(&mut *self.tx).await;
+                sqlx_rows::inserted(done, self.shard)
+            }
+
+            async fn commit(self) -> Result<(), StoreError> {
+                self.tx.commit().await.on(self.shard)
+            }
+        }
+    };
+}
+adhoc_append_tx!(sqlx::Sqlite);
+adhoc_append_tx!(sqlx::Postgres);
 
 #[cfg(test)]
 mod tests {
@@ -204,7 +205,8 @@ mod tests {
             UtcTime::from_unix(1_800_000_000).unwrap(),
             EventKind::Cancelled { reason: Reason::parse("x'); DELETE FROM flights; --").unwrap() },
         );
-        let sql = insert_event_sql(FlightId::new(7).unwrap(), 2, 1_800_000_000, &event).unwrap();
+        let row = EventRow::new(FlightId::new(7).unwrap(), 2, UtcTime::from_unix(1_800_000_000).unwrap(), &event);
+        let sql = insert_event_sql(&row).unwrap();
         assert!(sql.ends_with("'x''); DELETE FROM flights; --', 1800000000, 1)"), "{sql}");
     }
 }

@@ -1,8 +1,9 @@
 //! The four query paths, behind one dispatcher per operation.
 //!
 //! Each path module implements the same five per-shard operations with its own
-//! library; decoding (`store::decode`) and the append rules (`plan_append`) are shared,
-//! so paths differ only in how SQL reaches the database. Dispatch is a `match` on a
+//! library; decoding (`store::decode`), rows (`store::row`) and the append itself
+//! (`append`, its rules in `plan_append`) are shared, so paths differ only in how SQL
+//! reaches the database. Dispatch is a `match` on a
 //! `Copy` enum, not a trait object: no boxing or vtable on the hot path.
 
 /// Expands `$body` once per backend with `$pool` bound to that backend's sqlx pool, so
@@ -22,7 +23,25 @@ macro_rules! with_pool {
     };
 }
 
+/// Opens an append's transaction on the shard's sqlx pool (SQLite: `BEGIN IMMEDIATE`,
+/// see `append::AppendTx`) and expands `$body` once per backend with `$tx` bound to it.
+macro_rules! with_write_tx {
+    ($shard:expr, |$tx:ident| $body:expr) => {
+        match &$shard.conn {
+            ShardConn::Sqlite(s) => {
+                let $tx = s.pool.begin_with("BEGIN IMMEDIATE").await.on($shard)?;
+                $body
+            }
+            ShardConn::Postgres(p) => {
+                let $tx = p.pool.begin().await.on($shard)?;
+                $body
+            }
+        }
+    };
+}
+
 mod adhoc;
+mod append;
 mod entities;
 mod literal;
 mod orm;
@@ -114,18 +133,30 @@ pub(crate) fn plan_append(
     current.apply(event).map_err(|rule| StoreError::Transition { flight: id, rule })
 }
 
-/// The guarded status update changed no row: another writer committed in between.
-pub(crate) fn lost_race(id: FlightId, expected: i64) -> StoreError {
-    StoreError::Conflict { flight: id, expected, current: None }
-}
-
-/// `.on(shard)`: a driver error, attributed to the shard it came from.
+/// `.on(shard)`: a driver error, attributed to the shard it came from (a `&Shard`, or
+/// its index where the shard itself cannot travel, as onto a blocking thread).
 pub(crate) trait OnShard<T> {
-    fn on(self, shard: &Shard) -> Result<T, StoreError>;
+    fn on(self, shard: impl ShardIndex) -> Result<T, StoreError>;
 }
 
 impl<T, E: Into<super::DriverError>> OnShard<T> for Result<T, E> {
-    fn on(self, shard: &Shard) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::database(shard.index, e))
+    fn on(self, shard: impl ShardIndex) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::database(shard.index(), e))
+    }
+}
+
+pub(crate) trait ShardIndex {
+    fn index(&self) -> usize;
+}
+
+impl ShardIndex for &Shard {
+    fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl ShardIndex for usize {
+    fn index(&self) -> usize {
+        *self
     }
 }

@@ -2,18 +2,20 @@
 //! `prepared` (sea-orm wraps them), so the difference measured is the ORM's own work:
 //! building the query, rendering it, and mapping rows to models.
 
+use super::OnShard;
+use super::append::{self, AppendTx, Inserted};
 use super::entities::{delay_events, flight_status, flights};
-use super::{OnShard, lost_race, plan_append};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
-    TimeWindow,
+    TimeWindow, UtcTime,
 };
-use crate::store::decode::{self, EventColumns, FlightViewColumns};
+use crate::store::decode;
+use crate::store::row::{EventRow, FlightRow, StatusRow};
 use crate::store::{Shard, ShardConn, StoreError};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
-    Set, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Set, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 fn db(shard: &Shard) -> &DatabaseConnection {
@@ -25,9 +27,9 @@ fn db(shard: &Shard) -> &DatabaseConnection {
 
 fn view(shard: usize, f: flights::Model, s: Option<flight_status::Model>) -> Result<FlightView, StoreError> {
     let s = s.ok_or_else(|| StoreError::corrupt(shard, format!("flight {} has no status row", f.id)))?;
-    decode::flight_view(
+    decode::flight_view_of(
         shard,
-        FlightViewColumns {
+        FlightRow {
             id: f.id,
             carrier: &f.carrier,
             number: f.number,
@@ -35,6 +37,9 @@ fn view(shard: usize, f: flights::Model, s: Option<flight_status::Model>) -> Res
             destination: &f.destination,
             sched_dep: f.sched_dep,
             sched_arr: f.sched_arr,
+        },
+        StatusRow {
+            flight_id: s.flight_id,
             version: s.version,
             state: &s.state,
             delay_minutes: s.delay_minutes,
@@ -81,11 +86,12 @@ pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEv
         .on(shard)?;
     rows.iter()
         .map(|e| {
-            decode::recorded_event(
+            decode::recorded_event_of(
                 shard.index,
-                EventColumns {
+                EventRow {
                     flight_id: e.flight_id,
                     version: e.version,
+                    flight_dep: e.flight_dep,
                     kind: &e.kind,
                     delay_minutes: e.delay_minutes,
                     reason: &e.reason,
@@ -119,14 +125,10 @@ pub(crate) async fn delay_histogram(
         .on(shard)?;
     let mut histogram = DelayHistogram::default();
     for (state, delay, count) in &groups {
-        let (cancelled, count) = decode::delay_group(shard.index, state, *count)?;
+        let (cancelled, count) = decode::delay_group_of(shard.index, state, *count)?;
         histogram.add_group(cancelled, *delay, count);
     }
     Ok(histogram)
-}
-
-fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 pub(crate) async fn append(
@@ -142,42 +144,72 @@ pub(crate) async fn append(
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
     };
     let txn = db(shard).begin_with_options(options).await.on(shard)?;
-    let (status, flight) = flight_status::Entity::find_by_id(id.get())
-        .find_also_related(flights::Entity)
-        .one(&txn)
-        .await
-        .on(shard)?
-        .ok_or(StoreError::FlightNotFound(id))?;
-    let flight =
-        flight.ok_or_else(|| StoreError::corrupt(shard.index, format!("status of flight {id} has no flight")))?;
-    let current = decode::status(shard.index, status.version, &status.state, status.delay_minutes, status.updated_at)?;
-    let next = plan_append(id, expected, &current, event)?;
-    let updated = flight_status::Entity::update_many()
-        .col_expr(flight_status::Column::Version, Expr::value(next.version))
-        .col_expr(flight_status::Column::State, Expr::value(next.state.as_str()))
-        .col_expr(flight_status::Column::DelayMinutes, Expr::value(next.delay_minutes))
-        .col_expr(flight_status::Column::UpdatedAt, Expr::value(next.updated_at.map(|t| t.unix())))
-        .filter(flight_status::Column::FlightId.eq(id.get()))
-        .filter(flight_status::Column::Version.eq(expected))
-        .exec(&txn)
-        .await
-        .on(shard)?;
-    if updated.rows_affected != 1 {
-        return Err(lost_race(id, expected));
+    append::append(OrmTx { txn, shard }, id, expected, event).await
+}
+
+/// An append's statements through sea-orm's entities and query builder.
+struct OrmTx<'s> {
+    txn: DatabaseTransaction,
+    shard: &'s Shard,
+}
+
+impl AppendTx for OrmTx<'_> {
+    async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError> {
+        let found = flight_status::Entity::find_by_id(id.get())
+            .find_also_related(flights::Entity)
+            .one(&self.txn)
+            .await
+            .on(self.shard)?;
+        let Some((status, flight)) = found else { return Ok(None) };
+        let index = self.shard.index;
+        let flight =
+            flight.ok_or_else(|| StoreError::corrupt(index, format!("status of flight {id} has no flight")))?;
+        let current = decode::status_of(
+            index,
+            StatusRow {
+                flight_id: status.flight_id,
+                version: status.version,
+                state: &status.state,
+                delay_minutes: status.delay_minutes,
+                updated_at: status.updated_at,
+            },
+        )?;
+        Ok(Some((current, decode::time(index, flight.sched_dep)?)))
     }
-    let row = delay_events::ActiveModel {
-        flight_id: Set(id.get()),
-        version: Set(next.version),
-        flight_dep: Set(flight.sched_dep),
-        kind: Set(event.kind.name().to_owned()),
-        delay_minutes: Set(event.kind.delay_minutes()),
-        reason: Set(event.kind.reason().to_owned()),
-        occurred_at: Set(event.occurred_at.unix()),
-        schema_version: Set(i64::from(event.schema_version)),
-    };
-    delay_events::Entity::insert(row).exec_without_returning(&txn).await.map_err(|e| {
-        if is_unique_violation(&e) { lost_race(id, expected) } else { StoreError::database(shard.index, e) }
-    })?;
-    txn.commit().await.on(shard)?;
-    Ok(next)
+
+    async fn update_status(&mut self, next: &StatusRow<'_>, expected: i64) -> Result<u64, StoreError> {
+        let updated = flight_status::Entity::update_many()
+            .col_expr(flight_status::Column::Version, Expr::value(next.version))
+            .col_expr(flight_status::Column::State, Expr::value(next.state))
+            .col_expr(flight_status::Column::DelayMinutes, Expr::value(next.delay_minutes))
+            .col_expr(flight_status::Column::UpdatedAt, Expr::value(next.updated_at))
+            .filter(flight_status::Column::FlightId.eq(next.flight_id))
+            .filter(flight_status::Column::Version.eq(expected))
+            .exec(&self.txn)
+            .await
+            .on(self.shard)?;
+        Ok(updated.rows_affected)
+    }
+
+    async fn insert_event(&mut self, row: &EventRow<'_>) -> Result<Inserted, StoreError> {
+        let model = delay_events::ActiveModel {
+            flight_id: Set(row.flight_id),
+            version: Set(row.version),
+            flight_dep: Set(row.flight_dep),
+            kind: Set(row.kind.to_owned()),
+            delay_minutes: Set(row.delay_minutes),
+            reason: Set(row.reason.to_owned()),
+            occurred_at: Set(row.occurred_at),
+            schema_version: Set(row.schema_version),
+        };
+        match delay_events::Entity::insert(model).exec_without_returning(&self.txn).await {
+            Ok(_) => Ok(Inserted::Row),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(Inserted::Duplicate),
+            Err(e) => Err(StoreError::database(self.shard.index, e)),
+        }
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit().await.on(self.shard)
+    }
 }

@@ -6,18 +6,21 @@
 //! version it will check (a deferred transaction that read first could not upgrade
 //! while another writer held the lock).
 
-use super::sqlx_rows::{self, is_unique_violation};
-use super::{OnShard, lost_race, plan_append};
+use super::OnShard;
+use super::append::{self, AppendTx, Inserted};
+use super::sqlx_rows::{self, SqlxCols, SqlxTx};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
-    TimeWindow,
+    TimeWindow, UtcTime,
 };
+use crate::store::decode;
+use crate::store::row::{EventRow, StatusRow};
 use crate::store::{Shard, ShardConn, StoreError, sql};
 
 pub(crate) async fn flight(shard: &Shard, id: FlightId) -> Result<Option<FlightView>, StoreError> {
     with_pool!(shard, |pool| {
         let row = sqlx::query(sql::FLIGHT_BY_ID).bind(id.get()).fetch_optional(pool).await.on(shard)?;
-        row.map(|r| sqlx_rows::flight_view(shard.index, &r)).transpose()
+        row.map(|r| decode::flight_view(&SqlxCols::new(&r, shard.index))).transpose()
     })
 }
 
@@ -36,14 +39,14 @@ pub(crate) async fn departures(
             .fetch_all(pool)
             .await
             .on(shard)?;
-        rows.iter().map(|r| sqlx_rows::flight_view(shard.index, r)).collect()
+        rows.iter().map(|r| decode::flight_view(&SqlxCols::new(r, shard.index))).collect()
     })
 }
 
 pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEvent>, StoreError> {
     with_pool!(shard, |pool| {
         let rows = sqlx::query(sql::EVENTS).bind(id.get()).fetch_all(pool).await.on(shard)?;
-        rows.iter().map(|r| sqlx_rows::recorded_event(shard.index, r)).collect()
+        rows.iter().map(|r| decode::recorded_event(&SqlxCols::new(r, shard.index))).collect()
     })
 }
 
@@ -62,7 +65,7 @@ pub(crate) async fn delay_histogram(
             .on(shard)?;
         let mut histogram = DelayHistogram::default();
         for row in &rows {
-            let (cancelled, delay, count) = sqlx_rows::delay_group(shard.index, row)?;
+            let (cancelled, delay, count) = decode::delay_group(&SqlxCols::new(row, shard.index))?;
             histogram.add_group(cancelled, delay, count);
         }
         Ok(histogram)
@@ -75,55 +78,61 @@ pub(crate) async fn append(
     expected: i64,
     event: &DelayEvent,
 ) -> Result<FlightStatus, StoreError> {
-    macro_rules! append_in {
-        ($tx:ident) => {{
-            let row = sqlx::query(sql::STATUS_FOR_APPEND)
-                .bind(id.get())
-                .fetch_optional(&mut *$tx)
-                .await
-                .on(shard)?
-                .ok_or(StoreError::FlightNotFound(id))?;
-            let (current, flight_dep) = sqlx_rows::status_for_append(shard.index, &row)?;
-            let next = plan_append(id, expected, &current, event)?;
-            let updated = sqlx::query(sql::UPDATE_STATUS)
-                .bind(next.version)
-                .bind(next.state.as_str())
-                .bind(next.delay_minutes)
-                .bind(next.updated_at.map(|t| t.unix()))
-                .bind(id.get())
-                .bind(expected)
-                .execute(&mut *$tx)
-                .await
-                .on(shard)?;
-            if updated.rows_affected() != 1 {
-                return Err(lost_race(id, expected));
-            }
-            sqlx::query(sql::INSERT_EVENT)
-                .bind(id.get())
-                .bind(next.version)
-                .bind(flight_dep)
-                .bind(event.kind.name())
-                .bind(event.kind.delay_minutes())
-                .bind(event.kind.reason())
-                .bind(event.occurred_at.unix())
-                .bind(i64::from(event.schema_version))
-                .execute(&mut *$tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) { lost_race(id, expected) } else { StoreError::database(shard.index, e) }
-                })?;
-            $tx.commit().await.on(shard)?;
-            Ok(next)
-        }};
-    }
-    match &shard.conn {
-        ShardConn::Sqlite(s) => {
-            let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await.on(shard)?;
-            append_in!(tx)
-        }
-        ShardConn::Postgres(p) => {
-            let mut tx = p.pool.begin().await.on(shard)?;
-            append_in!(tx)
-        }
-    }
+    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Bound>::new(tx, shard), id, expected, event).await)
 }
+
+/// How `prepared` sends an append's statements: bound parameters, through sqlx's
+/// statement cache.
+pub(crate) struct Bound;
+
+/// Implements [`AppendTx`] for one sqlx backend; expanded for both, so the same code
+/// is type-checked against each driver.
+macro_rules! prepared_append_tx {
+    ($db:ty) => {
+        impl AppendTx for SqlxTx<'_, '_, $db, Bound> {
+            async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError> {
+                let row = sqlx::query(sql::STATUS_FOR_APPEND)
+                    .bind(id.get())
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .on(self.shard)?;
+                row.map(|r| decode::status_for_append(&SqlxCols::new(&r, self.shard.index))).transpose()
+            }
+
+            async fn update_status(&mut self, next: &StatusRow<'_>, expected: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(sql::UPDATE_STATUS)
+                    .bind(next.version)
+                    .bind(next.state)
+                    .bind(next.delay_minutes)
+                    .bind(next.updated_at)
+                    .bind(next.flight_id)
+                    .bind(expected)
+                    .execute(&mut *self.tx)
+                    .await
+                    .on(self.shard)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn insert_event(&mut self, row: &EventRow<'_>) -> Result<Inserted, StoreError> {
+                let done = sqlx::query(sql::INSERT_EVENT)
+                    .bind(row.flight_id)
+                    .bind(row.version)
+                    .bind(row.flight_dep)
+                    .bind(row.kind)
+                    .bind(row.delay_minutes)
+                    .bind(row.reason)
+                    .bind(row.occurred_at)
+                    .bind(row.schema_version)
+                    .execute(&mut *self.tx)
+                    .await;
+                sqlx_rows::inserted(done, self.shard)
+            }
+
+            async fn commit(self) -> Result<(), StoreError> {
+                self.tx.commit().await.on(self.shard)
+            }
+        }
+    };
+}
+prepared_append_tx!(sqlx::Sqlite);
+prepared_append_tx!(sqlx::Postgres);

@@ -7,92 +7,77 @@
 //! wait up to the busy timeout for the shard's write lock, which must not stall a
 //! runtime worker.
 
-use super::{OnShard, lost_race, plan_append};
+use super::OnShard;
+use super::append::{self, AppendTx, Inserted};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
-    TimeWindow,
+    TimeWindow, UtcTime,
 };
-use crate::store::decode::{self, EventColumns, FlightViewColumns};
+use crate::store::decode::{self, Columns};
+use crate::store::row::{EventRow, StatusRow};
 use crate::store::{Shard, ShardConn, StoreError, sql};
+use futures_util::FutureExt;
 use rusqlite::{OptionalExtension, TransactionBehavior};
 use tokio_postgres::error::SqlState;
 
-// ---- column access, one pair of helpers per driver ----
+// ---- column access, one per driver ----
 
-fn text<'a>(row: &'a rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'a str> {
-    row.get_ref(i)?
-        .as_str()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+/// A rusqlite row read by position.
+struct SqliteCols<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    shard: usize,
 }
 
-fn sqlite_flight_view(shard: usize, r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FlightView, StoreError>> {
-    Ok(decode::flight_view(
-        shard,
-        FlightViewColumns {
-            id: r.get(0)?,
-            carrier: text(r, 1)?,
-            number: r.get(2)?,
-            origin: text(r, 3)?,
-            destination: text(r, 4)?,
-            sched_dep: r.get(5)?,
-            sched_arr: r.get(6)?,
-            version: r.get(7)?,
-            state: text(r, 8)?,
-            delay_minutes: r.get(9)?,
-            updated_at: r.get(10)?,
-        },
-    ))
+impl Columns for SqliteCols<'_, '_> {
+    fn shard(&self) -> usize {
+        self.shard
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.row.get(i).on(self.shard)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.row.get(i).on(self.shard)
+    }
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        let value = self.row.get_ref(i).on(self.shard)?;
+        value.as_str().on(self.shard)
+    }
 }
 
-fn sqlite_event(shard: usize, r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
-    Ok(decode::recorded_event(
-        shard,
-        EventColumns {
-            flight_id: r.get(0)?,
-            version: r.get(1)?,
-            kind: text(r, 2)?,
-            delay_minutes: r.get(3)?,
-            reason: text(r, 4)?,
-            occurred_at: r.get(5)?,
-            schema_version: r.get(6)?,
-        },
-    ))
+/// Decodes with `read` inside a rusqlite row callback (which must return rusqlite's
+/// own result): driver errors and decoding errors both come out as `StoreError`.
+fn sqlite<T>(
+    shard: usize,
+    read: impl Fn(&SqliteCols<'_, '_>) -> Result<T, StoreError>,
+) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>> {
+    move |row| Ok(read(&SqliteCols { row, shard }))
 }
 
-fn pg_flight_view(shard: usize, r: &tokio_postgres::Row) -> Result<FlightView, StoreError> {
-    let e = |e: tokio_postgres::Error| StoreError::database(shard, e);
-    decode::flight_view(
-        shard,
-        FlightViewColumns {
-            id: r.try_get(0).map_err(e)?,
-            carrier: r.try_get(1).map_err(e)?,
-            number: r.try_get(2).map_err(e)?,
-            origin: r.try_get(3).map_err(e)?,
-            destination: r.try_get(4).map_err(e)?,
-            sched_dep: r.try_get(5).map_err(e)?,
-            sched_arr: r.try_get(6).map_err(e)?,
-            version: r.try_get(7).map_err(e)?,
-            state: r.try_get(8).map_err(e)?,
-            delay_minutes: r.try_get(9).map_err(e)?,
-            updated_at: r.try_get(10).map_err(e)?,
-        },
-    )
+/// A tokio-postgres row read by position.
+struct PgCols<'r> {
+    row: &'r tokio_postgres::Row,
+    shard: usize,
 }
 
-fn pg_event(shard: usize, r: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
-    let e = |e: tokio_postgres::Error| StoreError::database(shard, e);
-    decode::recorded_event(
-        shard,
-        EventColumns {
-            flight_id: r.try_get(0).map_err(e)?,
-            version: r.try_get(1).map_err(e)?,
-            kind: r.try_get(2).map_err(e)?,
-            delay_minutes: r.try_get(3).map_err(e)?,
-            reason: r.try_get(4).map_err(e)?,
-            occurred_at: r.try_get(5).map_err(e)?,
-            schema_version: r.try_get(6).map_err(e)?,
-        },
-    )
+impl<'r> PgCols<'r> {
+    fn new(row: &'r tokio_postgres::Row, shard: &Shard) -> Self {
+        Self { row, shard: shard.index }
+    }
+}
+
+impl Columns for PgCols<'_> {
+    fn shard(&self) -> usize {
+        self.shard
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.row.try_get(i).on(self.shard)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.row.try_get(i).on(self.shard)
+    }
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        self.row.try_get(i).on(self.shard)
+    }
 }
 
 // ---- operations ----
@@ -103,7 +88,7 @@ pub(crate) async fn flight(shard: &Shard, id: FlightId) -> Result<Option<FlightV
             .raw
             .with(|c| {
                 let mut stmt = c.prepare_cached(sql::FLIGHT_BY_ID)?;
-                stmt.query_row([id.get()], |r| sqlite_flight_view(shard.index, r)).optional()
+                stmt.query_row([id.get()], sqlite(shard.index, |c| decode::flight_view(c))).optional()
             })
             .on(shard)?
             .transpose(),
@@ -111,7 +96,7 @@ pub(crate) async fn flight(shard: &Shard, id: FlightId) -> Result<Option<FlightV
             let client = p.raw.get().await.on(shard)?;
             let stmt = client.prepare_cached(sql::FLIGHT_BY_ID).await.on(shard)?;
             let row = client.query_opt(&stmt, &[&id.get()]).await.on(shard)?;
-            row.map(|r| pg_flight_view(shard.index, &r)).transpose()
+            row.map(|r| decode::flight_view(&PgCols::new(&r, shard))).transpose()
         }
     }
 }
@@ -128,9 +113,8 @@ pub(crate) async fn departures(
             .raw
             .with(|c| {
                 let mut stmt = c.prepare_cached(sql::DEPARTURES)?;
-                let rows = stmt.query_map(rusqlite::params![airport.as_str(), from, to, limit], |r| {
-                    sqlite_flight_view(shard.index, r)
-                })?;
+                let params = rusqlite::params![airport.as_str(), from, to, limit];
+                let rows = stmt.query_map(params, sqlite(shard.index, |c| decode::flight_view(c)))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .on(shard)?
@@ -140,7 +124,7 @@ pub(crate) async fn departures(
             let client = p.raw.get().await.on(shard)?;
             let stmt = client.prepare_cached(sql::DEPARTURES).await.on(shard)?;
             let rows = client.query(&stmt, &[&airport.as_str(), &from, &to, &limit]).await.on(shard)?;
-            rows.iter().map(|r| pg_flight_view(shard.index, r)).collect()
+            rows.iter().map(|r| decode::flight_view(&PgCols::new(r, shard))).collect()
         }
     }
 }
@@ -151,7 +135,7 @@ pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEv
             .raw
             .with(|c| {
                 let mut stmt = c.prepare_cached(sql::EVENTS)?;
-                let rows = stmt.query_map([id.get()], |r| sqlite_event(shard.index, r))?;
+                let rows = stmt.query_map([id.get()], sqlite(shard.index, |c| decode::recorded_event(c)))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .on(shard)?
@@ -161,7 +145,7 @@ pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEv
             let client = p.raw.get().await.on(shard)?;
             let stmt = client.prepare_cached(sql::EVENTS).await.on(shard)?;
             let rows = client.query(&stmt, &[&id.get()]).await.on(shard)?;
-            rows.iter().map(|r| pg_event(shard.index, r)).collect()
+            rows.iter().map(|r| decode::recorded_event(&PgCols::new(r, shard))).collect()
         }
     }
 }
@@ -172,34 +156,30 @@ pub(crate) async fn delay_histogram(
     window: TimeWindow,
 ) -> Result<DelayHistogram, StoreError> {
     let (from, to) = (window.from.unix(), window.to.unix());
-    let mut histogram = DelayHistogram::default();
-    match &shard.conn {
-        ShardConn::Sqlite(s) => {
-            let groups = s
-                .raw
-                .with(|c| {
-                    let mut stmt = c.prepare_cached(sql::DELAY_GROUPS)?;
-                    let rows = stmt.query_map(rusqlite::params![airport.as_str(), from, to], |r| {
-                        Ok(decode::delay_group(shard.index, text(r, 0)?, r.get(2)?).map(|g| (g, r.get::<_, i64>(1))))
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .on(shard)?;
-            for group in groups {
-                let ((cancelled, count), delay) = group?;
-                histogram.add_group(cancelled, delay.on(shard)?, count);
-            }
-        }
+    let groups: Vec<(bool, i64, u64)> = match &shard.conn {
+        ShardConn::Sqlite(s) => s
+            .raw
+            .with(|c| {
+                let mut stmt = c.prepare_cached(sql::DELAY_GROUPS)?;
+                let rows = stmt.query_map(
+                    rusqlite::params![airport.as_str(), from, to],
+                    sqlite(shard.index, |c| decode::delay_group(c)),
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .on(shard)?
+            .into_iter()
+            .collect::<Result<_, _>>()?,
         ShardConn::Postgres(p) => {
             let client = p.raw.get().await.on(shard)?;
             let stmt = client.prepare_cached(sql::DELAY_GROUPS).await.on(shard)?;
             let rows = client.query(&stmt, &[&airport.as_str(), &from, &to]).await.on(shard)?;
-            for r in &rows {
-                let (cancelled, count) =
-                    decode::delay_group(shard.index, r.try_get(0).on(shard)?, r.try_get(2).on(shard)?)?;
-                histogram.add_group(cancelled, r.try_get(1).on(shard)?, count);
-            }
+            rows.iter().map(|r| decode::delay_group(&PgCols::new(r, shard))).collect::<Result<_, _>>()?
         }
+    };
+    let mut histogram = DelayHistogram::default();
+    for (cancelled, delay, count) in groups {
+        histogram.add_group(cancelled, delay, count);
     }
     Ok(histogram)
 }
@@ -213,118 +193,93 @@ pub(crate) async fn append(
     match &shard.conn {
         ShardConn::Sqlite(s) => {
             let (raw, event, index) = (s.raw.clone(), event.clone(), shard.index);
-            tokio::task::spawn_blocking(move || sqlite_append(&raw, index, id, expected, &event)).await.on(shard)?
+            tokio::task::spawn_blocking(move || {
+                raw.with(|c| {
+                    let tx = RawSqliteTx { tx: c.transaction_with_behavior(TransactionBehavior::Immediate)?, index };
+                    // rusqlite is synchronous: every step of this future completes when
+                    // polled, so one poll runs the whole append.
+                    Ok(append::append(tx, id, expected, &event).now_or_never())
+                })
+                .on(index)?
+                .unwrap_or_else(|| Err(StoreError::Config("the SQLite append did not complete in one poll".into())))
+            })
+            .await
+            .on(shard)?
         }
         ShardConn::Postgres(p) => {
             let mut client = p.raw.get().await.on(shard)?;
             let tx = client.transaction().await.on(shard)?;
-            let read = tx.prepare_cached(sql::STATUS_FOR_APPEND).await.on(shard)?;
-            let row = tx.query_opt(&read, &[&id.get()]).await.on(shard)?.ok_or(StoreError::FlightNotFound(id))?;
-            let current = decode::status(
-                shard.index,
-                row.try_get(0).on(shard)?,
-                row.try_get(1).on(shard)?,
-                row.try_get(2).on(shard)?,
-                row.try_get(3).on(shard)?,
-            )?;
-            let flight_dep: i64 = row.try_get(4).on(shard)?;
-            let next = plan_append(id, expected, &current, event)?;
-            let update = tx.prepare_cached(sql::UPDATE_STATUS).await.on(shard)?;
-            let updated_at = next.updated_at.map(|t| t.unix());
-            let changed = tx
-                .execute(
-                    &update,
-                    &[&next.version, &next.state.as_str(), &next.delay_minutes, &updated_at, &id.get(), &expected],
-                )
-                .await
-                .on(shard)?;
-            if changed != 1 {
-                return Err(lost_race(id, expected));
-            }
-            let insert = tx.prepare_cached(sql::INSERT_EVENT).await.on(shard)?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &id.get(),
-                &next.version,
-                &flight_dep,
-                &event.kind.name(),
-                &event.kind.delay_minutes(),
-                &event.kind.reason(),
-                &event.occurred_at.unix(),
-                &i64::from(event.schema_version),
-            ];
-            tx.execute(&insert, &params).await.map_err(|e| {
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                    lost_race(id, expected)
-                } else {
-                    StoreError::database(shard.index, e)
-                }
-            })?;
-            tx.commit().await.on(shard)?;
-            Ok(next)
+            append::append(RawPgTx { tx, shard }, id, expected, event).await
         }
     }
 }
 
-fn sqlite_append(
-    raw: &crate::store::sqlite::RawSqlitePool,
-    shard: usize,
-    id: FlightId,
-    expected: i64,
-    event: &DelayEvent,
-) -> Result<FlightStatus, StoreError> {
-    let db = |e: rusqlite::Error| StoreError::database(shard, e);
-    raw.with(|c| {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let read = tx
-            .prepare_cached(sql::STATUS_FOR_APPEND)?
-            .query_row([id.get()], |r| {
-                Ok(decode::status(shard, r.get(0)?, text(r, 1)?, r.get(2)?, r.get(3)?).map(|s| (s, r.get::<_, i64>(4))))
-            })
-            .optional()?;
-        let outcome = (|| {
-            let (current, flight_dep) = read.ok_or(StoreError::FlightNotFound(id))??;
-            let flight_dep = flight_dep.map_err(db)?;
-            let next = plan_append(id, expected, &current, event)?;
-            let changed = tx
-                .prepare_cached(sql::UPDATE_STATUS)
-                .and_then(|mut s| {
-                    s.execute(rusqlite::params![
-                        next.version,
-                        next.state.as_str(),
-                        next.delay_minutes,
-                        next.updated_at.map(|t| t.unix()),
-                        id.get(),
-                        expected
-                    ])
-                })
-                .map_err(db)?;
-            if changed != 1 {
-                return Err(lost_race(id, expected));
+/// An append through rusqlite, on a blocking thread (it may wait for the write lock).
+struct RawSqliteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    index: usize,
+}
+
+impl AppendTx for RawSqliteTx<'_> {
+    async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql::STATUS_FOR_APPEND).on(self.index)?;
+        let read = stmt.query_row([id.get()], sqlite(self.index, |c| decode::status_for_append(c))).optional();
+        read.on(self.index)?.transpose()
+    }
+
+    async fn update_status(&mut self, next: &StatusRow<'_>, expected: i64) -> Result<u64, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql::UPDATE_STATUS).on(self.index)?;
+        let params =
+            rusqlite::params![next.version, next.state, next.delay_minutes, next.updated_at, next.flight_id, expected];
+        Ok(stmt.execute(params).on(self.index)? as u64)
+    }
+
+    async fn insert_event(&mut self, row: &EventRow<'_>) -> Result<Inserted, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql::INSERT_EVENT).on(self.index)?;
+        match stmt.execute(&row.sqlite_params()[..]) {
+            Ok(_) => Ok(Inserted::Row),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                Ok(Inserted::Duplicate)
             }
-            tx.prepare_cached(sql::INSERT_EVENT)
-                .and_then(|mut s| {
-                    s.execute(rusqlite::params![
-                        id.get(),
-                        next.version,
-                        flight_dep,
-                        event.kind.name(),
-                        event.kind.delay_minutes(),
-                        event.kind.reason(),
-                        event.occurred_at.unix(),
-                        i64::from(event.schema_version)
-                    ])
-                })
-                .map_err(|e| match e.sqlite_error_code() {
-                    Some(rusqlite::ErrorCode::ConstraintViolation) => lost_race(id, expected),
-                    _ => db(e),
-                })?;
-            Ok(next)
-        })();
-        match outcome {
-            Ok(next) => tx.commit().map(|()| Ok(next)),
-            // Dropping `tx` rolls back.
-            Err(e) => Ok(Err(e)),
+            Err(e) => Err(StoreError::database(self.index, e)),
         }
-    })
-    .map_err(db)?
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().on(self.index)
+    }
+}
+
+/// An append through tokio-postgres with cached prepared statements.
+struct RawPgTx<'c, 's> {
+    tx: deadpool_postgres::Transaction<'c>,
+    shard: &'s Shard,
+}
+
+impl AppendTx for RawPgTx<'_, '_> {
+    async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError> {
+        let read = self.tx.prepare_cached(sql::STATUS_FOR_APPEND).await.on(self.shard)?;
+        let row = self.tx.query_opt(&read, &[&id.get()]).await.on(self.shard)?;
+        row.map(|r| decode::status_for_append(&PgCols::new(&r, self.shard))).transpose()
+    }
+
+    async fn update_status(&mut self, next: &StatusRow<'_>, expected: i64) -> Result<u64, StoreError> {
+        let update = self.tx.prepare_cached(sql::UPDATE_STATUS).await.on(self.shard)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&next.version, &next.state, &next.delay_minutes, &next.updated_at, &next.flight_id, &expected];
+        self.tx.execute(&update, &params).await.on(self.shard)
+    }
+
+    async fn insert_event(&mut self, row: &EventRow<'_>) -> Result<Inserted, StoreError> {
+        let insert = self.tx.prepare_cached(sql::INSERT_EVENT).await.on(self.shard)?;
+        match self.tx.execute(&insert, &row.pg_params()).await {
+            Ok(_) => Ok(Inserted::Row),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Inserted::Duplicate),
+            Err(e) => Err(StoreError::database(self.shard.index, e)),
+        }
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.on(self.shard)
+    }
 }
