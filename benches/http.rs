@@ -164,7 +164,7 @@ fn http(c: &mut Criterion) {
     });
     for encoding in [Encoding::Identity, Encoding::Br] {
         let client = Arc::new(Mutex::new(rt.block_on(Client::connect(uncached, Proto::H1))));
-        let token = encoding.token();
+        let token = encoding.as_str();
         let body = rt.block_on(async { client.lock().await.get(&uri, &[("accept-encoding", token)]).await });
         let decoded = rt.block_on(decompress(encoding, &body)).expect("decodes");
         assert_eq!(decoded, identity, "{encoding} body decodes to the identity body");

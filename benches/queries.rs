@@ -152,7 +152,7 @@ fn appends(c: &mut Criterion, rt: &Runtime, backend: &str, store: &Store, inputs
         )
     };
     let mut g = c.benchmark_group(format!("{backend}/append"));
-    for path in QueryPath::ALL {
+    for &path in QueryPath::ALL {
         let versions: Vec<Cell<i64>> = inputs
             .writable
             .iter()

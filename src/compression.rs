@@ -10,33 +10,28 @@ use async_compression::Level;
 use async_compression::tokio::bufread::{
     BrotliDecoder, BrotliEncoder, GzipDecoder, GzipEncoder, ZlibDecoder, ZlibEncoder, ZstdDecoder, ZstdEncoder,
 };
-use serde::{Deserialize, Serialize};
+
 use tokio::io::AsyncReadExt;
 
-/// A content coding (RFC 9110 §8.4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    Identity,
-    Br,
-    Zstd,
-    Gzip,
-    Deflate,
+crate::choices! {
+    /// A content coding (RFC 9110 §8.4.1); its name is the `Content-Encoding` token.
+    #[derive(Debug, Hash)]
+    pub enum Encoding as "content coding" {
+        /// No compression.
+        Identity = "identity",
+        /// Brotli.
+        Br = "br",
+        /// Zstandard.
+        Zstd = "zstd",
+        /// gzip (RFC 1952).
+        Gzip = "gzip",
+        /// The zlib format (RFC 1950), as HTTP's `deflate` means it.
+        Deflate = "deflate",
+    }
 }
 
 impl Encoding {
     pub const COMPRESSED: [Encoding; 4] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip, Encoding::Deflate];
-
-    /// The `Content-Encoding` token.
-    pub fn token(self) -> &'static str {
-        match self {
-            Encoding::Identity => "identity",
-            Encoding::Br => "br",
-            Encoding::Zstd => "zstd",
-            Encoding::Gzip => "gzip",
-            Encoding::Deflate => "deflate",
-        }
-    }
 
     /// The level used when none is configured: per codec, the cheapest measured level
     /// whose output on a typical response (50 departures) is within 15% of the
@@ -64,12 +59,6 @@ impl Encoding {
             Encoding::Zstd => 1..=19,
             Encoding::Gzip | Encoding::Deflate => 1..=9,
         }
-    }
-}
-
-impl std::fmt::Display for Encoding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.token())
     }
 }
 

@@ -36,6 +36,7 @@
 
 pub mod bench_report;
 pub mod chart;
+pub mod choice;
 pub mod cli;
 pub mod compression;
 pub mod dataset;

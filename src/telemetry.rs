@@ -29,14 +29,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line (timestamp, level, target, fields, spans).
-    Json,
+crate::choices! {
+    /// How log lines are written.
+    #[derive(Debug)]
+    pub enum LogFormat as "log format", default Text {
+        /// Human-readable lines.
+        Text = "text",
+        /// One JSON object per line (timestamp, level, target, fields, spans).
+        Json = "json",
+    }
 }
 
 /// Where spans go.

@@ -30,7 +30,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub url: Option<String>,
     /// HTTP/1.1 or HTTP/2 (h2c with prior knowledge on http://, ALPN h2 on https://).
-    #[arg(long, value_enum, default_value_t = Protocol::H1)]
+    #[arg(long, value_parser = super::choice::<Protocol>(), default_value_t = Protocol::H1)]
     pub protocol: Protocol,
     /// TCP connections.
     #[arg(long, short = 'c', default_value_t = 64)]
@@ -72,7 +72,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub accept_encoding: Option<String>,
     /// x-query-path sent with every request (prepared, adhoc, orm, raw).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<QueryPath>())]
     pub query_path: Option<QueryPath>,
     /// Extra request header, `name: value` (repeatable).
     #[arg(long = "header", short = 'H')]

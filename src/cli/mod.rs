@@ -11,6 +11,7 @@ mod run;
 mod seed;
 mod serve;
 
+use crate::choice::Choice;
 use crate::store::{Durability, PlanCacheMode, StoreConfig};
 use crate::telemetry::{self, LogFormat, Telemetry, Traces};
 use clap::{Args, Parser, Subcommand};
@@ -33,7 +34,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "FLIGHTBENCH_LOG", default_value = "warn")]
     pub log: String,
     /// Log lines as text or as one JSON object per line (for log shippers).
-    #[arg(long, global = true, value_enum, env = "FLIGHTBENCH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_parser = choice::<LogFormat>(), env = "FLIGHTBENCH_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -69,7 +70,7 @@ pub struct DatasetArgs {
     pub dir: PathBuf,
     /// SQLite `synchronous`: normal (WAL-safe, may lose the last commits on power
     /// loss) or full (sync on every commit).
-    #[arg(long, value_enum, env = "FLIGHTBENCH_DURABILITY", default_value_t = Durability::Normal)]
+    #[arg(long, value_parser = choice::<Durability>(), env = "FLIGHTBENCH_DURABILITY", default_value_t = Durability::Normal)]
     pub durability: Durability,
     /// Connections per shard for each database library.
     #[arg(long, env = "FLIGHTBENCH_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -78,7 +79,7 @@ pub struct DatasetArgs {
     #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
     pub pg_password: Option<String>,
     /// PostgreSQL plan_cache_mode for shard connections.
-    #[arg(long, value_enum, env = "FLIGHTBENCH_PLAN_CACHE_MODE", default_value_t = PlanCacheMode::Auto)]
+    #[arg(long, value_parser = choice::<PlanCacheMode>(), env = "FLIGHTBENCH_PLAN_CACHE_MODE", default_value_t = PlanCacheMode::Auto)]
     pub plan_cache_mode: PlanCacheMode,
 }
 
@@ -117,6 +118,14 @@ pub fn init_telemetry(cli: &Cli) -> anyhow::Result<Telemetry> {
         _ => Traces::Off,
     };
     telemetry::init(&cli.log, cli.log_format, &traces)
+}
+
+/// clap value parser for a [`Choice`] (query paths, protocols, parts…): its names as
+/// the possible values, each with its help, parsed through the one `FromStr`.
+pub(crate) fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let names = T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(v.help()));
+    PossibleValuesParser::new(names).try_map(|name| crate::choice::parse::<T>(&name))
 }
 
 /// clap value parser for any domain `parse` function.

@@ -13,7 +13,7 @@ pub struct QueryArgs {
     pub dataset: DatasetArgs,
     /// Query path: prepared (sqlx, cached statements), adhoc (SQL text with literals),
     /// orm (sea-orm) or raw (rusqlite / tokio-postgres, the driver floor).
-    #[arg(long, value_enum, env = "FLIGHTBENCH_PATH", default_value_t = QueryPath::Prepared, global = true)]
+    #[arg(long, value_parser = super::choice::<QueryPath>(), env = "FLIGHTBENCH_PATH", default_value_t = QueryPath::Prepared, global = true)]
     pub path: QueryPath,
     #[command(subcommand)]
     pub operation: Operation,

@@ -19,10 +19,10 @@ pub struct RunArgs {
     pub full: bool,
     /// Run only these parts (comma-separated): paths, protocols, compression, shards,
     /// cache, mixed, profile.
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "skip")]
+    #[arg(long, value_parser = super::choice::<Part>(), value_delimiter = ',', conflicts_with = "skip")]
     pub only: Vec<Part>,
     /// Run every part but these (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_parser = super::choice::<Part>(), value_delimiter = ',')]
     pub skip: Vec<Part>,
     /// The main dataset: used when it holds the preset's dataset, seeded when it holds
     /// none. A dataset seeded with other settings is left alone and the run keeps its
@@ -124,10 +124,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Progress::Cell { index, total, id, left } => {
             bar.set_message(format!("[{index}/{total}] {id}, about {:.0} s left", left.as_secs_f64()));
         }
+        Progress::Profiling { index, total, left } => {
+            bar.set_message(format!("[{index}/{total}] profile, about {:.0} s left", left.as_secs_f64()));
+        }
         Progress::CellDone { cell } => bar.suspend(|| {
             println!(
                 "  {:<24} {:>10} req/s  p99 {:>7.2} ms{}",
-                cell.id,
+                cell.id.to_string(),
                 findings::count(cell.requests_per_s),
                 cell.latency.p99_ms,
                 if cell.errors > 0 { format!("  {} errors", cell.errors) } else { String::new() }

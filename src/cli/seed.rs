@@ -31,7 +31,7 @@ pub struct SeedArgs {
     #[arg(long, default_value = "2026-12-01", value_parser = super::parse_with(UtcTime::parse))]
     pub start: UtcTime,
     /// Where the shards live.
-    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    #[arg(long, value_parser = super::choice::<Backend>(), default_value_t = Backend::Sqlite)]
     pub backend: Backend,
     /// PostgreSQL base URL; seed creates one database per shard named after its
     /// database (`…/flightbench` → flightbench_0, flightbench_1, …).
@@ -45,7 +45,7 @@ pub struct SeedArgs {
     #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
     pub pg_password: Option<String>,
     /// SQLite `synchronous` setting recorded for serving (normal or full).
-    #[arg(long, value_enum, default_value_t = Durability::Normal)]
+    #[arg(long, value_parser = super::choice::<Durability>(), default_value_t = Durability::Normal)]
     pub durability: Durability,
     /// Replace an existing dataset.
     #[arg(long)]

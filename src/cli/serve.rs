@@ -23,7 +23,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FLIGHTBENCH_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Default query path; a request may choose another with the x-query-path header.
-    #[arg(long, value_enum, env = "FLIGHTBENCH_PATH", default_value_t = QueryPath::Raw)]
+    #[arg(long, value_parser = super::choice::<QueryPath>(), env = "FLIGHTBENCH_PATH", default_value_t = QueryPath::Raw)]
     pub path: QueryPath,
     /// Compression level per codec, e.g. `--compression-level br=5` (repeatable).
     #[arg(long, value_name = "CODEC=LEVEL")]
@@ -129,7 +129,7 @@ pub struct RuntimeArgs {
     /// Thread layout: a current-thread runtime per core with SO_REUSEPORT listeners
     /// (the default: results/server.md measures it 1.2–1.5× the multi-thread runtime
     /// under h2load), or one multi-thread runtime.
-    #[arg(long, value_enum, env = "FLIGHTBENCH_RUNTIME", default_value_t = RuntimeShape::PerCore)]
+    #[arg(long, value_parser = super::choice::<RuntimeShape>(), env = "FLIGHTBENCH_RUNTIME", default_value_t = RuntimeShape::PerCore)]
     pub runtime: RuntimeShape,
     /// Server threads for `--runtime per-core` (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]

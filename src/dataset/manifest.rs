@@ -10,21 +10,14 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Bumped when the manifest or the table layout changes incompatibly.
 pub const MANIFEST_FORMAT: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// SQLite files under the shard directory (the embedded default).
-    Sqlite,
-    /// One PostgreSQL database per shard, partitioned tables inside.
-    Postgres,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
+crate::choices! {
+    /// Where a dataset's shards live.
+    #[derive(Debug)]
+    pub enum Backend as "backend" {
+        /// SQLite files under the shard directory (the embedded default).
+        Sqlite = "sqlite",
+        /// One PostgreSQL database per shard, partitioned tables inside.
+        Postgres = "postgres",
     }
 }
 

@@ -126,7 +126,7 @@ impl ServerMetrics {
             sent.clone(),
         );
         let by_encoding = |family: &Family<EncodingLabels, Counter>| {
-            ENCODINGS.map(|e| family.get_or_create(&EncodingLabels { encoding: e.token() }).clone())
+            ENCODINGS.map(|e| family.get_or_create(&EncodingLabels { encoding: e.as_str() }).clone())
         };
         let load_shed = Counter::default();
         registry.register(

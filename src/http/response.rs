@@ -86,7 +86,7 @@ pub async fn json_bytes(
     headers.insert(CONTENT_TYPE, JSON);
     headers.insert(VARY, ACCEPT_ENCODING);
     if encoding != Encoding::Identity {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding.as_str()));
     }
     Ok(response)
 }

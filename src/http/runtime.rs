@@ -20,27 +20,14 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-/// How `flightbench serve` lays out its threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeShape {
-    /// One tokio multi-thread runtime, a worker per core, tasks stolen between them.
-    MultiThread,
-    /// A current-thread runtime per core, each with its own `SO_REUSEPORT` listener.
-    PerCore,
-}
-
-impl RuntimeShape {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuntimeShape::MultiThread => "multi-thread",
-            RuntimeShape::PerCore => "per-core",
-        }
-    }
-}
-
-impl std::fmt::Display for RuntimeShape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+crate::choices! {
+    /// How `flightbench serve` lays out its threads.
+    #[derive(Debug)]
+    pub enum RuntimeShape as "runtime shape" {
+        /// One tokio multi-thread runtime, a worker per core, tasks stolen between them.
+        MultiThread = "multi-thread",
+        /// A current-thread runtime per core, each with its own `SO_REUSEPORT` listener.
+        PerCore = "per-core",
     }
 }
 

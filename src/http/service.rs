@@ -223,7 +223,7 @@ fn query_path<B>(state: &AppState, request: &Request<B>) -> Result<QueryPath, Ap
         None => Ok(state.config.default_path),
         Some(value) => {
             let text = value.to_str().map_err(|_| bad("x-query-path is not ASCII"))?;
-            text.parse().map_err(|e: String| ApiError::BadRequest(format!("x-query-path: {e}")))
+            text.parse::<QueryPath>().map_err(|e| ApiError::BadRequest(format!("x-query-path: {e}")))
         }
     }
 }

@@ -19,17 +19,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
-/// HTTP version spoken on each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-pub enum Protocol {
-    /// HTTP/1.1 with keep-alive: one request in flight per connection.
-    #[value(name = "h1")]
-    #[serde(rename = "h1")]
-    H1,
-    /// HTTP/2: cleartext with prior knowledge (h2c) for http://, ALPN h2 for https://.
-    #[value(name = "h2")]
-    #[serde(rename = "h2")]
-    H2,
+crate::choices! {
+    /// HTTP version spoken on each connection.
+    #[derive(Debug)]
+    pub enum Protocol as "protocol" {
+        /// HTTP/1.1 with keep-alive: one request in flight per connection.
+        H1 = "h1",
+        /// HTTP/2: cleartext with prior knowledge (h2c) for http://, ALPN h2 for https://.
+        H2 = "h2",
+    }
 }
 
 /// Where and how to connect.

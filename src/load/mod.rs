@@ -47,14 +47,7 @@ pub enum Workload {
 impl Workload {
     pub fn describe(&self) -> String {
         match self {
-            Workload::Mix { mix, skew, .. } => {
-                let weights: Vec<String> = mix.weights().iter().map(|(k, w)| format!("{k}={w}")).collect();
-                let skew = match skew {
-                    Skew::Uniform => "uniform".to_owned(),
-                    Skew::Zipf { exponent } => format!("zipf {exponent}"),
-                };
-                format!("mix {} ({skew} ids)", weights.join(","))
-            }
+            Workload::Mix { mix, skew, .. } => format!("mix {mix} ({skew} ids)"),
             Workload::Url { path } => format!("GET {path}"),
         }
     }

@@ -122,6 +122,23 @@ impl Mix {
     }
 }
 
+/// `read=80,departures=15,write=5`, as [`Mix::parse`] reads it.
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (kind, weight)) in self.0.iter().enumerate() {
+            write!(f, "{}{kind}={weight}", if i > 0 { "," } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Mix::parse(text)
+    }
+}
+
 /// How flight ids (and airports) are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -131,6 +148,24 @@ pub enum Skew {
     Zipf {
         exponent: f64,
     },
+}
+
+/// `uniform`, `zipf` (exponent 1) or `zipf:1.2`, as [`Skew::parse`] reads it.
+impl std::fmt::Display for Skew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skew::Uniform => f.write_str("uniform"),
+            Skew::Zipf { exponent } if *exponent == 1.0 => f.write_str("zipf"),
+            Skew::Zipf { exponent } => write!(f, "zipf:{exponent}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Skew {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Skew::parse(text)
+    }
 }
 
 impl Skew {

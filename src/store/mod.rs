@@ -39,7 +39,7 @@ use crate::domain::{
 use crate::routing::ShardCount;
 use futures_util::future::try_join_all;
 use postgres::PostgresShard;
-use serde::{Deserialize, Serialize};
+
 use sqlite::SqliteShard;
 use std::future::Future;
 use std::path::Path;
@@ -47,58 +47,32 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// How a query reaches the database. All four return identical results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum QueryPath {
-    /// sqlx with persistent (cached) prepared statements and bound parameters.
-    Prepared,
-    /// SQL text built per call with validated, escaped literals, sent unprepared.
-    Adhoc,
-    /// sea-orm entities and query builder over the same sqlx pools.
-    Orm,
-    /// The driver floor: rusqlite with cached statements, tokio-postgres prepared.
-    Raw,
-}
-
-impl QueryPath {
-    pub const ALL: [QueryPath; 4] = [QueryPath::Prepared, QueryPath::Adhoc, QueryPath::Orm, QueryPath::Raw];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueryPath::Prepared => "prepared",
-            QueryPath::Adhoc => "adhoc",
-            QueryPath::Orm => "orm",
-            QueryPath::Raw => "raw",
-        }
+crate::choices! {
+    /// How a query reaches the database. All four return identical results.
+    #[derive(Debug, Hash)]
+    pub enum QueryPath as "query path" {
+        /// sqlx with persistent (cached) prepared statements and bound parameters.
+        Prepared = "prepared",
+        /// SQL text built per call with validated, escaped literals, sent unprepared.
+        Adhoc = "adhoc",
+        /// sea-orm entities and query builder over the same sqlx pools.
+        Orm = "orm",
+        /// The driver floor: rusqlite with cached statements, tokio-postgres prepared.
+        Raw = "raw",
     }
 }
 
-impl std::fmt::Display for QueryPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+crate::choices! {
+    /// SQLite's `synchronous` setting. NORMAL in WAL mode never corrupts the database
+    /// but may lose the last commits on power loss (not on a process crash); FULL syncs
+    /// the WAL on every commit.
+    #[derive(Debug)]
+    pub enum Durability as "durability", default Normal {
+        /// WAL-safe; may lose the last commits on power loss.
+        Normal = "normal",
+        /// Syncs the WAL on every commit.
+        Full = "full",
     }
-}
-
-impl std::str::FromStr for QueryPath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        QueryPath::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown query path {s:?} (expected prepared, adhoc, orm or raw)"))
-    }
-}
-
-/// SQLite's `synchronous` setting. NORMAL in WAL mode never corrupts the database but
-/// may lose the last commits on power loss (not on a process crash); FULL syncs the WAL
-/// on every commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    #[default]
-    Normal,
-    Full,
 }
 
 impl Durability {
@@ -110,27 +84,19 @@ impl Durability {
     }
 }
 
-/// PostgreSQL's `plan_cache_mode` for the shard connections. After five executions a
-/// prepared statement may switch to a generic plan, which cannot prune partitions at
-/// plan time (only at execution); `force_custom_plan` re-plans with the actual values
-/// every time. `benches/queries.rs` measures both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanCacheMode {
-    /// PostgreSQL's default: custom plans first, generic once it looks no worse.
-    #[default]
-    Auto,
-    ForceCustomPlan,
-    ForceGenericPlan,
-}
-
-impl PlanCacheMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlanCacheMode::Auto => "auto",
-            PlanCacheMode::ForceCustomPlan => "force_custom_plan",
-            PlanCacheMode::ForceGenericPlan => "force_generic_plan",
-        }
+crate::choices! {
+    /// PostgreSQL's `plan_cache_mode` for the shard connections. After five executions
+    /// a prepared statement may switch to a generic plan, which cannot prune partitions
+    /// at plan time (only at execution); `force_custom_plan` re-plans with the actual
+    /// values every time. `benches/queries.rs` measures both.
+    #[derive(Debug)]
+    pub enum PlanCacheMode as "plan cache mode", default Auto {
+        /// PostgreSQL's default: custom plans first, generic once it looks no worse.
+        Auto = "auto",
+        /// Re-plan with the actual values on every execution.
+        ForceCustomPlan = "force_custom_plan",
+        /// Always the generic plan.
+        ForceGenericPlan = "force_generic_plan",
     }
 }
 

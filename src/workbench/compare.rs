@@ -4,6 +4,7 @@
 //! what was measured (preset, dataset, build, machine) are listed first, because they
 //! explain a move better than the code does.
 
+use super::cell::CellId;
 use super::data::RunData;
 use super::findings::count;
 use std::fmt::Write;
@@ -11,7 +12,7 @@ use std::fmt::Write;
 /// One figure of one cell in both runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub id: String,
+    pub id: CellId,
     pub metric: &'static str,
     pub before: f64,
     pub after: f64,
@@ -28,8 +29,8 @@ pub struct Comparison {
     /// Setting and machine differences between the runs.
     pub caveats: Vec<String>,
     pub changes: Vec<Change>,
-    pub only_before: Vec<String>,
-    pub only_after: Vec<String>,
+    pub only_before: Vec<CellId>,
+    pub only_after: Vec<CellId>,
 }
 
 /// Compares `after` against `before`; `threshold` is a fraction (0.1 = 10%).
@@ -41,7 +42,7 @@ pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison 
         }
     };
     let (p, q) = (&before.provenance, &after.provenance);
-    differs("preset", before.preset.clone(), after.preset.clone());
+    differs("preset", before.preset.to_string(), after.preset.to_string());
     differs("build", p.build.clone(), q.build.clone());
     differs("host", p.host.clone(), q.host.clone());
     differs("CPU", format!("{} × {}", p.cpu, p.cores), format!("{} × {}", q.cpu, q.cores));
@@ -54,12 +55,12 @@ pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison 
     differs("commit", p.commit.clone(), q.commit.clone());
     let mut changes = Vec::new();
     for a in &before.cells {
-        let Some(b) = after.cell(&a.id) else { continue };
+        let Some(b) = after.cell(a.id) else { continue };
         let mut push = |metric: &'static str, x: f64, y: f64, higher_is_better: bool| {
             let ratio = y / x.max(f64::MIN_POSITIVE);
             let moved = (ratio - 1.0).abs() > threshold && x > 0.0;
             changes.push(Change {
-                id: a.id.clone(),
+                id: a.id,
                 metric,
                 before: x,
                 after: y,
@@ -71,14 +72,10 @@ pub fn compare(before: &RunData, after: &RunData, threshold: f64) -> Comparison 
         push("req/s", a.requests_per_s, b.requests_per_s, true);
         push("p99 ms", a.latency.p99_ms, b.latency.p99_ms, false);
     }
-    let ids = |run: &RunData| run.cells.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
-    Comparison {
-        threshold,
-        caveats,
-        only_before: ids(before).into_iter().filter(|id| after.cell(id).is_none()).collect(),
-        only_after: ids(after).into_iter().filter(|id| before.cell(id).is_none()).collect(),
-        changes,
-    }
+    let only = |run: &RunData, other: &RunData| {
+        run.cells.iter().map(|c| c.id).filter(|&id| other.cell(id).is_none()).collect()
+    };
+    Comparison { threshold, caveats, only_before: only(before, after), only_after: only(after, before), changes }
 }
 
 impl Comparison {
@@ -130,6 +127,7 @@ impl Comparison {
         for (ids, side) in [(&self.only_before, "only in the first run"), (&self.only_after, "only in the second run")]
         {
             if !ids.is_empty() {
+                let ids: Vec<String> = ids.iter().map(CellId::to_string).collect();
                 let _ = writeln!(md, "\n{}: {}", side, ids.join(", "));
             }
         }
@@ -161,16 +159,17 @@ mod tests {
         let before = fixture::run();
         let mut after = before.clone();
         after.provenance.commit = "def5678".into();
-        let raw = after.cells.iter_mut().find(|c| c.id == "paths/raw").unwrap();
+        let id = |text: &str| text.parse::<CellId>().unwrap();
+        let raw = after.cells.iter_mut().find(|c| c.id == id("paths/raw")).unwrap();
         raw.requests_per_s *= 1.5;
         raw.latency.p99_ms *= 1.05;
-        after.cells.iter_mut().find(|c| c.id == "cache/on").unwrap().latency.p99_ms *= 2.0;
-        after.cells.retain(|c| c.id != "mixed/open-loop");
+        after.cells.iter_mut().find(|c| c.id == id("cache/on")).unwrap().latency.p99_ms *= 2.0;
+        after.cells.retain(|c| c.id != CellId::OpenLoop);
         let comparison = compare(&before, &after, 0.1);
-        let moved: Vec<(&str, &str, bool)> =
-            comparison.changes.iter().filter(|c| c.moved).map(|c| (c.id.as_str(), c.metric, c.better)).collect();
-        assert_eq!(moved, vec![("paths/raw", "req/s", true), ("cache/on", "p99 ms", false)]);
-        assert_eq!(comparison.only_before, vec!["mixed/open-loop".to_owned()]);
+        let moved: Vec<(String, &str, bool)> =
+            comparison.changes.iter().filter(|c| c.moved).map(|c| (c.id.to_string(), c.metric, c.better)).collect();
+        assert_eq!(moved, vec![("paths/raw".into(), "req/s", true), ("cache/on".into(), "p99 ms", false)]);
+        assert_eq!(comparison.only_before, vec![CellId::OpenLoop]);
         assert_eq!(comparison.caveats, vec!["commit differs: abc1234 → def5678".to_owned()]);
         let md = comparison.markdown("before", "after");
         assert!(md.contains("- paths/raw req/s: 12,000 → 18,000 (1.50×, better)"), "{md}");

@@ -3,7 +3,13 @@
 //! prose and charts are computed from this and nothing else, so a report can be
 //! re-rendered, and two runs compared, from their `run.json` files alone.
 
+use super::cell::{CellId, Wire};
+use super::plan::{Part, Preset};
+use crate::choice::as_text;
+use crate::compression::Encoding;
 use crate::load::report::LoadReport;
+use crate::load::workload::{Mix, Skew};
+use crate::store::QueryPath;
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a field changes meaning or goes away.
@@ -18,9 +24,9 @@ pub struct RunData {
     /// UTC, RFC 3339.
     pub started_at: String,
     pub elapsed_s: f64,
-    pub preset: String,
+    pub preset: Preset,
     /// The parts that ran, in order.
-    pub parts: Vec<String>,
+    pub parts: Vec<Part>,
     pub provenance: Provenance,
     pub settings: RunSettings,
     pub cells: Vec<Cell>,
@@ -84,10 +90,10 @@ pub struct RunSettings {
 /// One measured configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Cell {
-    /// `part/label`, stable across runs: what `compare` matches on.
-    pub id: String,
-    pub part: String,
-    pub label: String,
+    /// Written as `id` (`part/label`, stable across runs: what `compare` matches on),
+    /// `part` and `label`.
+    #[serde(flatten, with = "cell_key")]
+    pub id: CellId,
     pub config: CellConfig,
     pub requests_per_s: f64,
     pub responses: u64,
@@ -114,17 +120,50 @@ pub struct Cell {
 /// What a cell ran.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CellConfig {
-    pub path: String,
-    pub protocol: String,
-    pub accept_encoding: Option<String>,
+    pub path: QueryPath,
+    pub protocol: Wire,
+    pub accept_encoding: Option<Encoding>,
     pub cache: bool,
     pub shards: u32,
-    pub mix: String,
-    pub skew: String,
+    #[serde(with = "as_text")]
+    pub mix: Mix,
+    #[serde(with = "as_text")]
+    pub skew: Skew,
     pub connections: usize,
     pub streams_per_connection: usize,
-    /// "closed" or "open".
-    pub loop_model: String,
+    pub loop_model: LoopKind,
+}
+
+crate::choices! {
+    /// How a cell's requests were paced.
+    #[derive(Debug)]
+    pub enum LoopKind as "loop model" {
+        /// Each stream sends when its previous answer arrives.
+        Closed = "closed",
+        /// Requests leave on a fixed schedule.
+        Open = "open",
+    }
+}
+
+/// A cell id in `run.json`: `id`, with its `part` and `label` beside it for readers.
+mod cell_key {
+    use super::CellId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Key {
+        id: String,
+        part: String,
+        label: String,
+    }
+
+    pub fn serialize<S: Serializer>(id: &CellId, s: S) -> Result<S::Ok, S::Error> {
+        Key { id: id.to_string(), part: id.part().to_string(), label: id.label().to_string() }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CellId, D::Error> {
+        Key::deserialize(d)?.id.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -139,7 +178,8 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProfileSummary {
     /// The cell whose configuration was profiled.
-    pub cell: String,
+    #[serde(with = "as_text")]
+    pub cell: CellId,
     /// File names beside `run.json`.
     pub svg: String,
     pub folded: String,
@@ -155,11 +195,9 @@ fn one_round() -> u32 {
 
 impl Cell {
     /// A cell from a load report.
-    pub fn from_report(part: &str, label: &str, config: CellConfig, report: &LoadReport) -> Self {
+    pub fn from_report(id: CellId, config: CellConfig, report: &LoadReport) -> Self {
         Self {
-            id: format!("{part}/{label}"),
-            part: part.to_owned(),
-            label: label.to_owned(),
+            id,
             config,
             requests_per_s: report.achieved_rate,
             responses: report.responses,
@@ -194,12 +232,12 @@ impl Cell {
 }
 
 impl RunData {
-    pub fn cell(&self, id: &str) -> Option<&Cell> {
+    pub fn cell(&self, id: CellId) -> Option<&Cell> {
         self.cells.iter().find(|c| c.id == id)
     }
 
-    pub fn part(&self, part: &str) -> impl Iterator<Item = &Cell> {
-        self.cells.iter().filter(move |c| c.part == part)
+    pub fn part(&self, part: Part) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().filter(move |c| c.id.part() == part)
     }
 }
 
@@ -210,23 +248,12 @@ pub(crate) mod fixture {
     use super::*;
 
     pub fn cell(id: &str, requests_per_s: f64, p99_ms: f64) -> Cell {
-        let (part, label) = id.split_once('/').unwrap();
+        let id: CellId = id.parse().unwrap();
+        let h2 = id == CellId::Protocol(Wire::H2c);
+        let (connections, streams) = if h2 { (16, 16) } else { (64, 1) };
         Cell {
-            id: id.to_owned(),
-            part: part.to_owned(),
-            label: label.to_owned(),
-            config: CellConfig {
-                path: "raw".into(),
-                protocol: if label == "h2c" { "h2c" } else { "h1" }.into(),
-                accept_encoding: None,
-                cache: false,
-                shards: label.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(8),
-                mix: "read=100".into(),
-                skew: "uniform".into(),
-                connections: if label == "h2c" { 16 } else { 64 },
-                streams_per_connection: if label == "h2c" { 16 } else { 1 },
-                loop_model: "closed".into(),
-            },
+            id,
+            config: super::super::plan::CellPlan::of(id).config(connections, streams).unwrap(),
             requests_per_s,
             responses: (requests_per_s * 4.0) as u64,
             errors: 0,
@@ -263,7 +290,6 @@ pub(crate) mod fixture {
             let mut c = cell(&format!("compression/{codec}"), rps, 20.0);
             c.wire_bytes = wire * c.responses;
             c.decoded_bytes = 6_000 * c.responses;
-            c.config.accept_encoding = (codec != "identity").then(|| codec.to_owned());
             cells.push(c);
         }
         for (n, read, departures) in [(1, 10_000.0, 2_000.0), (4, 11_000.0, 1_000.0), (16, 10_500.0, 300.0)] {
@@ -277,17 +303,14 @@ pub(crate) mod fixture {
         let mut mixed = cell("mixed/open-loop", 2_000.0, 9.0);
         mixed.target_rate = Some(2_000.0);
         mixed.rate_kept = Some(true);
-        mixed.config.loop_model = "open".into();
-        mixed.config.mix = "read=80,departures=15,write=5".into();
+        mixed.config.loop_model = LoopKind::Open;
         cells.push(mixed);
         RunData {
             schema_version: RUN_SCHEMA_VERSION,
             started_at: "2026-11-27T06:00:00Z".into(),
             elapsed_s: 120.0,
-            preset: "default".into(),
-            parts: ["paths", "protocols", "compression", "shards", "cache", "mixed", "profile"]
-                .map(String::from)
-                .to_vec(),
+            preset: Preset::Default,
+            parts: Part::ALL.to_vec(),
             provenance: Provenance {
                 flightbench_version: "0.1.0".into(),
                 commit: "abc1234".into(),
@@ -322,7 +345,7 @@ pub(crate) mod fixture {
             },
             cells,
             profile: Some(ProfileSummary {
-                cell: "protocols/h2c".into(),
+                cell: CellId::Protocol(Wire::H2c),
                 svg: "flamegraph.svg".into(),
                 folded: "flamegraph.folded".into(),
                 samples: 500,

@@ -3,44 +3,57 @@
 //! is missing (a part was skipped), so every sentence in a report is backed by a
 //! figure in its `run.json`.
 
+use super::cell::{CellId, Wire};
 use super::data::{Cell, RunData};
+use super::plan::{CODECS, Part, SHARD_SERIES};
+use crate::compression::Encoding;
+use crate::store::QueryPath;
 
-/// One sentence and the part it is about.
+/// One sentence and the part it is about (`None`: about the run as a whole).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    pub part: &'static str,
+    pub part: Option<Part>,
     pub text: String,
 }
 
+/// A finding: the part it is about and how its sentences are computed; none when a
+/// cell it needs did not run.
+type Rule = (Part, fn(&RunData) -> Vec<String>);
+
+/// Every rule, in part order. A test runs each over a run of every cell the plan
+/// makes and expects sentences from each: a rule that names a cell no run has fails.
+const RULES: &[Rule] = &[
+    (Part::Paths, |run| paths(run).into_iter().collect()),
+    (Part::Paths, |run| prepared_vs_adhoc(run).into_iter().collect()),
+    (Part::Protocols, |run| protocols(run).into_iter().collect()),
+    (Part::Compression, |run| {
+        CODECS.iter().filter(|&&c| c != Encoding::Identity).filter_map(|&c| compression(run, c)).collect()
+    }),
+    (Part::Shards, |run| shards(run, CellId::ShardReads, "point reads").into_iter().collect()),
+    (Part::Shards, |run| {
+        shards(run, CellId::ShardDepartures, "departures (a scatter-gather over every shard)").into_iter().collect()
+    }),
+    (Part::Cache, |run| cache(run).into_iter().collect()),
+    (Part::Mixed, |run| mixed(run).into_iter().collect()),
+    (Part::Profile, |run| profile(run).into_iter().collect()),
+];
+
 /// Every finding the run's figures support, in part order.
 pub fn findings(run: &RunData) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut say = |part: &'static str, text: Option<String>| {
-        if let Some(text) = text {
-            out.push(Finding { part, text });
-        }
-    };
-    say("paths", paths(run));
-    say("paths", prepared_vs_adhoc(run));
-    say("protocols", protocols(run));
-    for codec in ["br", "zstd", "gzip"] {
-        say("compression", compression(run, codec));
-    }
-    say("shards", shards(run, "read", "point reads"));
-    say("shards", shards(run, "departures", "departures (a scatter-gather over every shard)"));
-    say("cache", cache(run));
-    say("mixed", mixed(run));
-    say("profile", profile(run));
+    let mut out: Vec<Finding> = RULES
+        .iter()
+        .flat_map(|(part, rule)| rule(run).into_iter().map(|text| Finding { part: Some(*part), text }))
+        .collect();
     for cell in run.cells.iter().filter(|c| c.errors > 0) {
-        say(
-            "errors",
-            Some(format!(
+        out.push(Finding {
+            part: None,
+            text: format!(
                 "{} had {} failed requests of {}: its figures include errors.",
                 cell.id,
                 cell.errors,
                 cell.responses + cell.errors
-            )),
-        );
+            ),
+        });
     }
     out
 }
@@ -68,23 +81,24 @@ fn ratio(a: &Cell, b: &Cell) -> f64 {
 }
 
 fn paths(run: &RunData) -> Option<String> {
-    let mut cells: Vec<&Cell> = run.part("paths").filter(|c| c.requests_per_s > 0.0).collect();
+    let mut cells: Vec<&Cell> = run.part(Part::Paths).filter(|c| c.requests_per_s > 0.0).collect();
     if cells.len() < 2 {
         return None;
     }
     cells.sort_by(|a, b| b.requests_per_s.total_cmp(&a.requests_per_s));
     let fastest = cells[0];
-    let others: Vec<String> = cells[1..].iter().map(|c| format!("{} {}", c.label, times(ratio(c, fastest)))).collect();
+    let others: Vec<String> =
+        cells[1..].iter().map(|c| format!("{} {}", c.id.label(), times(ratio(c, fastest)))).collect();
     Some(format!(
         "Uncached point reads: {} is the fastest query path at {} req/s; against it, {}.",
-        fastest.label,
+        fastest.id.label(),
         count(fastest.requests_per_s),
         others.join(", ")
     ))
 }
 
 fn prepared_vs_adhoc(run: &RunData) -> Option<String> {
-    let (prepared, adhoc) = (run.cell("paths/prepared")?, run.cell("paths/adhoc")?);
+    let (prepared, adhoc) = (run.cell(CellId::Path(QueryPath::Prepared))?, run.cell(CellId::Path(QueryPath::Adhoc))?);
     Some(format!(
         "Prepared statements are {} ad-hoc SQL for point reads ({} vs {} req/s; p99 {:.2} vs {:.2} ms).",
         times(ratio(prepared, adhoc)),
@@ -96,7 +110,7 @@ fn prepared_vs_adhoc(run: &RunData) -> Option<String> {
 }
 
 fn protocols(run: &RunData) -> Option<String> {
-    let (h1, h2) = (run.cell("protocols/h1")?, run.cell("protocols/h2c")?);
+    let (h1, h2) = (run.cell(CellId::Protocol(Wire::H1))?, run.cell(CellId::Protocol(Wire::H2c))?);
     Some(format!(
         "For cached point reads, h2c ({} connections × {} streams) is {} HTTP/1.1 ({} connections): {} vs {} req/s, p99 {:.2} vs {:.2} ms.",
         h2.config.connections,
@@ -110,9 +124,9 @@ fn protocols(run: &RunData) -> Option<String> {
     ))
 }
 
-fn compression(run: &RunData, codec: &str) -> Option<String> {
-    let identity = run.cell("compression/identity")?;
-    let compressed = run.cell(&format!("compression/{codec}"))?;
+fn compression(run: &RunData, codec: Encoding) -> Option<String> {
+    let identity = run.cell(CellId::Codec(Encoding::Identity))?;
+    let compressed = run.cell(CellId::Codec(codec))?;
     let share = compressed.wire_bytes_per_response() / identity.wire_bytes_per_response().max(f64::MIN_POSITIVE);
     let threshold = run.settings.compression_min_bytes as f64;
     if identity.wire_bytes_per_response() < threshold {
@@ -132,21 +146,28 @@ fn compression(run: &RunData, codec: &str) -> Option<String> {
     ))
 }
 
-fn shards(run: &RunData, kind: &str, what: &str) -> Option<String> {
-    let one = run.cell(&format!("shards/{kind}-1"))?;
-    let others: Vec<String> = [4, 16]
-        .into_iter()
-        .filter_map(|n| run.cell(&format!("shards/{kind}-{n}")))
+fn shards(run: &RunData, kind: fn(u32) -> CellId, what: &str) -> Option<String> {
+    let (fewest, more) = SHARD_SERIES.split_first()?;
+    let one = run.cell(kind(*fewest))?;
+    let others: Vec<String> = more
+        .iter()
+        .filter_map(|&n| run.cell(kind(n)))
         .map(|c| format!("{} shards {} ({} req/s)", c.config.shards, times(ratio(c, one)), count(c.requests_per_s)))
         .collect();
     if others.is_empty() {
         return None;
     }
-    Some(format!("For {what}, against 1 shard ({} req/s): {}.", count(one.requests_per_s), others.join(", ")))
+    Some(format!(
+        "For {what}, against {} shard{} ({} req/s): {}.",
+        fewest,
+        if *fewest == 1 { "" } else { "s" },
+        count(one.requests_per_s),
+        others.join(", ")
+    ))
 }
 
 fn cache(run: &RunData) -> Option<String> {
-    let (off, on) = (run.cell("cache/off")?, run.cell("cache/on")?);
+    let (off, on) = (run.cell(CellId::Cache(false))?, run.cell(CellId::Cache(true))?);
     let hits =
         on.cache_hit_ratio.map_or(String::new(), |h| format!(" answers {:.0}% of them from memory and", h * 100.0));
     Some(format!(
@@ -160,7 +181,7 @@ fn cache(run: &RunData) -> Option<String> {
 }
 
 fn mixed(run: &RunData) -> Option<String> {
-    let cell = run.cell("mixed/open-loop")?;
+    let cell = run.cell(CellId::OpenLoop)?;
     let target = cell.target_rate?;
     let kept = match cell.rate_kept {
         Some(true) => "kept".to_owned(),
@@ -197,6 +218,10 @@ mod tests {
     use super::*;
     use crate::workbench::data::fixture;
 
+    fn id(text: &str) -> CellId {
+        text.parse().unwrap()
+    }
+
     fn texts(run: &RunData) -> Vec<String> {
         findings(run).into_iter().map(|f| f.text).collect()
     }
@@ -229,9 +254,9 @@ mod tests {
         assert!(about(&before, "fastest configuration").contains("memcpy_avx 12.0%"));
 
         // Change the figures: the sentences change with them.
-        run.cells.iter_mut().find(|c| c.id == "paths/adhoc").unwrap().requests_per_s = 3_000.0;
-        run.cells.iter_mut().find(|c| c.id == "mixed/open-loop").unwrap().rate_kept = Some(false);
-        let compression = run.cells.iter_mut().find(|c| c.id == "compression/identity").unwrap();
+        run.cells.iter_mut().find(|c| c.id == id("paths/adhoc")).unwrap().requests_per_s = 3_000.0;
+        run.cells.iter_mut().find(|c| c.id == id("mixed/open-loop")).unwrap().rate_kept = Some(false);
+        let compression = run.cells.iter_mut().find(|c| c.id == id("compression/identity")).unwrap();
         compression.wire_bytes = 500 * compression.responses;
         let after = texts(&run);
         assert!(about(&after, "Prepared statements").starts_with("Prepared statements are 3.00× ad-hoc SQL"));
@@ -246,7 +271,7 @@ mod tests {
     #[test]
     fn a_skipped_part_says_nothing() {
         let mut run = fixture::run();
-        run.cells.retain(|c| c.part != "paths");
+        run.cells.retain(|c| c.id.part() != Part::Paths);
         run.profile = None;
         let texts = texts(&run);
         assert!(
@@ -255,6 +280,23 @@ mod tests {
                 .any(|t| t.contains("query path") || t.contains("Prepared") || t.contains("fastest configuration"))
         );
         assert!(texts.iter().any(|t| t.contains("h2c")));
+    }
+
+    /// Every rule speaks on a run of every cell the plan makes: none names a cell that
+    /// does not exist.
+    #[test]
+    fn every_rule_speaks_on_a_run_of_every_cell() {
+        let run = fixture::run();
+        let planned: Vec<CellId> = CellId::all().collect();
+        assert_eq!(run.cells.iter().map(|c| c.id).collect::<Vec<_>>(), planned, "the fixture has every planned cell");
+        for (i, (part, rule)) in RULES.iter().enumerate() {
+            let said = rule(&run);
+            assert!(!said.is_empty(), "rule {i} ({part}) says nothing on a full run");
+        }
+        let compression = RULES.iter().filter(|(p, _)| *p == Part::Compression).flat_map(|(_, r)| r(&run)).count();
+        assert_eq!(compression, CODECS.len() - 1, "a sentence per compressed coding");
+        let parts: std::collections::BTreeSet<Part> = RULES.iter().map(|(p, _)| *p).collect();
+        assert_eq!(parts.len(), Part::ALL.len(), "every part has a finding");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! about, on the same data and the same load shape, so a ratio within a part compares
 //! like with like.
 
+pub mod cell;
 pub mod compare;
 pub mod data;
 pub mod findings;
@@ -15,19 +16,20 @@ mod plan;
 mod provenance;
 pub mod report;
 
+pub use cell::{CellId, Wire};
+use plan::CellPlan;
 pub use plan::{CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, PROFILE_HZ, Part, Plan, Preset, SHARD_SERIES};
-use plan::{CellPlan, cells_of, zipf};
 
+use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
 use crate::harness::{LoadShape, LocalServer, sample_under_load};
 use crate::http::{QUERY_PATH_HEADER, ServerConfig};
-use crate::load::conn::Protocol;
-use crate::load::workload::{DatasetShape, Mix, Skew};
-use crate::load::{LoadConfig, Workload};
+use crate::load::Workload;
+use crate::load::workload::{DatasetShape, Mix};
 use crate::routing::ShardCount;
 use crate::seed::{SeedConfig, SeedTarget, seed};
-use crate::store::{Durability, Store, StoreConfig};
-use data::{Cell, CellConfig, ProfileSummary, RunData, RunSettings};
+use crate::store::{Durability, QueryPath, Store, StoreConfig};
+use data::{Cell, LoopKind, ProfileSummary, RunData, RunSettings};
 use http::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +39,8 @@ use std::time::{Duration, Instant};
 /// What the run is doing, for a progress display.
 pub enum Progress<'a> {
     Seeding { dir: &'a Path, flights: u64, shards: u32 },
-    Cell { index: usize, total: usize, id: &'a str, left: Duration },
+    Cell { index: usize, total: usize, id: CellId, left: Duration },
+    Profiling { index: usize, total: usize, left: Duration },
     CellDone { cell: &'a Cell },
 }
 
@@ -127,8 +130,8 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result
         schema_version: data::RUN_SCHEMA_VERSION,
         started_at,
         elapsed_s: started.elapsed().as_secs_f64(),
-        preset: plan.preset.as_str().to_owned(),
-        parts: plan.parts.iter().map(|p| p.as_str().to_owned()).collect(),
+        preset: plan.preset,
+        parts: plan.parts.clone(),
         provenance,
         settings: RunSettings {
             warmup_s: plan.warmup.as_secs_f64(),
@@ -165,7 +168,7 @@ async fn measure(
         if part == Part::Profile {
             continue;
         }
-        let mut cell_plans = cells_of(part);
+        let mut cell_plans: Vec<CellPlan> = CellId::of(part).into_iter().map(CellPlan::of).collect();
         if part == Part::Mixed {
             let rate = mixed_rate(&cells);
             cell_plans.iter_mut().for_each(|c| c.rate = Some(rate));
@@ -181,9 +184,9 @@ async fn measure(
             for i in order {
                 let cell_plan = &cell_plans[i];
                 index += 1;
-                let id = format!("{}/{}", part.as_str(), cell_plan.label);
-                progress(Progress::Cell { index, total, id: &id, left: per_cell * (total - index + 1) as u32 });
-                let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
+                let left = per_cell * (total - index + 1) as u32;
+                progress(Progress::Cell { index, total, id: cell_plan.id, left });
+                let (store, shape) = &datasets[&cell_plan.shard_count()];
                 let cell = measure_cell(plan, cell_plan, store.clone(), shape).await?;
                 progress(Progress::CellDone { cell: &cell });
                 rounds[i].push(cell);
@@ -193,7 +196,7 @@ async fn measure(
     }
     let profile = if plan.parts.contains(&Part::Profile) {
         index += 1;
-        progress(Progress::Cell { index, total, id: "profile", left: per_cell });
+        progress(Progress::Profiling { index, total, left: per_cell });
         Some(profile_hottest(plan, &cells, datasets).await?)
     } else {
         None
@@ -214,16 +217,13 @@ fn median_round(mut rounds: Vec<Cell>) -> Option<Cell> {
 }
 
 fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> anyhow::Result<LoadShape> {
-    let (connections, streams) = match cell.protocol {
-        Protocol::H1 => (H1_CONNECTIONS, 1),
-        Protocol::H2 => (H2_CONNECTIONS, H2_STREAMS),
-    };
+    let (connections, streams) = connections(cell.wire);
     let mut headers = vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(cell.path.as_str()))];
     if let Some(encoding) = cell.encoding {
-        headers.push((http::header::ACCEPT_ENCODING, HeaderValue::from_static(encoding)));
+        headers.push((http::header::ACCEPT_ENCODING, HeaderValue::from_static(encoding.as_str())));
     }
     Ok(LoadShape {
-        protocol: cell.protocol,
+        protocol: cell.wire.protocol(),
         connections,
         streams_per_connection: streams,
         workload: Workload::Mix {
@@ -246,36 +246,26 @@ fn server_config(cell: &CellPlan) -> ServerConfig {
     }
 }
 
-fn cell_config(cell: &CellPlan, load: &LoadConfig, shards: u32) -> CellConfig {
-    CellConfig {
-        path: cell.path.as_str().to_owned(),
-        protocol: if cell.protocol == Protocol::H1 { "h1" } else { "h2c" }.to_owned(),
-        accept_encoding: cell.encoding.map(str::to_owned),
-        cache: cell.cache,
-        shards,
-        mix: cell.mix.to_owned(),
-        skew: match cell.skew {
-            Skew::Uniform => "uniform".to_owned(),
-            Skew::Zipf { exponent } => format!("zipf {exponent}"),
-        },
-        connections: load.connections,
-        streams_per_connection: load.streams_per_connection,
-        loop_model: if cell.rate.is_some() { "open" } else { "closed" }.to_owned(),
+/// Connections and streams per connection for a protocol.
+fn connections(wire: Wire) -> (usize, usize) {
+    match wire {
+        Wire::H1 => (H1_CONNECTIONS, 1),
+        Wire::H2c => (H2_CONNECTIONS, H2_STREAMS),
     }
 }
 
 async fn measure_cell(plan: &Plan, cell: &CellPlan, store: Arc<Store>, shape: &DatasetShape) -> anyhow::Result<Cell> {
-    let shards = cell.shards.unwrap_or(MAIN_SHARDS);
+    let (connections, streams) = connections(cell.wire);
+    let config = cell.config(connections, streams).map_err(anyhow::Error::msg)?;
     let server = LocalServer::start(store, server_config(cell), plan.server_threads)?;
     let load = load_shape(plan, cell, shape)?.config(server.addr, plan.load_threads);
-    let config = cell_config(cell, &load, shards);
     let before = server.state.cache.as_ref().map(|c| c.stats());
     // The load runs on its own threads and blocks its caller until it ends.
     let report = tokio::task::spawn_blocking(move || crate::load::run(&load, |_, _| {})).await?;
     let after = server.state.cache.as_ref().map(|c| c.stats());
     server.stop().await?;
-    let report = report.map_err(|e| anyhow::anyhow!("{}/{}: {e}", cell.part.as_str(), cell.label))?;
-    let mut measured = Cell::from_report(cell.part.as_str(), &cell.label, config, &report);
+    let report = report.map_err(|e| anyhow::anyhow!("{}: {e}", cell.id))?;
+    let mut measured = Cell::from_report(cell.id, config, &report);
     if let (Some(before), Some(after)) = (before, after) {
         let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
         measured.cache_hit_ratio = Some(hits as f64 / (hits + misses).max(1) as f64);
@@ -287,10 +277,10 @@ async fn measure_cell(plan: &Plan, cell: &CellPlan, store: Arc<Store>, shape: &D
 /// take 1/throughput each, weighted by the mix. Writes are costed like uncached reads.
 /// Without those cells, a conservative 500 req/s.
 fn mixed_rate(cells: &[Cell]) -> f64 {
-    let find = |id: &str| cells.iter().find(|c| c.id == id).map(|c| c.requests_per_s).filter(|r| *r > 0.0);
-    let read = find("cache/on").or(find("protocols/h1"));
-    let uncached = find("paths/raw").or(find("cache/off"));
-    let departures = find("compression/identity");
+    let find = |id: CellId| cells.iter().find(|c| c.id == id).map(|c| c.requests_per_s).filter(|r| *r > 0.0);
+    let read = find(CellId::Cache(true)).or(find(CellId::Protocol(Wire::H1)));
+    let uncached = find(CellId::Path(QueryPath::Raw)).or(find(CellId::Cache(false)));
+    let departures = find(CellId::Codec(Encoding::Identity));
     match (read, uncached, departures) {
         (Some(read), Some(uncached), Some(departures)) => {
             let seconds_per_request = 0.80 / read + 0.15 / departures + 0.05 / uncached;
@@ -308,17 +298,11 @@ async fn profile_hottest(
 ) -> anyhow::Result<ProfileSummary> {
     let hottest = cells
         .iter()
-        .filter(|c| c.config.loop_model == "closed")
+        .filter(|c| c.config.loop_model == LoopKind::Closed)
         .max_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
-    let cell_plan = match hottest {
-        Some(hot) => cells_of(Part::ALL.into_iter().find(|p| p.as_str() == hot.part).unwrap_or(Part::Cache))
-            .into_iter()
-            .find(|c| c.label == hot.label)
-            .unwrap_or_else(|| CellPlan { cache: true, skew: zipf(), ..CellPlan::new(Part::Cache, "on") }),
-        None => CellPlan { cache: true, skew: zipf(), ..CellPlan::new(Part::Cache, "on") },
-    };
-    let id = format!("{}/{}", cell_plan.part.as_str(), cell_plan.label);
-    let (store, shape) = &datasets[&cell_plan.shards.unwrap_or(MAIN_SHARDS)];
+    let id = hottest.map_or(CellId::Cache(true), |hot| hot.id);
+    let cell_plan = CellPlan::of(id);
+    let (store, shape) = &datasets[&cell_plan.shard_count()];
     let server = LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads)?;
     let load = load_shape(plan, &cell_plan, shape)?.config(server.addr, plan.load_threads);
     let sampled = tokio::task::spawn_blocking(move || sample_under_load(&load, PROFILE_HZ as i32, |_, _| {})).await?;

@@ -1,33 +1,29 @@
 //! What a workbench run measures: presets, parts and the cells of each part. Every
 //! cell of a part differs from its neighbours in the one setting the part is about.
 
+use super::cell::{CellId, Wire};
+use super::data::{CellConfig, LoopKind};
+use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
-use crate::load::conn::Protocol;
-use crate::load::workload::Skew;
+use crate::load::workload::{Mix, Skew};
 use crate::store::QueryPath;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How big and how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    /// 20,000 flights, 1 s per cell: under a minute.
-    Quick,
-    /// 100,000 flights (`flightbench seed`'s default), 4 s per cell: a few minutes.
-    Default,
-    /// 1,000,000 flights, 10 s per cell.
-    Full,
+crate::choices! {
+    /// How big and how long.
+    #[derive(Debug)]
+    pub enum Preset as "preset" {
+        /// 20,000 flights, 1 s per cell: under a minute.
+        Quick = "quick",
+        /// 100,000 flights (`flightbench seed`'s default), 4 s per cell: a few minutes.
+        Default = "default",
+        /// 1,000,000 flights, 10 s per cell.
+        Full = "full",
+    }
 }
 
 impl Preset {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Preset::Quick => "quick",
-            Preset::Default => "default",
-            Preset::Full => "full",
-        }
-    }
-
     pub fn flights(self) -> u64 {
         match self {
             Preset::Quick => 20_000,
@@ -53,39 +49,24 @@ impl Preset {
     }
 }
 
-/// The parts of a run, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Part {
-    /// Point reads through prepared, adhoc, orm and raw (cache off).
-    Paths,
-    /// HTTP/1.1 against h2c on cached point reads.
-    Protocols,
-    /// identity, br, zstd and gzip on the departures endpoint.
-    Compression,
-    /// 1, 4 and 16 shards: point reads and the scatter-gather departures query.
-    Shards,
-    /// The point-read cache on and off (Zipf-skewed ids).
-    Cache,
-    /// An open-loop read/departures/write mix at a fixed rate: tail latency.
-    Mixed,
-    /// A flamegraph of the fastest configuration measured.
-    Profile,
-}
-
-impl Part {
-    pub const ALL: [Part; 7] =
-        [Part::Paths, Part::Protocols, Part::Compression, Part::Shards, Part::Cache, Part::Mixed, Part::Profile];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Part::Paths => "paths",
-            Part::Protocols => "protocols",
-            Part::Compression => "compression",
-            Part::Shards => "shards",
-            Part::Cache => "cache",
-            Part::Mixed => "mixed",
-            Part::Profile => "profile",
-        }
+crate::choices! {
+    /// The parts of a run, in the order they run.
+    #[derive(Debug, PartialOrd, Ord)]
+    pub enum Part as "part" {
+        /// Point reads through prepared, adhoc, orm and raw (cache off).
+        Paths = "paths",
+        /// HTTP/1.1 against h2c on cached point reads.
+        Protocols = "protocols",
+        /// identity, br, zstd and gzip on the departures endpoint.
+        Compression = "compression",
+        /// 1, 4 and 16 shards: point reads and the scatter-gather departures query.
+        Shards = "shards",
+        /// The point-read cache on and off (Zipf-skewed ids).
+        Cache = "cache",
+        /// An open-loop read/departures/write mix at a fixed rate: tail latency.
+        Mixed = "mixed",
+        /// A flamegraph of the fastest configuration measured.
+        Profile = "profile",
     }
 }
 
@@ -93,8 +74,8 @@ impl Part {
 pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
 /// Shards of the main dataset (`flightbench seed`'s default).
 pub const MAIN_SHARDS: u32 = 8;
-/// Codecs the compression part compares (`None` is identity).
-pub const CODECS: [Option<&str>; 4] = [None, Some("br"), Some("zstd"), Some("gzip")];
+/// Codings the compression part compares.
+pub const CODECS: [Encoding; 4] = [Encoding::Identity, Encoding::Br, Encoding::Zstd, Encoding::Gzip];
 /// Open-loop rate of the mixed part, as a share of the capacity the closed-loop cells
 /// imply for that mix.
 pub const MIXED_LOAD_SHARE: f64 = 0.5;
@@ -123,22 +104,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The cells this plan measures, part by part.
+    pub fn cells(&self) -> impl Iterator<Item = CellId> + '_ {
+        self.parts.iter().flat_map(|&part| CellId::of(part))
+    }
+
     /// Load runs this plan makes: every cell once per round, plus the profile.
     pub fn cell_count(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|part| match part {
-                Part::Paths => 4,
-                Part::Protocols => 2,
-                Part::Compression => CODECS.len(),
-                Part::Shards => SHARD_SERIES.len() * 2,
-                Part::Cache => 2,
-                Part::Mixed => 1,
-                Part::Profile => 0,
-            })
-            .sum::<usize>()
-            * self.rounds as usize
-            + usize::from(self.parts.contains(&Part::Profile))
+        self.cells().count() * self.rounds as usize + usize::from(self.parts.contains(&Part::Profile))
     }
 
     /// Roughly how long the measuring takes (seeding aside).
@@ -167,87 +140,71 @@ impl Plan {
     }
 }
 
-/// One configuration to measure.
+/// How one cell is served and loaded; everything but the setting its part is about
+/// is the part's common ground.
 pub(super) struct CellPlan {
-    pub(super) part: Part,
-    pub(super) label: String,
+    pub(super) id: CellId,
     pub(super) shards: Option<u32>,
     pub(super) path: QueryPath,
     pub(super) cache: bool,
-    pub(super) protocol: Protocol,
-    pub(super) encoding: Option<&'static str>,
+    pub(super) wire: Wire,
+    pub(super) encoding: Option<Encoding>,
     pub(super) mix: &'static str,
     pub(super) skew: Skew,
+    /// Open loop at this rate (the mixed part's is filled in when it runs).
     pub(super) rate: Option<f64>,
 }
 
 impl CellPlan {
-    pub(super) fn new(part: Part, label: impl Into<String>) -> Self {
-        Self {
-            part,
-            label: label.into(),
+    pub(super) fn of(id: CellId) -> Self {
+        let base = Self {
+            id,
             shards: None,
             path: QueryPath::Raw,
             cache: false,
-            protocol: Protocol::H1,
+            wire: Wire::H1,
             encoding: None,
             mix: "read=100",
             skew: Skew::Uniform,
             rate: None,
+        };
+        let zipf = Skew::Zipf { exponent: 1.0 };
+        match id {
+            CellId::Path(path) => Self { path, ..base },
+            CellId::Protocol(wire) => Self { wire, cache: true, skew: zipf, ..base },
+            // Busy airports, whose 2-hour windows fill the 50-row page: bodies big
+            // enough for compression to matter.
+            CellId::Codec(coding) => Self {
+                encoding: (coding != Encoding::Identity).then_some(coding),
+                mix: "departures=100",
+                skew: zipf,
+                ..base
+            },
+            CellId::ShardReads(n) => Self { shards: Some(n), ..base },
+            CellId::ShardDepartures(n) => Self { shards: Some(n), mix: "departures=100", skew: zipf, ..base },
+            CellId::Cache(cache) => Self { cache, skew: zipf, ..base },
+            CellId::OpenLoop => Self { cache: true, skew: zipf, mix: MIXED_MIX, ..base },
         }
     }
-}
 
-pub(super) fn zipf() -> Skew {
-    Skew::Zipf { exponent: 1.0 }
-}
+    /// The dataset's shard count.
+    pub(super) fn shard_count(&self) -> u32 {
+        self.shards.unwrap_or(MAIN_SHARDS)
+    }
 
-/// The cells of one part (the mixed part's rate is filled in when it runs).
-pub(super) fn cells_of(part: Part) -> Vec<CellPlan> {
-    match part {
-        Part::Paths => [QueryPath::Prepared, QueryPath::Adhoc, QueryPath::Orm, QueryPath::Raw]
-            .into_iter()
-            .map(|path| CellPlan { path, ..CellPlan::new(part, path.as_str()) })
-            .collect(),
-        Part::Protocols => [Protocol::H1, Protocol::H2]
-            .into_iter()
-            .map(|protocol| CellPlan {
-                protocol,
-                cache: true,
-                skew: zipf(),
-                ..CellPlan::new(part, if protocol == Protocol::H1 { "h1" } else { "h2c" })
-            })
-            .collect(),
-        Part::Compression => CODECS
-            .into_iter()
-            .map(|encoding| CellPlan {
-                encoding,
-                mix: "departures=100",
-                // Busy airports, whose 2-hour windows fill the 50-row page: bodies
-                // big enough for compression to matter.
-                skew: zipf(),
-                ..CellPlan::new(part, encoding.unwrap_or("identity"))
-            })
-            .collect(),
-        Part::Shards => SHARD_SERIES
-            .into_iter()
-            .flat_map(|n| {
-                [
-                    CellPlan { shards: Some(n), ..CellPlan::new(part, format!("read-{n}")) },
-                    CellPlan {
-                        shards: Some(n),
-                        mix: "departures=100",
-                        skew: zipf(),
-                        ..CellPlan::new(part, format!("departures-{n}"))
-                    },
-                ]
-            })
-            .collect(),
-        Part::Cache => [false, true]
-            .into_iter()
-            .map(|cache| CellPlan { cache, skew: zipf(), ..CellPlan::new(part, if cache { "on" } else { "off" }) })
-            .collect(),
-        Part::Mixed => vec![CellPlan { cache: true, skew: zipf(), mix: MIXED_MIX, ..CellPlan::new(part, "open-loop") }],
-        Part::Profile => Vec::new(),
+    /// What the cell runs with, as `run.json` records it.
+    pub(super) fn config(&self, connections: usize, streams_per_connection: usize) -> Result<CellConfig, String> {
+        Ok(CellConfig {
+            path: self.path,
+            protocol: self.wire,
+            accept_encoding: self.encoding,
+            cache: self.cache,
+            shards: self.shard_count(),
+            mix: Mix::parse(self.mix)?,
+            skew: self.skew,
+            connections,
+            streams_per_connection,
+            loop_model: if self.rate.is_some() { LoopKind::Open } else { LoopKind::Closed },
+        })
     }
 }

@@ -4,35 +4,36 @@
 
 use super::data::{Cell, RunData};
 use super::findings::{count, findings};
+use super::plan::Part;
 use crate::chart::{Series, XScale, bar_chart, escape, line_chart};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// What each part compares, for its heading.
-fn part_title(part: &str) -> (&'static str, &'static str) {
+fn part_title(part: Part) -> (&'static str, &'static str) {
     match part {
-        "paths" => (
+        Part::Paths => (
             "Query paths",
             "Uncached point reads (GET /flights/{id}, uniform ids, cache off, HTTP/1.1) through each query path.",
         ),
-        "protocols" => (
+        Part::Protocols => (
             "HTTP/1.1 and h2c",
             "Cached point reads (Zipf ids, cache on, raw path) over HTTP/1.1 and over h2c with multiplexed streams.",
         ),
-        "compression" => (
+        Part::Compression => (
             "Response compression",
             "GET /airports/{code}/departures (50 rows, raw path) with each Accept-Encoding; bytes are response bodies on the wire.",
         ),
-        "shards" => (
+        Part::Shards => (
             "Shard count",
             "The same flights in 1, 4 and 16 SQLite shards: point reads (one shard each) and departures (every shard, merged).",
         ),
-        "cache" => ("Point-read cache", "Point reads with Zipf-skewed ids, the server's cache off and on."),
-        "mixed" => (
+        Part::Cache => ("Point-read cache", "Point reads with Zipf-skewed ids, the server's cache off and on."),
+        Part::Mixed => (
             "Mixed load at a fixed rate",
             "Open loop: requests leave on a schedule and latency counts from each one's intended send time, so stalls show in the tail.",
         ),
-        _ => ("Other", ""),
+        Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
 }
 
@@ -42,20 +43,21 @@ struct Chart {
     svg: String,
 }
 
-fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
+fn charts_for(run: &RunData, part: Part) -> Vec<Chart> {
     let cells: Vec<&Cell> = run.part(part).collect();
     if cells.is_empty() {
         return Vec::new();
     }
     let (title, _) = part_title(part);
     let mut charts = Vec::new();
-    if part != "mixed" {
-        let throughput: Vec<(String, f64)> = cells.iter().map(|c| (c.label.clone(), c.requests_per_s)).collect();
+    if part != Part::Mixed {
+        let throughput: Vec<(String, f64)> =
+            cells.iter().map(|c| (c.id.label().to_string(), c.requests_per_s)).collect();
         charts.push(Chart {
             file: format!("{part}-throughput.svg"),
             svg: bar_chart(&format!("{title}: throughput"), "req/s", &throughput),
         });
-        let p99: Vec<(String, f64)> = cells.iter().map(|c| (c.label.clone(), c.latency.p99_ms)).collect();
+        let p99: Vec<(String, f64)> = cells.iter().map(|c| (c.id.label().to_string(), c.latency.p99_ms)).collect();
         charts.push(Chart {
             file: format!("{part}-p99.svg"),
             svg: bar_chart(&format!("{title}: p99 latency"), "ms", &p99),
@@ -66,13 +68,14 @@ fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
         .iter()
         .map(|c| c.throughput_per_second.iter().enumerate().map(|(i, n)| (i as f64 + 1.0, *n as f64)).collect())
         .collect();
-    let series: Vec<Series<'_>> =
-        cells.iter().zip(&over_time).map(|(c, points)| Series { name: &c.label, points }).collect();
+    let labels: Vec<String> = cells.iter().map(|c| c.id.label().to_string()).collect();
+    let series: Vec<Series<'_>> = labels.iter().zip(&over_time).map(|(name, points)| Series { name, points }).collect();
     charts.push(Chart {
         file: format!("{part}-throughput-over-time.svg"),
         svg: line_chart(&format!("{title}: responses per second"), "second", "responses", XScale::Linear, &series),
     });
-    let series: Vec<Series<'_>> = cells.iter().map(|c| Series { name: &c.label, points: &c.latency_curve }).collect();
+    let series: Vec<Series<'_>> =
+        labels.iter().zip(&cells).map(|(name, c)| Series { name, points: &c.latency_curve }).collect();
     charts.push(Chart {
         file: format!("{part}-latency.svg"),
         svg: line_chart(&format!("{title}: latency by percentile"), "percentile", "ms", XScale::Nines, &series),
@@ -81,7 +84,7 @@ fn charts_for(run: &RunData, part: &str) -> Vec<Chart> {
 }
 
 fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
-    let bytes = cells.iter().any(|c| c.config.accept_encoding.is_some() || c.part == "compression");
+    let bytes = cells.iter().any(|c| c.config.accept_encoding.is_some() || c.id.part() == Part::Compression);
     let hits = cells.iter().any(|c| c.cache_hit_ratio.is_some());
     let rounds = cells.iter().any(|c| c.round_rates.len() > 1);
     let mut header = vec!["configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"];
@@ -97,7 +100,7 @@ fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
     let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     for c in cells {
         let mut row = vec![
-            c.label.clone(),
+            c.id.label().to_string(),
             count(c.requests_per_s),
             format!("{:.2}", c.latency.p50_ms),
             format!("{:.2}", c.latency.p99_ms),
@@ -162,7 +165,7 @@ fn provenance_lines(run: &RunData) -> Vec<String> {
             run.started_at,
             run.elapsed_s,
             run.preset,
-            run.parts.join(", ")
+            run.parts.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
         ),
     ]
 }
@@ -186,9 +189,9 @@ pub fn markdown(run: &RunData) -> String {
         let _ = writeln!(md, "- {}", finding.text);
     }
     for part in parts_with_cells(run) {
-        let (title, about) = part_title(&part);
+        let (title, about) = part_title(part);
         let _ = writeln!(md, "\n## {title}\n\n{about}\n");
-        let cells: Vec<&Cell> = run.part(&part).collect();
+        let cells: Vec<&Cell> = run.part(part).collect();
         let rows = table(&cells);
         for (i, row) in rows.iter().enumerate() {
             let _ = writeln!(md, "| {} |", row.join(" | "));
@@ -197,7 +200,7 @@ pub fn markdown(run: &RunData) -> String {
             }
         }
         md.push('\n');
-        for chart in charts_for(run, &part) {
+        for chart in charts_for(run, part) {
             let _ = writeln!(md, "![{}](charts/{})", chart.file, chart.file);
         }
     }
@@ -252,10 +255,10 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     }
     h.push_str("</ul>");
     for part in parts_with_cells(run) {
-        let (title, about) = part_title(&part);
+        let (title, about) = part_title(part);
         let _ =
-            write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p><table>"#, escape(&part), escape(title), escape(about));
-        let cells: Vec<&Cell> = run.part(&part).collect();
+            write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p><table>"#, part.as_str(), escape(title), escape(about));
+        let cells: Vec<&Cell> = run.part(part).collect();
         for (i, row) in table(&cells).iter().enumerate() {
             let tag = if i == 0 { "th" } else { "td" };
             h.push_str("<tr>");
@@ -265,7 +268,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
             h.push_str("</tr>");
         }
         h.push_str(r#"</table><div class="charts">"#);
-        for chart in charts_for(run, &part) {
+        for chart in charts_for(run, part) {
             let _ = write!(h, r#"<figure class="chart">{}</figure>"#, chart.svg);
         }
         h.push_str("</div></section>");
@@ -275,7 +278,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
             h,
             r#"<section id="profile"><h2>Profile</h2><p><a href="{svg}">Flamegraph</a> of {cell} ({samples} samples at {hz} Hz); hottest frames by self samples:</p><ul>"#,
             svg = escape(&profile.svg),
-            cell = escape(&profile.cell),
+            cell = profile.cell,
             samples = profile.samples,
             hz = profile.frequency_hz
         );
@@ -292,8 +295,8 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     h
 }
 
-fn parts_with_cells(run: &RunData) -> Vec<String> {
-    run.parts.iter().filter(|p| run.part(p).next().is_some()).cloned().collect()
+fn parts_with_cells(run: &RunData) -> Vec<Part> {
+    run.parts.iter().copied().filter(|&p| run.part(p).next().is_some()).collect()
 }
 
 /// Writes run.json, report.md, report.html and charts/*.svg into `dir`; returns the
@@ -311,7 +314,7 @@ pub fn write(run: &RunData, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     put(dir.join("report.md"), &markdown(run))?;
     put(dir.join("report.html"), &html(run))?;
     for part in parts_with_cells(run) {
-        for chart in charts_for(run, &part) {
+        for chart in charts_for(run, part) {
             put(charts_dir.join(&chart.file), &chart.svg)?;
         }
     }

@@ -57,7 +57,7 @@ async fn hostile_reasons_are_inert(kind: Kind) {
         );
         ds.store.append(QueryPath::Adhoc, id, version, &event).await.unwrap();
         version += 1;
-        for path in QueryPath::ALL {
+        for &path in QueryPath::ALL {
             let last = ds.store.events(path, id).await.unwrap().pop().unwrap();
             assert_eq!(last.event.kind.reason(), *text, "{kind:?} {path} read back a different reason");
         }

@@ -56,7 +56,7 @@ async fn all_paths_match_the_oracle(kind: Kind) {
         // Point read and event stream, including ids past the end of the dataset.
         let id = FlightId::new(rng.random_range(1..=ds.flight_count() + 20)).unwrap();
         let expected = ds.expected_flight(id.get());
-        for path in QueryPath::ALL {
+        for &path in QueryPath::ALL {
             match (ds.store.flight(path, id).await, &expected) {
                 (Ok(got), Some(want)) => assert_eq!(&got, want, "{kind:?} {path} flight {id}"),
                 (Err(StoreError::FlightNotFound(missing)), None) => assert_eq!(missing, id),
@@ -76,7 +76,7 @@ async fn all_paths_match_the_oracle(kind: Kind) {
         let want = expected_departures(&ds, airport, window, limit);
         non_empty_departures += usize::from(!want.is_empty());
         let want_stats = expected_histogram(&ds, airport, window).into_stats(airport, window);
-        for path in QueryPath::ALL {
+        for &path in QueryPath::ALL {
             let got = ds.store.departures(path, airport, window, limit).await.unwrap();
             assert_eq!(got, want, "{kind:?} {path} departures {airport} {window:?} {limit:?}");
             let stats = ds.store.delay_stats(path, airport, window).await.unwrap();

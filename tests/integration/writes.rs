@@ -25,7 +25,7 @@ fn open_flights(ds: &TestDataset, n: usize) -> Vec<(FlightId, i64)> {
 }
 
 async fn assert_projection_matches_replay(ds: &TestDataset, id: FlightId) {
-    for path in QueryPath::ALL {
+    for &path in QueryPath::ALL {
         let events = ds.store.events(path, id).await.unwrap();
         let replayed = FlightStatus::replay(events.iter().map(|e| &e.event)).unwrap();
         let stored = ds.store.flight(path, id).await.unwrap().status;
@@ -74,12 +74,12 @@ async fn postgres_racing_writers_exactly_one_wins() {
 async fn every_path_reads_every_paths_writes(kind: Kind) {
     let ds = dataset(kind, spec(4, 500, 10), 3).await;
     let (id, mut version) = open_flights(&ds, 1)[0];
-    for (i, writer) in QueryPath::ALL.into_iter().enumerate() {
+    for (i, writer) in QueryPath::ALL.iter().copied().enumerate() {
         let event = revise(30 + i as i64);
         let outcome = ds.store.append(writer, id, version, &event).await.unwrap();
         version += 1;
         assert_eq!(outcome.status.version, version);
-        for reader in QueryPath::ALL {
+        for &reader in QueryPath::ALL {
             let view = ds.store.flight(reader, id).await.unwrap();
             assert_eq!(view.status, outcome.status, "{kind:?}: {reader} after {writer} wrote");
             let last = ds.store.events(reader, id).await.unwrap().pop().unwrap();
@@ -87,7 +87,7 @@ async fn every_path_reads_every_paths_writes(kind: Kind) {
         }
     }
     // A stale version, an unknown flight and an illegal transition are typed errors.
-    for path in QueryPath::ALL {
+    for &path in QueryPath::ALL {
         let stale = ds.store.append(path, id, version - 1, &revise(1)).await.unwrap_err();
         assert!(
             matches!(stale, StoreError::Conflict { current: Some(v), .. } if v == version),
@@ -100,7 +100,7 @@ async fn every_path_reads_every_paths_writes(kind: Kind) {
     let departed =
         DelayEvent::new(UtcTime::parse("2026-12-02T12:00:00Z").unwrap(), EventKind::Departed { delay_minutes: 3 });
     ds.store.append(QueryPath::Raw, id, version, &departed).await.unwrap();
-    for path in QueryPath::ALL {
+    for &path in QueryPath::ALL {
         let err = ds.store.append(path, id, version + 1, &revise(5)).await.unwrap_err();
         assert!(matches!(err, StoreError::Transition { .. }), "{kind:?} {path}: {err}");
     }

@@ -43,10 +43,10 @@ pub struct ProfileArgs {
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub frequency: u32,
     /// Query path for every request (sent as x-query-path).
-    #[arg(long, value_enum, default_value_t = QueryPath::Raw)]
+    #[arg(long, value_parser = super::choice::<QueryPath>(), default_value_t = QueryPath::Raw)]
     pub path: QueryPath,
     /// HTTP/1.1 or h2c.
-    #[arg(long, value_enum, default_value_t = Protocol::H1)]
+    #[arg(long, value_parser = super::choice::<Protocol>(), default_value_t = Protocol::H1)]
     pub protocol: Protocol,
     /// Accept-Encoding for every request (br, zstd, gzip, deflate); none by default.
     #[arg(long)]

@@ -1,0 +1,146 @@
+//! A cell's identity: the part it belongs to and what sets it apart within the part.
+//!
+//! Ids are values of [`CellId`], not strings: a finding, a comparison or the mixed
+//! part's rate names a cell by its variant, so renaming a label cannot silently drop
+//! a finding, and a cell that does not exist cannot be named (a test runs every
+//! finding over a run of every cell the plan makes). [`CellId::of`] is the one list of
+//! a part's cells: the plan counts and runs exactly those.
+
+use super::plan::{CODECS, Part, SHARD_SERIES};
+use crate::compression::Encoding;
+use crate::load::conn::Protocol;
+use crate::store::QueryPath;
+use std::fmt;
+
+crate::choices! {
+    /// The protocol of a `protocols` cell; a run serves cleartext only.
+    #[derive(Debug, Hash, PartialOrd, Ord)]
+    pub enum Wire as "wire protocol" {
+        /// HTTP/1.1.
+        H1 = "h1",
+        /// HTTP/2 over cleartext with prior knowledge.
+        H2c = "h2c",
+    }
+}
+
+impl Wire {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Wire::H1 => Protocol::H1,
+            Wire::H2c => Protocol::H2,
+        }
+    }
+}
+
+/// One configuration of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CellId {
+    /// `paths/<path>`: uncached point reads through one query path.
+    Path(QueryPath),
+    /// `protocols/h1|h2c`: cached point reads over one protocol.
+    Protocol(Wire),
+    /// `compression/<coding>`: departures with one `Accept-Encoding`.
+    Codec(Encoding),
+    /// `shards/read-<n>`: point reads on an `n`-shard dataset.
+    ShardReads(u32),
+    /// `shards/departures-<n>`: the scatter-gather departures query on `n` shards.
+    ShardDepartures(u32),
+    /// `cache/on|off`: Zipf-skewed point reads with the flight cache on or off.
+    Cache(bool),
+    /// `mixed/open-loop`: the read/departures/write mix at a fixed rate.
+    OpenLoop,
+}
+
+impl CellId {
+    /// The cells of `part`, in the order they run (the profile part has none).
+    pub fn of(part: Part) -> Vec<CellId> {
+        match part {
+            Part::Paths => QueryPath::ALL.iter().map(|&p| CellId::Path(p)).collect(),
+            Part::Protocols => Wire::ALL.iter().map(|&w| CellId::Protocol(w)).collect(),
+            Part::Compression => CODECS.iter().map(|&c| CellId::Codec(c)).collect(),
+            Part::Shards => {
+                SHARD_SERIES.iter().flat_map(|&n| [CellId::ShardReads(n), CellId::ShardDepartures(n)]).collect()
+            }
+            Part::Cache => vec![CellId::Cache(false), CellId::Cache(true)],
+            Part::Mixed => vec![CellId::OpenLoop],
+            Part::Profile => Vec::new(),
+        }
+    }
+
+    /// Every cell a full run measures.
+    pub fn all() -> impl Iterator<Item = CellId> {
+        Part::ALL.iter().flat_map(|&part| CellId::of(part))
+    }
+
+    pub fn part(self) -> Part {
+        match self {
+            CellId::Path(_) => Part::Paths,
+            CellId::Protocol(_) => Part::Protocols,
+            CellId::Codec(_) => Part::Compression,
+            CellId::ShardReads(_) | CellId::ShardDepartures(_) => Part::Shards,
+            CellId::Cache(_) => Part::Cache,
+            CellId::OpenLoop => Part::Mixed,
+        }
+    }
+
+    /// What sets the cell apart within its part: `raw`, `h2c`, `read-16`, `on`.
+    pub fn label(self) -> Label {
+        Label(self)
+    }
+}
+
+/// A cell's label, written without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Label(CellId);
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            CellId::Path(path) => f.write_str(path.as_str()),
+            CellId::Protocol(wire) => f.write_str(wire.as_str()),
+            CellId::Codec(coding) => f.write_str(coding.as_str()),
+            CellId::ShardReads(n) => write!(f, "read-{n}"),
+            CellId::ShardDepartures(n) => write!(f, "departures-{n}"),
+            CellId::Cache(on) => f.write_str(if on { "on" } else { "off" }),
+            CellId::OpenLoop => f.write_str("open-loop"),
+        }
+    }
+}
+
+/// `part/label`, stable across runs: what `run.json` and `compare` use.
+impl fmt::Display for CellId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.part(), self.label())
+    }
+}
+
+/// Only ids of cells a run can make.
+impl std::str::FromStr for CellId {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        CellId::all().find(|id| id.to_string() == text).ok_or_else(|| format!("no run has a cell {text:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_and_parse_alike_and_are_unique() {
+        let all: Vec<CellId> = CellId::all().collect();
+        let texts: std::collections::BTreeSet<String> = all.iter().map(|id| id.to_string()).collect();
+        assert_eq!(texts.len(), all.len(), "two cells share an id");
+        for id in &all {
+            assert_eq!(id.to_string().parse::<CellId>(), Ok(*id));
+            assert_eq!(id.to_string(), format!("{}/{}", id.part(), id.label()));
+            assert!(CellId::of(id.part()).contains(id));
+        }
+        assert_eq!(CellId::Path(QueryPath::Raw).to_string(), "paths/raw");
+        assert_eq!(CellId::ShardDepartures(16).to_string(), "shards/departures-16");
+        assert_eq!(CellId::Protocol(Wire::H2c).to_string(), "protocols/h2c");
+        for bad in ["paths/fast", "shards/read-8", "compression/deflate", "cache", ""] {
+            assert!(bad.parse::<CellId>().is_err(), "{bad}");
+        }
+    }
+}
