@@ -22,6 +22,15 @@ pub enum ReportError {
     Parse { path: PathBuf, cause: serde_json::Error },
 }
 
+impl crate::failure::Classify for ReportError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            ReportError::Io { cause, .. } => crate::failure::Classify::failure(cause),
+            ReportError::Empty(_) | ReportError::Parse { .. } => crate::failure::Failure::BadInput,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct BenchmarkFile {
     group_id: String,

@@ -89,6 +89,20 @@ pub async fn decompress(encoding: Encoding, body: &[u8]) -> std::io::Result<Vec<
     Ok(out)
 }
 
+/// The decoded size of a whole body, streamed into a counting sink: no buffer for the
+/// decoded bytes, however much a small body expands. A body that does not decode
+/// (truncated, corrupt, not in `encoding` at all) is an error.
+pub async fn decoded_len(encoding: Encoding, body: &[u8]) -> std::io::Result<u64> {
+    let mut sink = tokio::io::sink();
+    match encoding {
+        Encoding::Identity => Ok(body.len() as u64),
+        Encoding::Br => tokio::io::copy(&mut BrotliDecoder::new(body), &mut sink).await,
+        Encoding::Zstd => tokio::io::copy(&mut ZstdDecoder::new(body), &mut sink).await,
+        Encoding::Gzip => tokio::io::copy(&mut GzipDecoder::new(body), &mut sink).await,
+        Encoding::Deflate => tokio::io::copy(&mut ZlibDecoder::new(body), &mut sink).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +122,19 @@ mod tests {
             assert!(encoding.levels().contains(&encoding.default_level()));
         }
         assert_eq!(compress(Encoding::Identity, 0, &body).await.unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn decoded_lengths_are_counted_and_bad_bodies_refused() {
+        let body = vec![b'a'; 100_000];
+        for encoding in Encoding::COMPRESSED {
+            let packed = compress(encoding, encoding.default_level(), &body).await.unwrap();
+            assert_eq!(decoded_len(encoding, &packed).await.unwrap(), 100_000, "{encoding}");
+            let truncated = &packed[..packed.len() / 2];
+            assert!(decoded_len(encoding, truncated).await.is_err(), "{encoding}: a truncated body must not decode");
+            assert!(decoded_len(encoding, b"plain text, not compressed").await.is_err(), "{encoding}: garbage");
+        }
+        assert_eq!(decoded_len(Encoding::Identity, b"abc").await.unwrap(), 3);
     }
 
     #[tokio::test]

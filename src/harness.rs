@@ -6,10 +6,11 @@
 //! per core on `SO_REUSEPORT` listeners, threads named `serve-N`), so profiles and
 //! figures taken here describe the real server, not a test double.
 
+use crate::failure::{Classify, Failure};
 use crate::http::{AppState, ServerConfig, Stopped, reuseport_listeners, run_per_core, serve_connections};
 use crate::load::conn::{Endpoint, Protocol};
 use crate::load::report::LoadReport;
-use crate::load::{LoadConfig, LoopModel, Workload};
+use crate::load::{LoadConfig, LoadError, LoopModel, Workload};
 use crate::profile;
 use crate::store::Store;
 use http::{HeaderName, HeaderValue};
@@ -81,6 +82,25 @@ impl LoadShape {
             timeout: Duration::from_secs(10),
             headers: self.headers.clone(),
             seed: 1,
+            server_in_process: true,
+        }
+    }
+}
+
+/// Why a load under profiling gave no profile.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("profiling: {0}")]
+    Profile(String),
+}
+
+impl Classify for SampleError {
+    fn failure(&self) -> Failure {
+        match self {
+            SampleError::Load(e) => e.failure(),
+            SampleError::Profile(_) => Failure::Internal,
         }
     }
 }
@@ -92,7 +112,7 @@ pub fn sample_under_load(
     load: &LoadConfig,
     frequency: i32,
     mut progress: impl FnMut(u64, f64),
-) -> Result<(Vec<String>, LoadReport), String> {
+) -> Result<(Vec<String>, LoadReport), SampleError> {
     profile::prime();
     let mut sampler: Option<Result<pprof::ProfilerGuard<'static>, String>> = None;
     let report = crate::load::run(load, |done, since| {
@@ -101,7 +121,9 @@ pub fn sample_under_load(
         }
         progress(done, since);
     })?;
-    let guard = sampler.ok_or("the load ended before sampling started")??;
-    let sampled = guard.report().build().map_err(|e| format!("building the profile: {e}"))?;
+    let guard = sampler
+        .ok_or_else(|| SampleError::Profile("the load ended before sampling started".into()))?
+        .map_err(SampleError::Profile)?;
+    let sampled = guard.report().build().map_err(|e| SampleError::Profile(format!("building the profile: {e}")))?;
     Ok((profile::by_thread_role(&profile::fold(&sampled), &["load-"]), report))
 }

@@ -4,8 +4,10 @@
 //!
 //! pprof's own `flamegraph` feature pins an old inferno, so folding is done here
 //! (a dozen lines) and rendering calls current inferno directly. Used by the criterion
-//! profiler in `benches/` and by the server's admin profile endpoint (`http::admin`).
+//! profiler in `benches/`, and by the server's admin profile endpoint (`http::admin`),
+//! which `serve` hands a [`Sampler`].
 
+use crate::http::admin::{ProfileFormat, Profiler};
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,42 @@ pub enum ProfileError {
     Render(String),
     #[error("writing the profile: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The profiler `serve` hands its admin listener: pprof, folded and rendered here.
+pub struct Sampler;
+
+impl Profiler for Sampler {
+    fn prime(&self) {
+        prime();
+    }
+
+    fn take(&self, seconds: u32, frequency: u32, format: ProfileFormat) -> Result<(Vec<u8>, &'static str), String> {
+        let guard = start_sampling(frequency as i32).map_err(|e| format!("starting the sampler: {e}"))?;
+        std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
+        let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
+        if format == ProfileFormat::Pprof {
+            use pprof::protos::Message;
+            let profile = report.pprof().map_err(|e| format!("encoding the pprof protobuf: {e}"))?;
+            return Ok((profile.encode_to_vec(), "application/octet-stream"));
+        }
+        let lines = fold(&report);
+        Ok(match format {
+            ProfileFormat::Folded => (lines.join("\n").into_bytes(), "text/plain; charset=utf-8"),
+            // An idle server gives no samples, and inferno renders nothing from
+            // nothing: say so in the picture rather than fail.
+            _ if lines.is_empty() => (
+                empty_svg(&format!("No CPU samples in {seconds} s at {frequency} Hz: the server was idle.")),
+                "image/svg+xml",
+            ),
+            _ => {
+                let mut svg = Vec::new();
+                let title = format!("flightbench serve: {seconds} s at {frequency} Hz");
+                flamegraph_svg(&lines, &title, &mut svg).map_err(|e| e.to_string())?;
+                (svg, "image/svg+xml")
+            }
+        })
+    }
 }
 
 /// Starts sampling every thread of the process at `frequency` Hz until the guard is

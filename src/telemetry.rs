@@ -15,7 +15,6 @@
 //! reqwest's and hyper's clients), so ours runs its requests on a small runtime of its
 //! own.
 
-use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry::trace::TracerProvider as _;
@@ -70,10 +69,35 @@ impl Telemetry {
     }
 }
 
+/// Why logging or trace export could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("--log {filter:?} is not a log filter: {cause}")]
+    Filter { filter: String, cause: String },
+    #[error(
+        "--otlp-endpoint {0:?} must be an http:// URL with a host (OTLP/HTTP, protobuf), e.g. http://127.0.0.1:4318"
+    )]
+    Endpoint(String),
+    #[error("cannot start trace export: {0}")]
+    Exporter(String),
+    #[error("a tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+impl crate::failure::Classify for TelemetryError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            TelemetryError::Filter { .. } | TelemetryError::Endpoint(_) => crate::failure::Failure::Usage,
+            TelemetryError::Exporter(_) | TelemetryError::AlreadyInstalled => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 /// Installs the process's subscriber. `filter` is `EnvFilter` syntax.
-pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
+pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> Result<Telemetry, TelemetryError> {
     let _ = LOG_FORMAT.set(format);
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("--log {filter:?} is not a log filter"))?;
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| TelemetryError::Filter { filter: filter.to_owned(), cause: e.to_string() })?;
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
@@ -90,7 +114,7 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<
                 .with_endpoint(traces_url(endpoint)?)
                 .with_timeout(Duration::from_secs(10))
                 .build()
-                .context("cannot build the OTLP exporter")?;
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
             Some(SdkTracerProvider::builder().with_batch_exporter(exporter))
         }
     };
@@ -119,17 +143,16 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> anyhow::Result<
             .with_context_activation(false)
             .with_filter(Targets::new().with_target("flightbench", tracing::Level::DEBUG))
     });
-    Registry::default().with(logs).with(spans).try_init().context("a tracing subscriber is already installed")?;
+    Registry::default().with(logs).with(spans).try_init().map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })
 }
 
 /// `http://host:4318` → `http://host:4318/v1/traces`; a URL with a path is kept as given.
-pub fn traces_url(endpoint: &str) -> anyhow::Result<String> {
-    let uri: http::Uri = endpoint.parse().with_context(|| format!("--otlp-endpoint {endpoint:?} is not a URL"))?;
-    anyhow::ensure!(
-        uri.scheme_str() == Some("http") && uri.authority().is_some(),
-        "--otlp-endpoint {endpoint:?} must be an http:// URL with a host (OTLP/HTTP, protobuf), e.g. http://127.0.0.1:4318"
-    );
+pub fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
+    let uri: http::Uri = endpoint.parse().map_err(|_| TelemetryError::Endpoint(endpoint.to_owned()))?;
+    if !(uri.scheme_str() == Some("http") && uri.authority().is_some()) {
+        return Err(TelemetryError::Endpoint(endpoint.to_owned()));
+    }
     Ok(match uri.path() {
         "" | "/" => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
         _ => endpoint.to_owned(),
@@ -167,8 +190,11 @@ pub struct OtlpHttpClient {
 }
 
 impl OtlpHttpClient {
-    pub fn start() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    pub fn start() -> Result<Self, TelemetryError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(format!("no runtime for the exporter: {e}")))?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -176,7 +202,7 @@ impl OtlpHttpClient {
             .spawn(move || {
                 let _ = runtime.block_on(stopped);
             })
-            .context("cannot start the OTLP export thread")?;
+            .map_err(|e| TelemetryError::Exporter(format!("no thread for the exporter: {e}")))?;
         Ok(Self { runtime: handle, connection: Default::default(), _stop: stop })
     }
 }

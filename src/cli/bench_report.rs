@@ -5,7 +5,6 @@ use crate::bench_report::{collect, render};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use std::process::Command;
 
 #[derive(Debug, Args)]
 pub struct BenchReportArgs {
@@ -20,53 +19,22 @@ pub struct BenchReportArgs {
     pub command: String,
 }
 
-/// First line of a command's output, or "unknown" (provenance must not fail the report).
-fn first_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::trim).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 pub fn run(args: BenchReportArgs) -> anyhow::Result<()> {
     let groups = collect(&args.criterion_dir)?;
-    let dirty = !Command::new("git")
-        .args(["diff", "--quiet", "HEAD", "--", "src", "benches", "Cargo.toml"])
-        .status()?
-        .success();
-    let commit = format!(
-        "{}{}",
-        first_line("git", &["rev-parse", "--short", "HEAD"]),
-        if dirty { " (with uncommitted changes)" } else { "" }
-    );
+    // The build of this binary: `scripts/run-benches.sh` builds it with the benches,
+    // from the same tree and compiler.
+    let (build, host) = (crate::machine::build(), crate::machine::host());
     let provenance = vec![
         ("command".to_owned(), format!("`{}`", args.command)),
-        ("commit".to_owned(), commit),
-        ("toolchain".to_owned(), first_line("rustc", &["-V"])),
+        ("commit".to_owned(), build.commit),
+        ("toolchain".to_owned(), build.toolchain),
         ("build".to_owned(), "bench profile = release: fat LTO, codegen-units 1, line tables".to_owned()),
         (
             "crate features".to_owned(),
             "sqlx: runtime-tokio, sqlite-bundled, postgres; sea-orm: sqlx-sqlite, sqlx-postgres".to_owned(),
         ),
-        (
-            "CPU".to_owned(),
-            format!("{}, {} cores", cpu_model(), std::thread::available_parallelism().map_or(0, |n| n.get())),
-        ),
-        ("kernel".to_owned(), first_line("uname", &["-sr"])),
+        ("CPU".to_owned(), format!("{}, {} cores", host.cpu, host.cores)),
+        ("kernel".to_owned(), host.os),
         ("report written".to_owned(), time::OffsetDateTime::now_utc().date().to_string()),
     ];
     let md = render(&groups, &args.criterion_dir.join("flightbench"), &provenance);

@@ -23,7 +23,7 @@ pub struct CertArgs {
 
 pub fn run(args: CertArgs) -> anyhow::Result<()> {
     for path in [&args.cert, &args.key] {
-        anyhow::ensure!(args.force || !path.exists(), "{} exists; pass --force to replace it", path.display());
+        super::ensure_usage!(args.force || !path.exists(), "{} exists; pass --force to replace it", path.display());
     }
     let (cert, key) = self_signed(&args.names)?;
     std::fs::write(&args.cert, cert).with_context(|| format!("writing {}", args.cert.display()))?;

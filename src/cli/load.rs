@@ -1,12 +1,14 @@
 //! `flightbench load`: flags → a validated [`LoadConfig`] → the run → summary, JSON and
 //! chart.
 
+use super::{Refuse, ensure_usage, usage};
 use crate::dataset::Manifest;
+use crate::failure::Failure;
 use crate::load::conn::{Endpoint, Protocol, tls_config};
 use crate::load::workload::{DatasetShape, Mix, Skew};
 use crate::load::{LoadConfig, LoopModel, Workload, run};
 use crate::store::QueryPath;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
@@ -106,21 +108,33 @@ async fn resolve(uri: &http::Uri, allow_remote: bool) -> anyhow::Result<(SocketA
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => bail!("{uri} must start with http:// or https://"),
+        _ => return Err(usage!("{uri} must start with http:// or https://")),
     };
-    let host = uri.host().with_context(|| format!("{uri} has no host"))?.trim_matches(['[', ']']).to_owned();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let host = uri.host().refused(Failure::Usage, || format!("{uri} has no host"))?.trim_matches(['[', ']']).to_owned();
+    // `http::Uri` reads a port it cannot hold as no port at all: 99999 would become 80.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let written = authority.rsplit_once(']').map_or(authority, |(_, after)| after).rsplit_once(':').map(|(_, p)| p);
+    let port = match (written, uri.port_u16()) {
+        (None, _) => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        (Some(_), Some(port)) if port > 0 => port,
+        (Some(port), _) => return Err(usage!("{uri}: port {port:?} is not a port from 1 to 65535")),
+    };
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .with_context(|| format!("cannot resolve {host}"))?
+        .refused(Failure::Unreachable, || format!("cannot resolve {host}"))?
         .collect();
-    let addr = *addrs.first().with_context(|| format!("{host} resolves to no address"))?;
-    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
-        bail!(
-            "{host} ({}) is not a loopback address; load tests target 127.0.0.1 unless you pass --allow-remote",
-            addr.ip()
-        );
-    }
+    let addr = *addrs.first().refused(Failure::Unreachable, || format!("{host} resolves to no address"))?;
+    ensure_usage!(
+        allow_remote || addrs.iter().all(|a| a.ip().is_loopback()),
+        "{host} ({}) is not a loopback address; load tests target 127.0.0.1 unless you pass --allow-remote",
+        addr.ip()
+    );
     Ok((addr, host, tls))
 }
 
@@ -128,55 +142,61 @@ impl LoadArgs {
     async fn config(&self) -> anyhow::Result<LoadConfig> {
         let loop_model = match (self.loop_model, self.rate) {
             (Some(LoopArg::Closed), Some(_)) => {
-                bail!("--rate sets an open-loop schedule; it cannot be used with --loop closed")
+                return Err(usage!("--rate sets an open-loop schedule; it cannot be used with --loop closed"));
             }
-            (Some(LoopArg::Open), None) => bail!("--loop open needs --rate (requests per second)"),
+            (Some(LoopArg::Open), None) => return Err(usage!("--loop open needs --rate (requests per second)")),
             (_, Some(rate)) => LoopModel::Open { rate },
             (_, None) => LoopModel::Closed,
         };
         let text = self.url.as_deref().unwrap_or(&self.target);
-        let uri: http::Uri = text.parse().with_context(|| format!("{text:?} is not a URL"))?;
+        let uri: http::Uri = text.parse().refused(Failure::Usage, || format!("{text:?} is not a URL"))?;
         let (addr, host, tls) = resolve(&uri, self.allow_remote).await?;
         let tls = match (tls, &self.ca_cert) {
-            (false, Some(_)) => bail!("--ca-cert is for https:// targets"),
+            (false, Some(_)) => return Err(usage!("--ca-cert is for https:// targets")),
             (false, None) => None,
             (true, None) => {
-                bail!("https:// targets need --ca-cert (for example the certificate `flightbench cert` wrote)")
+                return Err(usage!(
+                    "https:// targets need --ca-cert (for example the certificate `flightbench cert` wrote)"
+                ));
             }
             (true, Some(path)) => {
                 let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                Some(tls_config(&pem, self.protocol).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+                Some(tls_config(&pem, self.protocol).with_context(|| path.display().to_string())?)
             }
         };
         let workload = match &self.url {
             Some(_) => Workload::Url { path: uri.path_and_query().map_or("/".into(), |p| p.to_string()) },
             None => {
                 if uri.path() != "/" {
-                    bail!("--target is a server address such as http://127.0.0.1:8080; use --url for a fixed URL");
+                    return Err(usage!(
+                        "--target is a server address such as http://127.0.0.1:8080; use --url for a fixed URL"
+                    ));
                 }
-                let manifest = Manifest::load(&self.dir).map_err(|e| {
-                    anyhow::anyhow!("{e}; the API mix draws ids from the seeded dataset (or use --url)")
-                })?;
+                let manifest = Manifest::load(&self.dir)
+                    .context("the API mix draws ids from the seeded dataset (or use --url)")?;
                 Workload::Mix { mix: self.mix.clone(), shape: DatasetShape::from_manifest(&manifest), skew: self.skew }
             }
         };
         let mut headers = Vec::new();
         if let Some(encoding) = &self.accept_encoding {
-            headers
-                .push((http::header::ACCEPT_ENCODING, HeaderValue::from_str(encoding).context("--accept-encoding")?));
+            headers.push((
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_str(encoding).refused(Failure::Usage, || "--accept-encoding".into())?,
+            ));
         }
         if let Some(path) = self.query_path {
             headers.push((HeaderName::from_static("x-query-path"), HeaderValue::from_static(path.as_str())));
         }
         for header in &self.headers {
             let (name, value) =
-                header.split_once(':').with_context(|| format!("--header {header:?} is not name: value"))?;
-            let name =
-                HeaderName::from_bytes(name.trim().as_bytes()).with_context(|| format!("--header {header:?}"))?;
-            let value = HeaderValue::from_str(value.trim()).with_context(|| format!("--header {header:?}"))?;
+                header.split_once(':').refused(Failure::Usage, || format!("--header {header:?} is not name: value"))?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .refused(Failure::Usage, || format!("--header {header:?}"))?;
+            let value =
+                HeaderValue::from_str(value.trim()).refused(Failure::Usage, || format!("--header {header:?}"))?;
             headers.push((name, value));
         }
-        let threads = self.threads.unwrap_or_else(super::available_cores);
+        let threads = self.threads.unwrap_or_else(crate::machine::cores);
         let config = LoadConfig {
             endpoint: Endpoint { addr, host, protocol: self.protocol, tls },
             target: text.to_owned(),
@@ -191,8 +211,9 @@ impl LoadArgs {
             timeout: self.timeout,
             headers,
             seed: self.seed,
+            server_in_process: false,
         };
-        config.validate().map_err(anyhow::Error::msg)?;
+        config.validate()?;
         Ok(config)
     }
 }
@@ -211,8 +232,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         })
         .inspect(|_| bar.finish_and_clear())
     })
-    .await?
-    .map_err(anyhow::Error::msg)?;
+    .await??;
     print!("{}", report.summary());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;

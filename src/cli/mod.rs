@@ -1,6 +1,7 @@
 //! The command line: flags as parsed (clap, with `FLIGHTBENCH_*` environment
 //! fallbacks) → validated, typed config → the library. This is the edge where errors
-//! become `anyhow` with context and then a one-line message and an exit code.
+//! become `anyhow` with context and then a one-line message and an exit code
+//! ([`failure_of`]; the codes are in `failure`).
 
 mod bench_report;
 mod cert;
@@ -12,6 +13,7 @@ mod seed;
 mod serve;
 
 use crate::choice::Choice;
+use crate::failure::{Classify, Failure};
 use crate::store::{Durability, PlanCacheMode, StoreConfig};
 use crate::telemetry::{self, LogFormat, Telemetry, Traces};
 use clap::{Args, Parser, Subcommand};
@@ -117,7 +119,108 @@ pub fn init_telemetry(cli: &Cli) -> anyhow::Result<Telemetry> {
         Command::Serve(args) => args.traces()?,
         _ => Traces::Off,
     };
-    telemetry::init(&cli.log, cli.log_format, &traces)
+    Ok(telemetry::init(&cli.log, cli.log_format, &traces)?)
+}
+
+/// An error the CLI itself finds, with its kind: a flag that cannot work (usage), a
+/// file or answer that is not what it should be (bad input), a host that does not
+/// resolve (unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub failure: Failure,
+    pub message: String,
+}
+
+impl Classify for Refused {
+    fn failure(&self) -> Failure {
+        self.failure
+    }
+}
+
+/// `return Err(usage!("--x needs --y"))`: an error with the usage exit code.
+macro_rules! usage {
+    ($($message:tt)*) => {
+        anyhow::Error::new($crate::cli::Refused {
+            failure: $crate::failure::Failure::Usage,
+            message: format!($($message)*),
+        })
+    };
+}
+pub(crate) use usage;
+
+/// Like `anyhow::ensure!`, with the usage exit code.
+macro_rules! ensure_usage {
+    ($condition:expr, $($message:tt)*) => {
+        if !$condition {
+            return Err($crate::cli::usage!($($message)*));
+        }
+    };
+}
+pub(crate) use ensure_usage;
+
+/// `.refused(Failure::Usage, || "…")`: an error (its message appended) or an absence,
+/// turned into a [`Refused`] of that kind.
+pub(crate) trait Refuse<T> {
+    fn refused(self, failure: Failure, message: impl FnOnce() -> String) -> anyhow::Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Refuse<T> for Result<T, E> {
+    fn refused(self, failure: Failure, message: impl FnOnce() -> String) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::Error::new(Refused { failure, message: format!("{}: {e}", message()) }))
+    }
+}
+
+impl<T> Refuse<T> for Option<T> {
+    fn refused(self, failure: Failure, message: impl FnOnce() -> String) -> anyhow::Result<T> {
+        self.ok_or_else(|| anyhow::Error::new(Refused { failure, message: message() }))
+    }
+}
+
+/// The kind of failure an error chain is, from the first error in it that knows
+/// (`failure::Classify`); an error no layer classified is internal.
+pub fn failure_of(error: &anyhow::Error) -> Failure {
+    use crate::bench_report::ReportError;
+    use crate::choice::UnknownChoice;
+    use crate::dataset::{ManifestError, SpecError};
+    use crate::domain::{EventKindError, IdError, LimitError, ReasonError, TimeError};
+    use crate::harness::SampleError;
+    use crate::http::TlsError;
+    use crate::load::LoadError;
+    use crate::load::workload::WorkloadError;
+    use crate::seed::SeedError;
+    use crate::store::StoreError;
+    use crate::telemetry::TelemetryError;
+    use crate::workbench::WorkbenchError;
+    fn classified<E: Classify + std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+    ) -> Option<Failure> {
+        cause.downcast_ref::<E>().map(Classify::failure)
+    }
+    error
+        .chain()
+        .find_map(|cause| {
+            classified::<Refused>(cause)
+                .or_else(|| classified::<WorkbenchError>(cause))
+                .or_else(|| classified::<LoadError>(cause))
+                .or_else(|| classified::<WorkloadError>(cause))
+                .or_else(|| classified::<SampleError>(cause))
+                .or_else(|| classified::<StoreError>(cause))
+                .or_else(|| classified::<SeedError>(cause))
+                .or_else(|| classified::<ManifestError>(cause))
+                .or_else(|| classified::<TelemetryError>(cause))
+                .or_else(|| classified::<TlsError>(cause))
+                .or_else(|| classified::<ReportError>(cause))
+                .or_else(|| classified::<UnknownChoice>(cause))
+                .or_else(|| classified::<IdError>(cause))
+                .or_else(|| classified::<TimeError>(cause))
+                .or_else(|| classified::<LimitError>(cause))
+                .or_else(|| classified::<EventKindError>(cause))
+                .or_else(|| classified::<ReasonError>(cause))
+                .or_else(|| classified::<SpecError>(cause))
+                .or_else(|| classified::<std::io::Error>(cause))
+        })
+        .unwrap_or(Failure::Internal)
 }
 
 /// clap value parser for a [`Choice`] (query paths, protocols, parts…): its names as
@@ -133,12 +236,6 @@ pub(crate) fn parse_with<T, E: std::fmt::Display>(
     f: fn(&str) -> Result<T, E>,
 ) -> impl Fn(&str) -> Result<T, String> + Clone {
     move |s| f(s).map_err(|e| e.to_string())
-}
-
-/// Cores this process may use: the default thread count for `serve --runtime per-core`
-/// and `load`.
-pub(crate) fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// clap value parser for durations: `500ms`, `5s`, `2m` (a bare number is seconds).

@@ -1,9 +1,10 @@
 //! `flightbench query`: every store operation from the command line, as JSON.
 
+use super::Refuse;
 use super::{DatasetArgs, parse_with};
 use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, Limit, Reason, TimeWindow, UtcTime};
+use crate::failure::Failure;
 use crate::store::{QueryPath, Store};
-use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -91,16 +92,16 @@ pub enum KindArg {
 }
 
 fn event_kind(kind: KindArg, delay: Option<i64>, reason: Reason) -> anyhow::Result<EventKind> {
-    let need_delay = || delay.with_context(|| "--delay-minutes is required for this kind");
+    let need_delay = || delay.refused(Failure::Usage, || "--delay-minutes is required for this kind".into());
     let event = match kind {
         KindArg::Reported => EventKind::Reported { delay_minutes: need_delay()?, reason },
         KindArg::Revised => EventKind::Revised { delay_minutes: need_delay()?, reason },
         KindArg::Cancelled => {
-            anyhow::ensure!(delay.is_none(), "--delay-minutes does not apply to a cancellation");
+            super::ensure_usage!(delay.is_none(), "--delay-minutes does not apply to a cancellation");
             EventKind::Cancelled { reason }
         }
         KindArg::Departed => {
-            anyhow::ensure!(reason.as_str().is_empty(), "--reason does not apply to a departure");
+            super::ensure_usage!(reason.as_str().is_empty(), "--reason does not apply to a departure");
             EventKind::Departed { delay_minutes: need_delay()? }
         }
     };

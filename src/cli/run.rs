@@ -1,10 +1,11 @@
 //! `flightbench run` and `flightbench compare`.
 
-use super::available_cores;
+use super::{Refuse, Refused, ensure_usage};
+use crate::failure::Failure;
 use crate::workbench::compare::compare;
 use crate::workbench::data::{RUN_SCHEMA_VERSION, RunData};
 use crate::workbench::{Part, Plan, Preset, Progress, findings, report};
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,11 +61,11 @@ impl RunArgs {
         parts.retain(|p| !self.skip.contains(p));
         parts.sort();
         parts.dedup();
-        ensure!(!parts.is_empty(), "--skip leaves nothing to run");
+        ensure_usage!(!parts.is_empty(), "--skip leaves nothing to run");
         let out = match &self.out {
             Some(out) => {
                 let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(true);
-                ensure!(empty, "--out {} is not empty; the report never overwrites files", out.display());
+                ensure_usage!(empty, "--out {} is not empty; the report never overwrites files", out.display());
                 out.clone()
             }
             None => fresh_dir(&self.results)?,
@@ -77,8 +78,8 @@ impl RunArgs {
             warmup: preset.warmup(),
             measure: self.seconds.unwrap_or(preset.measure()),
             out,
-            server_threads: available_cores(),
-            load_threads: available_cores(),
+            server_threads: crate::machine::cores(),
+            load_threads: crate::machine::cores(),
             rounds: self.rounds,
         })
     }
@@ -175,19 +176,20 @@ fn load_run(path: &Path) -> anyhow::Result<(RunData, PathBuf)> {
     let file = if path.is_dir() { path.join("run.json") } else { path.to_owned() };
     let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let version: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    ensure!(
-        version.get("schema_version").and_then(|v| v.as_u64()) == Some(u64::from(RUN_SCHEMA_VERSION)),
-        "{} is not a run.json of schema version {RUN_SCHEMA_VERSION}",
-        file.display()
-    );
-    let run =
-        serde_json::from_value(version).with_context(|| format!("{} is not a flightbench run.json", file.display()))?;
+        serde_json::from_str(&text).refused(Failure::BadInput, || format!("{} is not JSON", file.display()))?;
+    if version.get("schema_version").and_then(|v| v.as_u64()) != Some(u64::from(RUN_SCHEMA_VERSION)) {
+        return Err(anyhow::Error::new(Refused {
+            failure: Failure::BadInput,
+            message: format!("{} is not a run.json of schema version {RUN_SCHEMA_VERSION}", file.display()),
+        }));
+    }
+    let run = serde_json::from_value(version)
+        .refused(Failure::BadInput, || format!("{} is not a flightbench run.json", file.display()))?;
     Ok((run, file))
 }
 
 pub fn compare_runs(args: CompareArgs) -> anyhow::Result<()> {
-    ensure!(
+    ensure_usage!(
         args.threshold > 0.0 && args.threshold < 1_000.0,
         "--threshold {} must be a percentage above 0",
         args.threshold

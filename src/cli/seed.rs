@@ -61,7 +61,7 @@ impl SeedArgs {
         let target = match self.backend {
             Backend::Sqlite => {
                 if self.pg_url.is_some() || !self.pg_shard_url.is_empty() {
-                    anyhow::bail!("--pg-url and --pg-shard-url need --backend postgres");
+                    return Err(super::usage!("--pg-url and --pg-shard-url need --backend postgres"));
                 }
                 SeedTarget::Sqlite { durability: self.durability }
             }
@@ -69,10 +69,12 @@ impl SeedArgs {
                 let shards = match (&self.pg_url, self.pg_shard_url.is_empty()) {
                     (Some(url), _) => PgShards::Base(url.clone()),
                     (None, false) => PgShards::Explicit(self.pg_shard_url.clone()),
-                    (None, true) => anyhow::bail!(
-                        "--backend postgres needs --pg-url URL (e.g. postgres://postgres@127.0.0.1:5432/flightbench) \
+                    (None, true) => {
+                        return Err(super::usage!(
+                            "--backend postgres needs --pg-url URL (e.g. postgres://postgres@127.0.0.1:5432/flightbench) \
                          or one --pg-shard-url per shard"
-                    ),
+                        ));
+                    }
                 };
                 SeedTarget::Postgres { shards, password: self.pg_password.clone() }
             }

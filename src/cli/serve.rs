@@ -1,6 +1,6 @@
 //! `flightbench serve`.
 
-use super::{DatasetArgs, available_cores};
+use super::DatasetArgs;
 use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
@@ -143,19 +143,19 @@ impl RuntimeArgs {
     fn threads(&self) -> anyhow::Result<usize> {
         match self.runtime {
             RuntimeShape::MultiThread => {
-                anyhow::ensure!(
+                super::ensure_usage!(
                     self.threads.is_none() && !self.pin,
                     "--threads and --pin apply to --runtime per-core only"
                 );
                 Ok(1)
             }
-            RuntimeShape::PerCore => Ok(self.threads.map_or_else(available_cores, |n| n as usize)),
+            RuntimeShape::PerCore => Ok(self.threads.map_or_else(crate::machine::cores, |n| n as usize)),
         }
     }
 
     fn describe(&self, threads: usize) -> String {
         match self.runtime {
-            RuntimeShape::MultiThread => format!("multi-thread runtime, {} workers", available_cores()),
+            RuntimeShape::MultiThread => format!("multi-thread runtime, {} workers", crate::machine::cores()),
             RuntimeShape::PerCore => {
                 format!("{threads} current-thread runtimes{}", if self.pin { ", pinned" } else { "" })
             }
@@ -205,10 +205,10 @@ impl ServeArgs {
     fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut levels = CompressionLevels::default();
         for spec in &self.compression_level {
-            levels.set(spec).map_err(|e| anyhow::anyhow!("--compression-level {e}"))?;
+            levels.set(spec).map_err(|e| super::usage!("--compression-level {e}"))?;
         }
-        anyhow::ensure!(self.max_body_bytes > 0, "--max-body-bytes must be at least 1");
-        anyhow::ensure!(self.max_concurrent_streams > 0, "--max-concurrent-streams must be at least 1");
+        super::ensure_usage!(self.max_body_bytes > 0, "--max-body-bytes must be at least 1");
+        super::ensure_usage!(self.max_concurrent_streams > 0, "--max-concurrent-streams must be at least 1");
         Ok(ServerConfig {
             default_path: self.path,
             compression_min_bytes: self.compression_min_bytes,
@@ -300,7 +300,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
         admin_line = format!("admin (CPU profiles) on http://{}{}", listener.local_addr()?, admin::PROFILE_PATH);
-        let admin_state = admin::AdminState::new(args.max_profile_seconds, args.profile_frequency);
+        let admin_state =
+            admin::AdminState::new(args.max_profile_seconds, args.profile_frequency, Arc::new(crate::profile::Sampler));
         Some(tokio::spawn(admin::serve_admin(listener, admin_state, Stopped::new(admin_stopped).wait())))
     };
     let announce = |local: SocketAddr, shape: String| {

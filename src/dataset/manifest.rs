@@ -138,6 +138,12 @@ impl Manifest {
     }
 }
 
+impl crate::failure::Classify for ManifestError {
+    fn failure(&self) -> crate::failure::Failure {
+        crate::failure::Failure::BadInput
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

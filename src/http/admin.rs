@@ -22,18 +22,41 @@ use tokio::net::TcpListener;
 /// The path of the profile endpoint.
 pub const PROFILE_PATH: &str = "/debug/pprof/profile";
 
-/// Admin settings and the one-profile-at-a-time flag.
+/// What a profile is rendered as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileFormat {
+    /// An inferno flamegraph.
+    Svg,
+    /// Collapsed stacks, one line per stack.
+    Folded,
+    /// pprof's protobuf (`profile.proto`).
+    Pprof,
+}
+
+/// What takes the profiles, handed in by the caller (`serve` gives it
+/// `profile::Sampler`): the HTTP layer knows no profiler.
+pub trait Profiler: Send + Sync + 'static {
+    /// One-time set-up, done when the listener starts rather than inside the first
+    /// profile's window.
+    fn prime(&self);
+    /// Samples every thread for `seconds` at `frequency` Hz (blocking: it runs on a
+    /// blocking thread) and renders the result; returns the body and its media type.
+    fn take(&self, seconds: u32, frequency: u32, format: ProfileFormat) -> Result<(Vec<u8>, &'static str), String>;
+}
+
+/// Admin settings, the profiler and the one-profile-at-a-time flag.
 pub struct AdminState {
     /// Longest profile a request may ask for.
     pub max_seconds: u32,
     /// Sampling frequency when the request names none.
     pub default_frequency: u32,
+    profiler: Arc<dyn Profiler>,
     busy: AtomicBool,
 }
 
 impl AdminState {
-    pub fn new(max_seconds: u32, default_frequency: u32) -> Arc<Self> {
-        Arc::new(Self { max_seconds, default_frequency, busy: AtomicBool::new(false) })
+    pub fn new(max_seconds: u32, default_frequency: u32, profiler: Arc<dyn Profiler>) -> Arc<Self> {
+        Arc::new(Self { max_seconds, default_frequency, profiler, busy: AtomicBool::new(false) })
     }
 }
 
@@ -42,9 +65,10 @@ pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown
     // A profile request legitimately takes `seconds` to answer: no in-flight limit
     // applies here, and the connection settings are the API's defaults.
     let config = ServerConfig::default();
-    // pprof's one-time set-up takes seconds in a debug build: do it now, not inside
-    // the first profile's window.
-    tokio::task::spawn_blocking(crate::profile::prime);
+    // A profiler's one-time set-up (pprof's takes seconds in a debug build): now, not
+    // inside the first profile's window.
+    let profiler = state.profiler.clone();
+    tokio::task::spawn_blocking(move || profiler.prime());
     let handler = move |request| handle_admin(state.clone(), request);
     accept_loop(listener, &config, None, shutdown, handler).await;
 }
@@ -59,25 +83,19 @@ async fn handle_admin<B>(state: Arc<AdminState>, request: Request<B>) -> Respons
     result.unwrap_or_else(|error| problem(&error))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Svg,
-    Folded,
-    Pprof,
-}
-
 /// The validated query of a profile request.
 #[derive(Debug, PartialEq, Eq)]
 struct ProfileRequest {
     seconds: u32,
-    format: Format,
+    format: ProfileFormat,
     frequency: u32,
 }
 
 impl ProfileRequest {
     fn parse(query: Option<&str>, state: &AdminState) -> Result<Self, ApiError> {
         let bad = |m: String| ApiError::BadRequest(m);
-        let mut request = ProfileRequest { seconds: 10, format: Format::Svg, frequency: state.default_frequency };
+        let mut request =
+            ProfileRequest { seconds: 10, format: ProfileFormat::Svg, frequency: state.default_frequency };
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
                 "seconds" => {
@@ -88,9 +106,9 @@ impl ProfileRequest {
                 }
                 "format" => {
                     request.format = match value.as_ref() {
-                        "svg" => Format::Svg,
-                        "folded" => Format::Folded,
-                        "pprof" | "proto" => Format::Pprof,
+                        "svg" => ProfileFormat::Svg,
+                        "folded" => ProfileFormat::Folded,
+                        "pprof" | "proto" => ProfileFormat::Pprof,
                         other => return Err(bad(format!("format={other:?}: use svg, folded or pprof"))),
                     };
                 }
@@ -122,8 +140,10 @@ async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Bod
         return Err(ApiError::ProfileBusy);
     }
     let _running = Running(&state.busy);
-    // pprof's guard is not Send and sampling is a wait: both belong on a blocking thread.
-    let (body, content_type) = tokio::task::spawn_blocking(move || render(request))
+    // Sampling is a wait (and pprof's guard is not Send): a blocking thread's work.
+    let profiler = state.profiler.clone();
+    let ProfileRequest { seconds, format, frequency } = request;
+    let (body, content_type) = tokio::task::spawn_blocking(move || profiler.take(seconds, frequency, format))
         .await
         .map_err(|e| ApiError::Internal(format!("profiler task: {e}")))?
         .map_err(ApiError::Internal)?;
@@ -133,76 +153,26 @@ async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Bod
     Ok(response)
 }
 
-/// The client side: asks the admin listener at `admin` for `seconds` of collapsed
-/// stacks at `frequency` Hz (what `flightbench profile --attach` does).
-pub async fn fetch_folded(admin: std::net::SocketAddr, seconds: u32, frequency: u32) -> Result<Vec<String>, String> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(admin)
-        .await
-        .map_err(|e| format!("cannot connect to the admin listener at {admin}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("admin listener at {admin}: {e}"))?;
-    let driving = tokio::spawn(connection);
-    let request = Request::get(format!("{PROFILE_PATH}?seconds={seconds}&format=folded&frequency={frequency}"))
-        .header(http::header::HOST, admin.to_string())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| format!("admin listener at {admin}: {e}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| format!("admin listener at {admin}: {e}"))?;
-    driving.abort();
-    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-    if status != StatusCode::OK {
-        return Err(format!("admin listener at {admin} answered {status}: {}", text.trim()));
-    }
-    Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
-}
-
-/// Samples for the request's duration and renders the profile in its format.
-fn render(request: ProfileRequest) -> Result<(Vec<u8>, &'static str), String> {
-    let ProfileRequest { seconds, format, frequency } = request;
-    let guard = crate::profile::start_sampling(frequency as i32).map_err(|e| format!("starting the sampler: {e}"))?;
-    std::thread::sleep(std::time::Duration::from_secs(u64::from(seconds)));
-    let report = guard.report().build().map_err(|e| format!("building the report: {e}"))?;
-    if format == Format::Pprof {
-        use pprof::protos::Message;
-        let profile = report.pprof().map_err(|e| format!("encoding the pprof protobuf: {e}"))?;
-        return Ok((profile.encode_to_vec(), "application/octet-stream"));
-    }
-    let lines = crate::profile::fold(&report);
-    Ok(match format {
-        Format::Folded => (lines.join("\n").into_bytes(), "text/plain; charset=utf-8"),
-        // An idle server gives no samples, and inferno renders nothing from nothing:
-        // say so in the picture rather than fail.
-        _ if lines.is_empty() => (
-            crate::profile::empty_svg(&format!(
-                "No CPU samples in {seconds} s at {frequency} Hz: the server was idle."
-            )),
-            "image/svg+xml",
-        ),
-        _ => {
-            let mut svg = Vec::new();
-            let title = format!("flightbench serve: {seconds} s at {frequency} Hz");
-            crate::profile::flamegraph_svg(&lines, &title, &mut svg).map_err(|e| e.to_string())?;
-            (svg, "image/svg+xml")
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn profile_queries_are_checked() {
-        let state = AdminState::new(60, 99);
+        struct Idle;
+        impl Profiler for Idle {
+            fn prime(&self) {}
+            fn take(&self, _: u32, _: u32, _: ProfileFormat) -> Result<(Vec<u8>, &'static str), String> {
+                Err("not in this test".into())
+            }
+        }
+        let state = AdminState::new(60, 99, Arc::new(Idle));
         let ok = ProfileRequest::parse(Some("seconds=3&format=folded&frequency=250"), &state).unwrap();
-        assert_eq!(ok, ProfileRequest { seconds: 3, format: Format::Folded, frequency: 250 });
+        assert_eq!(ok, ProfileRequest { seconds: 3, format: ProfileFormat::Folded, frequency: 250 });
         let proto = ProfileRequest::parse(Some("format=pprof"), &state).unwrap();
-        assert_eq!(proto.format, Format::Pprof);
+        assert_eq!(proto.format, ProfileFormat::Pprof);
         let default = ProfileRequest::parse(None, &state).unwrap();
-        assert_eq!(default, ProfileRequest { seconds: 10, format: Format::Svg, frequency: 99 });
+        assert_eq!(default, ProfileRequest { seconds: 10, format: ProfileFormat::Svg, frequency: 99 });
         for bad in [
             "seconds=0",
             "seconds=-1",

@@ -76,21 +76,38 @@ impl ApiError {
         }
     }
 
+    /// The problem's title: chosen with each variant, not by status, so two errors
+    /// that share a status (a version conflict and a profile already running are both
+    /// 409) keep their own names.
+    pub fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "Bad request",
+            ApiError::NoRoute(_) => "Not found",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
+            ApiError::NotAcceptable(_) => "Not acceptable",
+            ApiError::PayloadTooLarge { .. } => "Payload too large",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::PreconditionRequired => "Precondition required",
+            ApiError::Overloaded(_) => "Overloaded",
+            ApiError::ProfileBusy => "Profile already running",
+            ApiError::Internal(_) => "Internal server error",
+            ApiError::Store(e) => match e {
+                StoreError::FlightNotFound(_) => "Flight not found",
+                StoreError::Conflict { .. } => "Version conflict",
+                StoreError::Transition { .. } => "Event not allowed",
+                StoreError::InvalidEvent(_) => "Invalid event",
+                StoreError::Unavailable { .. } => "Shard unavailable",
+                StoreError::Database { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::Manifest(_)
+                | StoreError::Config(_) => "Internal server error",
+            },
+        }
+    }
+
     pub fn problem(&self) -> Problem {
         let status = self.status();
-        let title = match status {
-            StatusCode::BAD_REQUEST => "Bad request",
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
-            StatusCode::NOT_ACCEPTABLE => "Not acceptable",
-            StatusCode::CONFLICT => "Version conflict",
-            StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
-            StatusCode::UNPROCESSABLE_ENTITY => "Event not allowed",
-            StatusCode::PRECONDITION_REQUIRED => "Precondition required",
-            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
-            _ => "Internal server error",
-        };
+        let title = self.title();
         let current_version = match self {
             ApiError::Store(StoreError::Conflict { current, .. }) => *current,
             _ => None,
@@ -124,5 +141,17 @@ mod tests {
         let json = serde_json::to_value(ApiError::PayloadTooLarge { limit: 10 }.problem()).unwrap();
         assert_eq!(json["status"], 413);
         assert_eq!(json["type"], "about:blank");
+    }
+
+    #[test]
+    fn titles_belong_to_variants_not_statuses() {
+        let id = FlightId::new(3).unwrap();
+        let busy = ApiError::ProfileBusy.problem();
+        let conflict = ApiError::from(StoreError::Conflict { flight: id, expected: 1, current: Some(4) }).problem();
+        assert_eq!((busy.status, conflict.status), (409, 409));
+        assert_eq!((busy.title, conflict.title), ("Profile already running", "Version conflict"));
+        let not_found = ApiError::from(StoreError::FlightNotFound(id)).problem();
+        assert_eq!((not_found.status, not_found.title), (404, "Flight not found"));
+        assert_eq!(ApiError::NoRoute("/x".into()).problem().title, "Not found");
     }
 }

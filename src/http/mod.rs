@@ -30,6 +30,7 @@ pub use response::Body;
 pub use route::Route;
 pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
 pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
+pub use tls::TlsError;
 
 use crate::store::Store;
 use bytes::Bytes;

@@ -23,6 +23,18 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
+impl crate::failure::Classify for TlsError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            TlsError::Certificate { .. }
+            | TlsError::NoCertificate { .. }
+            | TlsError::Key { .. }
+            | TlsError::Config(_) => crate::failure::Failure::BadInput,
+            TlsError::Generate(_) => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 /// An acceptor for the PEM certificate chain and private key at the given paths.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let cert_path = cert.display().to_string();

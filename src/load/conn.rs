@@ -9,6 +9,7 @@
 //! comparison (results/load.md, results/load-instructions.md); each module says what
 //! it leaves out.
 
+use super::LoadError;
 use super::h1::{H1Connection, Io};
 use super::http2::{Driver, H2Stream};
 use super::recorder::ErrorKind;
@@ -51,20 +52,20 @@ pub enum Sender {
 }
 
 /// A TLS client trusting the PEM certificates in `ca_pem`, offering `protocol` by ALPN.
-pub fn tls_config(ca_pem: &[u8], protocol: Protocol) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(ca_pem: &[u8], protocol: Protocol) -> Result<Arc<rustls::ClientConfig>, LoadError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
-        roots.add(cert).map_err(|e| format!("unusable certificate: {e}"))?;
+        let cert = cert.map_err(|e| LoadError::Tls(format!("not a PEM certificate: {e}")))?;
+        roots.add(cert).map_err(|e| LoadError::Tls(format!("unusable certificate: {e}")))?;
     }
     if roots.is_empty() {
-        return Err("no certificate found in the PEM file".into());
+        return Err(LoadError::Tls("no certificate found in the PEM file".into()));
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| LoadError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![match protocol {

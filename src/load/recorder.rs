@@ -37,6 +37,8 @@ pub enum ErrorKind {
     Reset,
     /// The response could not be parsed, or the HTTP/2 session failed.
     Protocol,
+    /// The body is in a content coding the generator does not know, or does not decode.
+    Decode,
 }
 
 /// One request kind's latencies.

@@ -5,7 +5,7 @@
 use super::recorder::{ErrorKind, Percentiles, Recorder};
 use super::workload::RequestKind;
 use super::{LoadConfig, LoopModel};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
@@ -16,34 +16,7 @@ pub const LOAD_SCHEMA_VERSION: u32 = 1;
 /// An open-loop run warns when it achieved less than this share of its target rate.
 pub const RATE_TOLERANCE: f64 = 0.98;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CpuTime {
-    pub user_s: f64,
-    pub system_s: f64,
-}
-
-impl CpuTime {
-    /// Process CPU time (user, system), from getrusage.
-    pub fn of_process() -> Option<Self> {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-        // SAFETY: getrusage writes a whole rusage into the pointer on success (returns 0).
-        let usage = unsafe {
-            if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-                return None;
-            }
-            usage.assume_init()
-        };
-        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        Some(Self { user_s: seconds(usage.ru_utime), system_s: seconds(usage.ru_stime) })
-    }
-}
-
-impl std::ops::Sub for CpuTime {
-    type Output = CpuTime;
-    fn sub(self, rhs: CpuTime) -> CpuTime {
-        CpuTime { user_s: self.user_s - rhs.user_s, system_s: self.system_s - rhs.system_s }
-    }
-}
+pub use crate::machine::CpuTime;
 
 /// How the run was set up.
 #[derive(Debug, Clone, Serialize)]
@@ -101,14 +74,28 @@ pub struct LoadReport {
     pub decoded_bytes: u64,
     /// Measured responses per second, in one-second buckets from the measurement start.
     pub throughput_per_second: Vec<u64>,
-    /// The generator's own CPU time over the whole run (warm-up included).
+    /// The generator's own CPU time: its load threads', warm-up included.
     pub cpu: Option<CpuTime>,
     /// CPU milliseconds the generator spent per 1,000 responses.
     pub cpu_ms_per_1000: Option<f64>,
+    /// When the server runs in this process (`LoadConfig::server_in_process`): its CPU
+    /// time over the measured window (the process's, less the load threads').
+    pub server_cpu: Option<CpuTime>,
+    /// That, in microseconds per response.
+    pub server_cpu_us_per_request: Option<f64>,
+    /// The build and machine that produced these figures.
+    pub build: crate::machine::Build,
+    pub machine: crate::machine::Host,
 }
 
 impl LoadReport {
-    pub fn build(config: &LoadConfig, recorder: Recorder, elapsed: Duration, cpu: Option<CpuTime>) -> Self {
+    pub fn build(
+        config: &LoadConfig,
+        recorder: Recorder,
+        elapsed: Duration,
+        cpu: Option<CpuTime>,
+        server_cpu: Option<CpuTime>,
+    ) -> Self {
         let mut all = recorder.kinds.values().next().map(|k| k.latency.clone());
         let mut all_uncorrected = recorder.kinds.values().next().map(|k| k.uncorrected.clone());
         for stats in recorder.kinds.values().skip(1) {
@@ -128,8 +115,7 @@ impl LoadReport {
         };
         let expected = |status: u16| (200..300).contains(&status) || status == 409 || status == 422;
         let unexpected_statuses = recorder.statuses.iter().filter(|(s, _)| !expected(**s)).map(|(_, n)| n).sum();
-        let cpu_ms_per_1000 =
-            cpu.filter(|_| responses > 0).map(|c| (c.user_s + c.system_s) * 1_000.0 / (responses as f64 / 1_000.0));
+        let cpu_ms_per_1000 = cpu.and_then(|c| c.micros_per(responses));
         let endpoint = &config.endpoint;
         LoadReport {
             schema_version: LOAD_SCHEMA_VERSION,
@@ -173,6 +159,10 @@ impl LoadReport {
             throughput_per_second: recorder.per_second.clone(),
             cpu,
             cpu_ms_per_1000,
+            server_cpu,
+            server_cpu_us_per_request: server_cpu.and_then(|c| c.micros_per(responses)),
+            build: crate::machine::build(),
+            machine: crate::machine::host(),
         }
     }
 
@@ -216,6 +206,9 @@ impl LoadReport {
             self.achieved_rate,
             self.cpu_ms_per_1000.map_or(String::new(), |c| format!(" · generator CPU {c:.1} ms per 1,000 requests"))
         );
+        if let Some(server) = self.server_cpu_us_per_request {
+            let _ = writeln!(out, "server (in this process) CPU: {server:.1} µs per request");
+        }
         let _ = writeln!(
             out,
             "\n{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -4,7 +4,7 @@
 use super::conn::Protocol;
 use super::http2::{RequestHead, encode_head};
 use super::workload::Planned;
-use super::{LoadConfig, Workload};
+use super::{LoadConfig, LoadError, Workload};
 use std::io::Write;
 
 /// What every request of a run shares, built once per thread. For `--url` the whole
@@ -27,10 +27,10 @@ pub(super) struct RequestTemplate {
 const CONNECTION_SPECIFIC: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
 impl RequestTemplate {
-    pub(super) fn new(config: &LoadConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &LoadConfig) -> Result<Self, LoadError> {
         let endpoint = &config.endpoint;
         let authority = format!("{}:{}", endpoint.host, endpoint.addr.port());
-        http::HeaderValue::from_str(&authority).map_err(|e| format!("host {authority:?}: {e}"))?;
+        http::HeaderValue::from_str(&authority).map_err(|e| LoadError::Config(format!("host {authority:?}: {e}")))?;
         let mut template = Self {
             protocol: endpoint.protocol,
             https: endpoint.tls.is_some(),
@@ -49,7 +49,8 @@ impl RequestTemplate {
             }
         }
         if let Workload::Url { path } = &config.workload {
-            let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("URL path {path:?}: {e}"))?;
+            let path: http::uri::PathAndQuery =
+                path.parse().map_err(|e| LoadError::Config(format!("URL path {path:?}: {e}")))?;
             let get = Planned {
                 kind: super::workload::RequestKind::Url,
                 method: http::Method::GET,

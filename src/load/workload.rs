@@ -63,29 +63,68 @@ impl std::fmt::Display for RequestKind {
     }
 }
 
+/// Why a mix, a skew or a planner could not be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{0:?} is not kind=weight")]
+    NotKindWeight(String),
+    #[error("unknown request kind {0:?} (read, events, departures, delays or write)")]
+    UnknownKind(String),
+    #[error("weight {0:?} is not a whole number from 0 to {max}", max = Mix::MAX_WEIGHT)]
+    BadWeight(String),
+    #[error("{0} is given more than once")]
+    Repeated(RequestKind),
+    #[error("mix {0:?} has no request kind with a weight above 0")]
+    Empty(String),
+    #[error("skew {0:?} is not uniform, zipf or an exponent such as 1.1 (or zipf:1.1)")]
+    BadSkew(String),
+    #[error("skew exponent {0} is outside (0, 10]")]
+    SkewOutOfRange(f64),
+    #[error("the dataset has no flights or airports to draw from")]
+    EmptyDataset,
+}
+
+impl crate::failure::Classify for WorkloadError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            WorkloadError::EmptyDataset => crate::failure::Failure::BadInput,
+            _ => crate::failure::Failure::Usage,
+        }
+    }
+}
+
 /// `read=80,departures=15,write=5`: relative weights (they need not sum to 100).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mix(Vec<(RequestKind, u32)>);
 
 impl Mix {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// The largest weight: plenty for any proportion, and five of them cannot
+    /// overflow the `u32` total a draw picks from.
+    pub const MAX_WEIGHT: u32 = 1_000_000;
+
+    pub fn parse(text: &str) -> Result<Self, WorkloadError> {
         let mut weights: Vec<(RequestKind, u32)> = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, weight) = part.split_once('=').ok_or_else(|| format!("{part:?} is not kind=weight"))?;
+            let (name, weight) = part.split_once('=').ok_or_else(|| WorkloadError::NotKindWeight(part.to_owned()))?;
             let kind = RequestKind::MIXABLE
                 .into_iter()
                 .find(|k| k.as_str() == name.trim())
-                .ok_or_else(|| format!("unknown request kind {name:?} (read, events, departures, delays or write)"))?;
-            let weight: u32 = weight.trim().parse().map_err(|_| format!("weight {weight:?} is not a whole number"))?;
+                .ok_or_else(|| WorkloadError::UnknownKind(name.trim().to_owned()))?;
+            let weight = weight
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|w| *w <= Self::MAX_WEIGHT)
+                .ok_or_else(|| WorkloadError::BadWeight(weight.trim().to_owned()))?;
             if weights.iter().any(|(k, _)| *k == kind) {
-                return Err(format!("{kind} is given more than once"));
+                return Err(WorkloadError::Repeated(kind));
             }
             if weight > 0 {
                 weights.push((kind, weight));
             }
         }
         if weights.is_empty() {
-            return Err(format!("mix {text:?} has no request kind with a weight above 0"));
+            return Err(WorkloadError::Empty(text.to_owned()));
         }
         Ok(Self(weights))
     }
@@ -133,8 +172,8 @@ impl std::fmt::Display for Mix {
 }
 
 impl std::str::FromStr for Mix {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
+    type Err = WorkloadError;
+    fn from_str(text: &str) -> Result<Self, WorkloadError> {
         Mix::parse(text)
     }
 }
@@ -162,14 +201,14 @@ impl std::fmt::Display for Skew {
 }
 
 impl std::str::FromStr for Skew {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
+    type Err = WorkloadError;
+    fn from_str(text: &str) -> Result<Self, WorkloadError> {
         Skew::parse(text)
     }
 }
 
 impl Skew {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, WorkloadError> {
         match text {
             "uniform" | "0" => Ok(Skew::Uniform),
             "zipf" => Ok(Skew::Zipf { exponent: 1.0 }),
@@ -178,9 +217,9 @@ impl Skew {
                     .strip_prefix("zipf:")
                     .unwrap_or(other)
                     .parse::<f64>()
-                    .map_err(|_| format!("skew {text:?} is not uniform, zipf or an exponent such as 1.1"))?;
+                    .map_err(|_| WorkloadError::BadSkew(text.to_owned()))?;
                 if !(exponent > 0.0 && exponent <= 10.0) {
-                    return Err(format!("skew exponent {exponent} is outside (0, 10]"));
+                    return Err(WorkloadError::SkewOutOfRange(exponent));
                 }
                 Ok(Skew::Zipf { exponent })
             }
@@ -234,16 +273,16 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new(mix: Mix, shape: DatasetShape, skew: Skew) -> Result<Self, String> {
+    pub fn new(mix: Mix, shape: DatasetShape, skew: Skew) -> Result<Self, WorkloadError> {
         if shape.flights == 0 || shape.airports.is_empty() {
-            return Err("the dataset has no flights or airports".into());
+            return Err(WorkloadError::EmptyDataset);
         }
         let (flight_zipf, airport_zipf) = match skew {
             Skew::Uniform => (None, None),
-            Skew::Zipf { exponent } => (
-                Some(Zipf::new(shape.flights as f64, exponent).map_err(|e| e.to_string())?),
-                Some(Zipf::new(shape.airports.len() as f64, exponent).map_err(|e| e.to_string())?),
-            ),
+            Skew::Zipf { exponent } => {
+                let zipf = |n: f64| Zipf::new(n, exponent).map_err(|_| WorkloadError::SkewOutOfRange(exponent));
+                (Some(zipf(shape.flights as f64)?), Some(zipf(shape.airports.len() as f64)?))
+            }
         };
         Ok(Self { mix, shape, flight_zipf, airport_zipf, versions: HashMap::new(), writes: 0 })
     }

@@ -165,6 +165,24 @@ fn total(counts: impl IntoIterator<Item = Counts>) -> Counts {
     })
 }
 
+impl crate::failure::Classify for SeedError {
+    fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        // A server that answers with an SQL error is reachable; one that does not answer
+        // at all is not.
+        let postgres = |cause: &tokio_postgres::Error| {
+            if cause.as_db_error().is_some() { Failure::Internal } else { Failure::Unreachable }
+        };
+        match self {
+            SeedError::Exists(_) | SeedError::Config(_) => Failure::Usage,
+            SeedError::Io { cause, .. } => crate::failure::Classify::failure(cause),
+            SeedError::Sqlite { .. } => Failure::Internal,
+            SeedError::Postgres { cause, .. } | SeedError::PostgresAdmin { cause, .. } => postgres(cause),
+            SeedError::Manifest(_) => Failure::BadInput,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,3 +69,20 @@ impl<T> CorruptOnShard<T> for Result<T, crate::domain::TimeError> {
         self.map_err(|e| StoreError::corrupt(shard, e))
     }
 }
+
+impl crate::failure::Classify for StoreError {
+    fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        match self {
+            StoreError::InvalidEvent(_) => Failure::Usage,
+            StoreError::FlightNotFound(_)
+            | StoreError::Conflict { .. }
+            | StoreError::Transition { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Manifest(_)
+            | StoreError::Config(_) => Failure::BadInput,
+            StoreError::Unavailable { .. } => Failure::Unreachable,
+            StoreError::Database { .. } => Failure::Internal,
+        }
+    }
+}

@@ -11,12 +11,14 @@
 pub mod cell;
 pub mod compare;
 pub mod data;
+mod error;
 pub mod findings;
 mod plan;
 mod provenance;
 pub mod report;
 
 pub use cell::{CellId, Wire};
+pub use error::WorkbenchError;
 use plan::CellPlan;
 pub use plan::{CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, PROFILE_HZ, Part, Plan, Preset, SHARD_SERIES};
 
@@ -27,7 +29,7 @@ use crate::http::{QUERY_PATH_HEADER, ServerConfig};
 use crate::load::Workload;
 use crate::load::workload::{DatasetShape, Mix};
 use crate::routing::ShardCount;
-use crate::seed::{SeedConfig, SeedTarget, seed};
+use crate::seed::{SeedConfig, SeedError, SeedTarget, seed};
 use crate::store::{Durability, QueryPath, Store, StoreConfig};
 use data::{Cell, LoopKind, ProfileSummary, RunData, RunSettings};
 use http::{HeaderName, HeaderValue};
@@ -53,15 +55,12 @@ pub async fn ensure_dataset(
     spec: &DatasetSpec,
     shards: u32,
     progress: &dyn Fn(Progress<'_>),
-) -> anyhow::Result<Manifest> {
+) -> Result<Manifest, WorkbenchError> {
     if Manifest::exists_in(dir) {
         let manifest = Manifest::load(dir)?;
-        anyhow::ensure!(
-            manifest.backend == crate::dataset::Backend::Sqlite,
-            "{} holds a {} dataset; the workbench runs on the embedded SQLite default, so give it another --dir",
-            dir.display(),
-            manifest.backend.as_str()
-        );
+        if manifest.backend != crate::dataset::Backend::Sqlite {
+            return Err(WorkbenchError::NotSqlite { dir: dir.to_owned(), backend: manifest.backend });
+        }
         if manifest.dataset == *spec && manifest.shards.get() == shards {
             return Ok(manifest);
         }
@@ -70,7 +69,7 @@ pub async fn ensure_dataset(
     let config = SeedConfig {
         dir: dir.to_owned(),
         spec: *spec,
-        shards: ShardCount::new(i64::from(shards)).map_err(|e| anyhow::anyhow!("{e}"))?,
+        shards: ShardCount::new(i64::from(shards)).map_err(|e| SeedError::Config(e.to_string()))?,
         target: SeedTarget::Sqlite { durability: Durability::Normal },
         force: true,
         progress: false,
@@ -80,18 +79,18 @@ pub async fn ensure_dataset(
 
 /// Reads every shard file of the dataset in `dir` once, so its pages are in the OS
 /// page cache.
-fn read_into_page_cache(dir: &Path) -> anyhow::Result<()> {
+fn read_into_page_cache(dir: &Path) -> Result<(), WorkbenchError> {
     let manifest = Manifest::load(dir)?;
     for file in manifest.sqlite.iter().flat_map(|s| s.files.iter()) {
         let path = dir.join(file);
-        let mut reader = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        std::io::copy(&mut reader, &mut std::io::sink())?;
+        let read = std::fs::File::open(&path).and_then(|mut f| std::io::copy(&mut f, &mut std::io::sink()));
+        read.map_err(|cause| WorkbenchError::Read { path, cause })?;
     }
     Ok(())
 }
 
 /// Runs the plan. Stores are opened once per dataset and shared by its cells.
-pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> anyhow::Result<RunData> {
+pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData, WorkbenchError> {
     let started = Instant::now();
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -159,7 +158,7 @@ async fn measure(
     plan: &Plan,
     datasets: &BTreeMap<u32, (Arc<Store>, DatasetShape)>,
     progress: &dyn Fn(Progress<'_>),
-) -> anyhow::Result<(Vec<Cell>, Option<ProfileSummary>)> {
+) -> Result<(Vec<Cell>, Option<ProfileSummary>), WorkbenchError> {
     let total = plan.cell_count();
     let per_cell = plan.estimate() / total.max(1) as u32;
     let mut cells: Vec<Cell> = Vec::new();
@@ -216,7 +215,7 @@ fn median_round(mut rounds: Vec<Cell>) -> Option<Cell> {
     Some(median)
 }
 
-fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> anyhow::Result<LoadShape> {
+fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> Result<LoadShape, WorkbenchError> {
     let (connections, streams) = connections(cell.wire);
     let mut headers = vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(cell.path.as_str()))];
     if let Some(encoding) = cell.encoding {
@@ -227,7 +226,7 @@ fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> anyhow::Res
         connections,
         streams_per_connection: streams,
         workload: Workload::Mix {
-            mix: Mix::parse(cell.mix).map_err(anyhow::Error::msg)?,
+            mix: Mix::parse(cell.mix).map_err(|e| WorkbenchError::Plan { cell: cell.id, problem: e.to_string() })?,
             shape: shape.clone(),
             skew: cell.skew,
         },
@@ -254,17 +253,25 @@ fn connections(wire: Wire) -> (usize, usize) {
     }
 }
 
-async fn measure_cell(plan: &Plan, cell: &CellPlan, store: Arc<Store>, shape: &DatasetShape) -> anyhow::Result<Cell> {
+async fn measure_cell(
+    plan: &Plan,
+    cell: &CellPlan,
+    store: Arc<Store>,
+    shape: &DatasetShape,
+) -> Result<Cell, WorkbenchError> {
     let (connections, streams) = connections(cell.wire);
-    let config = cell.config(connections, streams).map_err(anyhow::Error::msg)?;
-    let server = LocalServer::start(store, server_config(cell), plan.server_threads)?;
+    let config = cell
+        .config(connections, streams)
+        .map_err(|e| WorkbenchError::Plan { cell: cell.id, problem: e.to_string() })?;
+    let server = LocalServer::start(store, server_config(cell), plan.server_threads)
+        .map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
     let load = load_shape(plan, cell, shape)?.config(server.addr, plan.load_threads);
     let before = server.state.cache.as_ref().map(|c| c.stats());
     // The load runs on its own threads and blocks its caller until it ends.
     let report = tokio::task::spawn_blocking(move || crate::load::run(&load, |_, _| {})).await?;
     let after = server.state.cache.as_ref().map(|c| c.stats());
-    server.stop().await?;
-    let report = report.map_err(|e| anyhow::anyhow!("{}: {e}", cell.id))?;
+    server.stop().await.map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
+    let report = report.map_err(|cause| WorkbenchError::Load { cell: cell.id, cause })?;
     let mut measured = Cell::from_report(cell.id, config, &report);
     if let (Some(before), Some(after)) = (before, after) {
         let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
@@ -295,7 +302,7 @@ async fn profile_hottest(
     plan: &Plan,
     cells: &[Cell],
     datasets: &BTreeMap<u32, (Arc<Store>, DatasetShape)>,
-) -> anyhow::Result<ProfileSummary> {
+) -> Result<ProfileSummary, WorkbenchError> {
     let hottest = cells
         .iter()
         .filter(|c| c.config.loop_model == LoopKind::Closed)
@@ -303,16 +310,20 @@ async fn profile_hottest(
     let id = hottest.map_or(CellId::Cache(true), |hot| hot.id);
     let cell_plan = CellPlan::of(id);
     let (store, shape) = &datasets[&cell_plan.shard_count()];
-    let server = LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads)?;
+    let server = LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads)
+        .map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
     let load = load_shape(plan, &cell_plan, shape)?.config(server.addr, plan.load_threads);
     let sampled = tokio::task::spawn_blocking(move || sample_under_load(&load, PROFILE_HZ as i32, |_, _| {})).await?;
-    server.stop().await?;
-    let (lines, report) = sampled.map_err(|e| anyhow::anyhow!("profile of {id}: {e}"))?;
+    server.stop().await.map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
+    let (lines, report) = sampled.map_err(|cause| WorkbenchError::Profile { cell: id, cause })?;
     let samples = crate::profile::sample_total(&lines);
-    anyhow::ensure!(samples > 0, "the profile of {id} has no samples");
+    if samples == 0 {
+        return Err(WorkbenchError::NoSamples(id));
+    }
     let subtitle = format!("{id}: {:.0} req/s, {} samples at {PROFILE_HZ} Hz", report.achieved_rate, samples);
     let title = "flightbench run: the fastest configuration";
-    crate::profile::write_lines(&lines, &plan.out, "flamegraph", title, Some(&subtitle))?;
+    crate::profile::write_lines(&lines, &plan.out, "flamegraph", title, Some(&subtitle))
+        .map_err(|e| WorkbenchError::Flamegraph(e.to_string()))?;
     let (svg, folded) = ("flamegraph.svg".to_owned(), "flamegraph.folded".to_owned());
     let top_frames = crate::profile::by_leaf(&lines)
         .into_iter()

@@ -5,7 +5,7 @@ use super::cell::{CellId, Wire};
 use super::data::{CellConfig, LoopKind};
 use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
-use crate::load::workload::{Mix, Skew};
+use crate::load::workload::{Mix, Skew, WorkloadError};
 use crate::store::QueryPath;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -193,7 +193,11 @@ impl CellPlan {
     }
 
     /// What the cell runs with, as `run.json` records it.
-    pub(super) fn config(&self, connections: usize, streams_per_connection: usize) -> Result<CellConfig, String> {
+    pub(super) fn config(
+        &self,
+        connections: usize,
+        streams_per_connection: usize,
+    ) -> Result<CellConfig, WorkloadError> {
         Ok(CellConfig {
             path: self.path,
             protocol: self.wire,

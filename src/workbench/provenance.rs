@@ -1,30 +1,21 @@
-//! Where a run's figures come from: commit, toolchain, machine and dataset.
+//! Where a run's figures come from: the build and machine (`machine`) and the dataset.
 
 use super::data::{DatasetInfo, Provenance};
 use crate::dataset::Manifest;
 use crate::store::StoreConfig;
 
-/// What this machine and build are.
+/// What this machine and build are, and what the dataset is.
 pub(super) fn provenance(manifest: &Manifest) -> Provenance {
-    // Taken when the binary was built (build.rs): the code and compiler that produced
-    // the figures.
-    let commit = env!("FLIGHTBENCH_COMMIT").to_owned();
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned()))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let host = read("/proc/sys/kernel/hostname").trim().to_owned();
-    let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let (build, host) = (crate::machine::build(), crate::machine::host());
     Provenance {
-        flightbench_version: env!("CARGO_PKG_VERSION").to_owned(),
-        commit,
-        toolchain: env!("FLIGHTBENCH_RUSTC").to_owned(),
-        build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
-        host: if host.is_empty() { "unknown".to_owned() } else { host },
-        os: format!("{} {kernel}", std::env::consts::OS).trim().to_owned(),
-        cpu,
-        cores: crate::cli::available_cores(),
+        flightbench_version: build.version,
+        commit: build.commit,
+        toolchain: build.toolchain,
+        build: build.profile,
+        host: host.host,
+        os: host.os,
+        cpu: host.cpu,
+        cores: host.cores,
         dataset: DatasetInfo {
             seed: manifest.dataset.seed,
             flights: manifest.counts.flights,

@@ -129,6 +129,7 @@ fn config(addr: SocketAddr, workload: Workload, loop_model: LoopModel) -> LoadCo
         timeout: Duration::from_secs(5),
         headers: Vec::new(),
         seed: 7,
+        server_in_process: false,
     }
 }
 

@@ -7,20 +7,23 @@
 //! `--attach` the load goes to a running `flightbench serve` and the profile comes
 //! from its admin listener.
 
+mod attach;
 mod variant;
 
+use super::DatasetArgs;
 use super::serve::Switch;
-use super::{DatasetArgs, available_cores};
+use crate::cli::{Refuse, ensure_usage};
 use crate::dataset::Manifest;
+use crate::failure::Failure;
 use crate::harness::{LoadShape, LocalServer, sample_under_load};
-use crate::http::{QUERY_PATH_HEADER, ServerConfig, admin};
+use crate::http::{QUERY_PATH_HEADER, ServerConfig};
 use crate::load::conn::Protocol;
 use crate::load::report::LoadReport;
 use crate::load::workload::{DatasetShape, Mix, Skew};
 use crate::load::{LoadConfig, Workload};
 use crate::profile;
 use crate::store::{QueryPath, Store};
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::Args;
 use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
@@ -107,13 +110,13 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<()> {
     };
     let compare = args.compare.as_deref().map(|spec| base.with(spec)).transpose()?;
     if attach.is_some() {
-        ensure!(
+        ensure_usage!(
             args.cache.is_none() && !matches!(compare, Some((Key::Cache, _))),
             "the cache is the attached server's setting (serve --cache); it cannot be chosen with --attach"
         );
     }
-    let manifest = Manifest::load(&args.dataset.dir)
-        .map_err(|e| anyhow::anyhow!("{e}; seed a dataset first (flightbench seed) or pass --dir"))?;
+    let manifest =
+        Manifest::load(&args.dataset.dir).context("seed a dataset first (flightbench seed) or pass --dir")?;
     let shape = DatasetShape::from_manifest(&manifest);
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let date = time::OffsetDateTime::now_utc().date();
@@ -160,14 +163,16 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<()> {
 
 /// Parses `text` as an http:// URL on a loopback address (profiles drive load).
 fn loopback(text: &str, flag: &str) -> anyhow::Result<SocketAddr> {
-    let uri: http::Uri = text.parse().with_context(|| format!("{flag} {text:?} is not a URL"))?;
-    ensure!(uri.scheme_str() == Some("http"), "{flag} {text}: give an http:// address");
-    let authority = uri.authority().with_context(|| format!("{flag} {text} has no host:port"))?;
-    let addr: SocketAddr = authority
-        .as_str()
-        .parse()
-        .with_context(|| format!("{flag} {text}: give an IP address and port, e.g. http://127.0.0.1:8080"))?;
-    ensure!(addr.ip().is_loopback(), "{flag} {text}: profiles drive load, so only loopback addresses are allowed");
+    let uri: http::Uri = text.parse().refused(Failure::Usage, || format!("{flag} {text:?} is not a URL"))?;
+    ensure_usage!(uri.scheme_str() == Some("http"), "{flag} {text}: give an http:// address");
+    let authority = uri.authority().refused(Failure::Usage, || format!("{flag} {text} has no host:port"))?;
+    let addr: SocketAddr = authority.as_str().parse().refused(Failure::Usage, || {
+        format!("{flag} {text}: give an IP address and port, e.g. http://127.0.0.1:8080")
+    })?;
+    ensure_usage!(
+        addr.ip().is_loopback(),
+        "{flag} {text}: profiles drive load, so only loopback addresses are allowed"
+    );
     Ok(addr)
 }
 
@@ -193,7 +198,7 @@ fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr
         measure: Duration::from_secs(u64::from(args.seconds)),
         rate: None,
     }
-    .config(addr, available_cores())
+    .config(addr, crate::machine::cores())
 }
 
 /// A progress line on a terminal while the load runs (hidden otherwise).
@@ -230,7 +235,7 @@ async fn profile_local(
         },
         ..ServerConfig::default()
     };
-    let server = LocalServer::start(store, config, available_cores()).context("cannot start the server")?;
+    let server = LocalServer::start(store, config, crate::machine::cores()).context("cannot start the server")?;
     let load = load_config(args, variant, shape, server.addr);
     let (frequency, seconds) = (args.frequency as i32, args.seconds);
     let bar = progress_bar();
@@ -240,7 +245,7 @@ async fn profile_local(
         taken.map(|(lines, report)| Taken { lines, report })
     })
     .await?
-    .map_err(anyhow::Error::msg);
+    .map_err(anyhow::Error::from);
     server.stop().await.context("stopping the server")?;
     taken
 }
@@ -263,7 +268,7 @@ async fn profile_attached(
     let stop = done.clone();
     let sampling = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(u64::from(warmup))).await;
-        let folded = admin::fetch_folded(admin_addr, seconds, frequency).await;
+        let folded = attach::fetch_folded(admin_addr, seconds, frequency).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         folded
     });
@@ -277,10 +282,10 @@ async fn profile_attached(
         Ok(report) => report,
         Err(error) => {
             sampling.abort();
-            bail!(error);
+            return Err(error.into());
         }
     };
-    let lines = sampling.await?.map_err(anyhow::Error::msg)?;
+    let lines = sampling.await??;
     Ok(Taken { lines: profile::by_thread_role(&lines, &["load-"]), report })
 }
 

@@ -2,10 +2,11 @@
 //! their profiles.
 
 use super::super::serve::Switch;
+use crate::cli::{Refuse, ensure_usage, usage};
+use crate::failure::Failure;
 use crate::load::conn::Protocol;
 use crate::load::workload::Mix;
 use crate::store::QueryPath;
-use anyhow::{Context, bail, ensure};
 
 /// One profiled configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +30,19 @@ pub(super) enum Key {
 impl Variant {
     /// This variant with `key=value` applied.
     pub(super) fn with(&self, spec: &str) -> anyhow::Result<(Key, Variant)> {
-        let (key, value) = spec.split_once('=').with_context(|| format!("--compare {spec:?} is not KEY=VALUE"))?;
+        let (key, value) =
+            spec.split_once('=').refused(Failure::Usage, || format!("--compare {spec:?} is not KEY=VALUE"))?;
         let mut other = self.clone();
         let key = match key.trim() {
             "path" => {
-                other.path = value.parse().map_err(|e| anyhow::anyhow!("--compare path={value}: {e}"))?;
+                other.path = value.parse().refused(Failure::Usage, || format!("--compare path={value}"))?;
                 Key::Path
             }
             "protocol" => {
                 other.protocol = match value {
                     "h1" => Protocol::H1,
                     "h2" => Protocol::H2,
-                    _ => bail!("--compare protocol={value}: use h1 or h2"),
+                    _ => return Err(usage!("--compare protocol={value}: use h1 or h2")),
                 };
                 Key::Protocol
             }
@@ -48,7 +50,7 @@ impl Variant {
                 other.encoding = match value {
                     "identity" => None,
                     "br" | "zstd" | "gzip" | "deflate" => Some(value.to_owned()),
-                    _ => bail!("--compare encoding={value}: use identity, br, zstd, gzip or deflate"),
+                    _ => return Err(usage!("--compare encoding={value}: use identity, br, zstd, gzip or deflate")),
                 };
                 Key::Encoding
             }
@@ -56,13 +58,13 @@ impl Variant {
                 other.cache = match value {
                     "on" => Switch::On,
                     "off" => Switch::Off,
-                    _ => bail!("--compare cache={value}: use on or off"),
+                    _ => return Err(usage!("--compare cache={value}: use on or off")),
                 };
                 Key::Cache
             }
-            other => bail!("--compare {other}=…: the keys are path, protocol, encoding and cache"),
+            other => return Err(usage!("--compare {other}=…: the keys are path, protocol, encoding and cache")),
         };
-        ensure!(other != *self, "--compare {spec}: that is the configuration already profiled");
+        ensure_usage!(other != *self, "--compare {spec}: that is the configuration already profiled");
         Ok((key, other))
     }
 
@@ -105,7 +107,7 @@ pub(super) struct Names {
 impl Names {
     pub(super) fn new(label: Option<&str>, mix: &Mix) -> anyhow::Result<Self> {
         if let Some(label) = label {
-            ensure!(
+            ensure_usage!(
                 !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
                 "--label {label:?}: use letters, digits, '-', '_' and '.'"
             );
