@@ -23,6 +23,7 @@
 
 use crate::domain::FlightId;
 use bytes::Bytes;
+use http::HeaderValue;
 use std::sync::{Mutex, MutexGuard};
 
 /// Stripes: enough that two cores rarely contend for one lock.
@@ -33,8 +34,17 @@ const STRIPES: usize = 64;
 pub struct CachedFlight {
     /// The `GET /flights/{id}` JSON body, uncompressed.
     pub body: Bytes,
-    /// The flight's version, sent as the `ETag`.
+    /// The flight's version.
     pub version: i64,
+    /// `"<version>"`, built once with the entry: a hit clones it (a reference count)
+    /// instead of formatting a header per response.
+    pub etag: HeaderValue,
+}
+
+impl CachedFlight {
+    pub fn new(body: Bytes, version: i64) -> Self {
+        Self { body, version, etag: super::response::etag(version) }
+    }
 }
 
 /// Proof that a reader looked before querying the store; see the module doc.
@@ -148,7 +158,7 @@ mod tests {
     }
 
     fn cached(version: i64) -> CachedFlight {
-        CachedFlight { body: Bytes::from(format!("{{\"version\":{version}}}")), version }
+        CachedFlight::new(Bytes::from(format!("{{\"version\":{version}}}")), version)
     }
 
     #[test]

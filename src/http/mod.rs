@@ -53,15 +53,16 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Point-read bodies of hot flights; `None` with `--cache off`.
     pub cache: Option<FlightCache>,
-    /// Permits for requests in flight; see `ServerConfig::max_in_flight`.
-    in_flight: Arc<Semaphore>,
+    /// Permits for requests in flight; see `ServerConfig::max_in_flight`. Each request
+    /// borrows one for its own duration.
+    in_flight: Semaphore,
     /// `None` with `ServerConfig::metrics` off: nothing is recorded, `/metrics` is 404.
     pub metrics: Option<Arc<ServerMetrics>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig) -> Arc<Self> {
-        let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+        let in_flight = Semaphore::new(config.max_in_flight);
         let cache = (config.cache_capacity > 0).then(|| FlightCache::new(config.cache_capacity));
         let metrics = config.metrics.then(|| {
             let metrics = ServerMetrics::new(store.shard_count());

@@ -14,43 +14,61 @@
 //! - when nothing is acceptable the answer is 406.
 
 use crate::compression::Encoding;
+use http::HeaderValue;
 
 /// The server's preference among compressed codings, best first.
 const PREFERENCE: [Encoding; 4] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip, Encoding::Deflate];
 
-/// A parsed `Accept-Encoding` header.
+/// A parsed `Accept-Encoding` header, built without allocating: it is parsed on every
+/// request, and most point reads answer below the compression threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcceptEncoding {
-    /// (coding, q) for each coding this server knows; q in thousandths.
-    named: Vec<(Encoding, u16)>,
+    /// q (thousandths) of each coding the client names, by `Encoding` index.
+    named: [Option<u16>; 5],
     /// q of `*`, if present.
     wildcard: Option<u16>,
     /// Was the header present at all?
     present: bool,
-    /// The header as sent, for error messages.
-    raw: String,
+    /// The header's first value as sent, for error messages (a shared reference to the
+    /// request's bytes, not a copy), and whether more values followed it.
+    raw: Option<HeaderValue>,
+    more: bool,
 }
 
 impl std::fmt::Display for AcceptEncoding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.raw)
+        let raw = self.raw.as_ref().map_or("", |v| v.to_str().unwrap_or("<not ASCII>"));
+        write!(f, "{raw}{}", if self.more { ", …" } else { "" })
+    }
+}
+
+fn index(encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Identity => 0,
+        Encoding::Br => 1,
+        Encoding::Zstd => 2,
+        Encoding::Gzip => 3,
+        Encoding::Deflate => 4,
     }
 }
 
 impl AcceptEncoding {
-    /// Parses the header value(s). Unknown codings are ignored; a malformed q-value
-    /// makes that element count as q = 0 rather than failing the request.
-    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut parsed = AcceptEncoding { named: Vec::new(), wildcard: None, present: false, raw: String::new() };
+    /// Parses the header's values. Unknown codings are ignored; a malformed q-value
+    /// makes that element count as q = 0 rather than failing the request; a value that
+    /// is not ASCII names nothing.
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
+        let mut parsed = AcceptEncoding { named: [None; 5], wildcard: None, present: false, raw: None, more: false };
         for value in values {
             if parsed.present {
-                parsed.raw.push_str(", ");
+                parsed.more = true;
+            } else {
+                parsed.present = true;
+                parsed.raw = Some(value.clone());
             }
-            parsed.present = true;
-            parsed.raw.push_str(value);
+            let Ok(value) = value.to_str() else { continue };
             for element in value.split(',') {
                 let mut parts = element.split(';');
-                let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+                let coding = parts.next().unwrap_or_default().trim();
                 if coding.is_empty() {
                     continue;
                 }
@@ -61,26 +79,32 @@ impl AcceptEncoding {
                     })
                     .unwrap_or(Some(1000))
                     .unwrap_or(0);
-                let encoding = match coding.as_str() {
-                    "*" => {
-                        parsed.wildcard = Some(q);
-                        continue;
-                    }
-                    "identity" => Encoding::Identity,
-                    "br" => Encoding::Br,
-                    "zstd" => Encoding::Zstd,
-                    "gzip" | "x-gzip" => Encoding::Gzip,
-                    "deflate" => Encoding::Deflate,
-                    _ => continue,
+                let known = |name: &str| coding.eq_ignore_ascii_case(name);
+                let encoding = if coding == "*" {
+                    parsed.wildcard = Some(q);
+                    continue;
+                } else if known("identity") {
+                    Encoding::Identity
+                } else if known("br") {
+                    Encoding::Br
+                } else if known("zstd") {
+                    Encoding::Zstd
+                } else if known("gzip") || known("x-gzip") {
+                    Encoding::Gzip
+                } else if known("deflate") {
+                    Encoding::Deflate
+                } else {
+                    continue;
                 };
-                parsed.named.push((encoding, q));
+                // The first mention of a coding counts, as it did when kept in a list.
+                parsed.named[index(encoding)].get_or_insert(q);
             }
         }
         parsed
     }
 
     fn q(&self, encoding: Encoding) -> u16 {
-        if let Some(&(_, q)) = self.named.iter().find(|(e, _)| *e == encoding) {
+        if let Some(q) = self.named[index(encoding)] {
             return q;
         }
         match (encoding, self.wildcard) {
@@ -114,7 +138,7 @@ fn parse_q(text: &str) -> Option<u16> {
     if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let frac_value: u16 = format!("{frac:0<3}").parse().ok()?;
+    let frac_value: u16 = frac.bytes().zip([100, 10, 1]).map(|(digit, place)| u16::from(digit - b'0') * place).sum();
     match whole {
         "0" => Some(frac_value),
         "1" if frac_value == 0 => Some(1000),
@@ -127,8 +151,8 @@ mod tests {
     use super::*;
     use Encoding::*;
 
-    fn choose(header: Option<&str>, len: usize) -> Option<Encoding> {
-        AcceptEncoding::parse(header).choose(len, 1024)
+    fn choose(header: Option<&'static str>, len: usize) -> Option<Encoding> {
+        AcceptEncoding::parse(header.map(HeaderValue::from_static).as_ref()).choose(len, 1024)
     }
 
     #[test]

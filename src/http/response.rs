@@ -120,6 +120,20 @@ fn frames(
     StreamBody::new(counted.map_ok(Frame::data)).boxed_unsync()
 }
 
+/// `"<version>"`: a flight's version as its `ETag`, formatted on the stack (the
+/// header's own copy is the one allocation).
+pub fn etag(version: i64) -> HeaderValue {
+    use std::io::Write;
+    // Room for `"` + 20 characters of any i64 + `"`.
+    let mut buffer = [0u8; 22];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    // Cannot fail: 22 bytes hold every i64 between quotes, and digits, a minus sign
+    // and quotes are valid header bytes.
+    write!(cursor, "\"{version}\"").expect("fits");
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&buffer[..written]).expect("valid etag")
+}
+
 /// A problem document for `error`. Never compressed: problem bodies are small and must
 /// be readable even by a client whose Accept-Encoding caused the error.
 pub fn problem(error: &ApiError) -> Response<Body> {

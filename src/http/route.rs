@@ -31,18 +31,31 @@ impl Route {
         Route::Unmatched,
     ];
 
-    /// The route a path's segments (without the leading slash) match, whatever the method.
-    pub fn of(segments: &[&str]) -> Route {
-        match segments {
-            ["healthz"] => Route::Healthz,
-            ["readyz"] => Route::Readyz,
-            ["metrics"] => Route::Metrics,
-            ["flights", _] => Route::Flight,
-            ["flights", _, "events"] => Route::FlightEvents,
-            ["flights", _, "delays"] => Route::FlightDelays,
-            ["airports", _, "departures"] => Route::Departures,
-            ["airports", _, "delays"] => Route::AirportDelays,
-            _ => Route::Unmatched,
+    /// The route a path matches, whatever the method, and where its parameter (the
+    /// flight id or airport code; empty for routes without one) is in `path`. One pass
+    /// over the path, no allocation: this runs on every request, and the handler
+    /// slices the parameter out later, after the request has been moved.
+    pub fn locate(path: &str) -> (Route, std::ops::Range<usize>) {
+        let (route, param) = Route::parse(path);
+        // `param` is a slice of `path` (or empty).
+        let start = if param.is_empty() { 0 } else { param.as_ptr() as usize - path.as_ptr() as usize };
+        (route, start..start + param.len())
+    }
+
+    /// The route a path matches and its parameter; see [`Route::locate`].
+    pub fn parse(path: &str) -> (Route, &str) {
+        let mut segments = path.trim_start_matches('/').split('/');
+        let mut next = || segments.next();
+        match (next(), next(), next(), next()) {
+            (Some("healthz"), None, _, _) => (Route::Healthz, ""),
+            (Some("readyz"), None, _, _) => (Route::Readyz, ""),
+            (Some("metrics"), None, _, _) => (Route::Metrics, ""),
+            (Some("flights"), Some(id), None, _) => (Route::Flight, id),
+            (Some("flights"), Some(id), Some("events"), None) => (Route::FlightEvents, id),
+            (Some("flights"), Some(id), Some("delays"), None) => (Route::FlightDelays, id),
+            (Some("airports"), Some(code), Some("departures"), None) => (Route::Departures, code),
+            (Some("airports"), Some(code), Some("delays"), None) => (Route::AirportDelays, code),
+            _ => (Route::Unmatched, ""),
         }
     }
 
@@ -89,13 +102,20 @@ mod tests {
 
     #[test]
     fn paths_match_their_templates() {
-        let route = |path: &str| Route::of(&path.trim_start_matches('/').split('/').collect::<Vec<_>>());
-        assert_eq!(route("/flights/42"), Route::Flight);
-        assert_eq!(route("/flights/42/events"), Route::FlightEvents);
-        assert_eq!(route("/airports/AMS/departures"), Route::Departures);
-        assert_eq!(route("/metrics"), Route::Metrics);
-        for unmatched in ["/", "/flights", "/flights/1/2/3", "/airports/AMS", "/healthz/x"] {
-            assert_eq!(route(unmatched), Route::Unmatched, "{unmatched}");
+        assert_eq!(Route::parse("/flights/42"), (Route::Flight, "42"));
+        assert_eq!(Route::parse("/flights/42/events"), (Route::FlightEvents, "42"));
+        assert_eq!(Route::parse("/flights/42/delays"), (Route::FlightDelays, "42"));
+        assert_eq!(Route::parse("/airports/AMS/departures"), (Route::Departures, "AMS"));
+        assert_eq!(Route::parse("/airports/AMS/delays"), (Route::AirportDelays, "AMS"));
+        assert_eq!(Route::parse("/metrics"), (Route::Metrics, ""));
+        assert_eq!(Route::parse("//healthz"), (Route::Healthz, ""), "leading slashes are one");
+        assert_eq!(Route::parse("/flights/"), (Route::Flight, ""), "an empty id is the handler's to refuse");
+        for unmatched in ["/", "", "/flights", "/flights/1/2/3", "/flights/1/events/x", "/airports/AMS", "/healthz/x"] {
+            assert_eq!(Route::parse(unmatched), (Route::Unmatched, ""), "{unmatched}");
+        }
+        for path in ["/flights/42/events", "//airports/AMS/delays", "/healthz", "/x"] {
+            let (route, at) = Route::locate(path);
+            assert_eq!((route, &path[at]), Route::parse(path), "{path}");
         }
         for (i, r) in Route::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);

@@ -6,7 +6,7 @@ use super::cache::CachedFlight;
 use super::error::ApiError;
 use super::metrics::{OPENMETRICS, PROMETHEUS_TEXT, Scraped, to_prometheus_text, wants_openmetrics};
 use super::negotiate::AcceptEncoding;
-use super::response::{Body, full, json, json_bytes, problem, serialize};
+use super::response::{Body, etag, full, json, json_bytes, problem, serialize};
 use super::route::{Route, method_label, protocol_label};
 use crate::compression::Encoding;
 use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, Limit, TimeWindow, UtcTime};
@@ -16,6 +16,7 @@ use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderVa
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as _;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -37,10 +38,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let start = Instant::now();
-    let route = {
-        let segments: Vec<&str> = request.uri().path().trim_start_matches('/').split('/').collect();
-        Route::of(&segments)
-    };
+    let (route, param) = Route::locate(request.uri().path());
     let (method, version) = (request.method().clone(), request.version());
     let traced = state.config.trace_sample_ratio.is_none_or(sampled);
     let span = if traced {
@@ -54,7 +52,7 @@ where
     } else {
         tracing::Span::none()
     };
-    let response = handle_in(&state, route, request).instrument(span.clone()).await;
+    let response = handle_in(&state, route, param, request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     if let Some(metrics) = &state.metrics {
         metrics.observe_request(route, &method, response.status(), version, start.elapsed());
@@ -87,19 +85,20 @@ fn sampled(ratio: f64) -> bool {
     })
 }
 
-async fn handle_in<B>(state: &AppState, route: Route, request: Request<B>) -> Response<Body>
+async fn handle_in<B>(state: &AppState, route: Route, param: Range<usize>, request: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    // Shed load before doing any work: a permit per request in flight.
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+    // Shed load before doing any work: a permit per request in flight (borrowed from
+    // the state for this call: no reference count to bump).
+    let Ok(_permit) = state.in_flight.try_acquire() else {
         if let Some(metrics) = &state.metrics {
             metrics.observe_load_shed();
         }
         return problem_counted(state, &ApiError::Overloaded(state.config.max_in_flight));
     };
-    match self::route(state, route, request).await {
+    match self::route(state, route, param, request).await {
         Ok(response) => response,
         Err(error) => problem_counted(state, &error),
     }
@@ -118,18 +117,23 @@ fn problem_counted(state: &AppState, error: &ApiError) -> Response<Body> {
 /// theirs. A future is as large as its largest arm, and hyper moves the request's
 /// future (memcpy) on every request: before boxing, those copies were 7% of a cached
 /// point read's CPU time in the profile.
-async fn route<B>(state: &AppState, route: Route, request: Request<B>) -> Result<Response<Body>, ApiError>
+async fn route<B>(
+    state: &AppState,
+    route: Route,
+    param: Range<usize>,
+    request: Request<B>,
+) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let accept =
-        AcceptEncoding::parse(request.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()));
+    let accept = AcceptEncoding::parse(request.headers().get_all(ACCEPT_ENCODING));
     // Borrowed, not copied: the POST arm moves `request` only after it is done with
     // the segment it needs.
     let path = request.uri().path();
-    // The route matched the segments' shape; the second segment is the id or code.
-    let param = path.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
+    // The range came from this same path (`Route::locate`); `get` keeps that a
+    // non-issue rather than a proof.
+    let param = path.get(param).unwrap_or_default();
     let method = request.method().clone();
     let allow = |allow: &'static str| ApiError::MethodNotAllowed { method: method.to_string(), allow };
     match (route, &method) {
@@ -213,11 +217,6 @@ fn airport(segment: &str) -> Result<AirportCode, ApiError> {
     AirportCode::parse(segment).map_err(bad)
 }
 
-fn etag(version: i64) -> HeaderValue {
-    // Cannot fail: digits and quotes are valid header bytes.
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("valid etag")
-}
-
 fn query_path<B>(state: &AppState, request: &Request<B>) -> Result<QueryPath, ApiError> {
     match request.headers().get(QUERY_PATH_HEADER) {
         None => Ok(state.config.default_path),
@@ -277,7 +276,7 @@ async fn flight(
     // Boxed: the four paths' futures are large (sea-orm's most), and a cache hit
     // should not carry their size; a miss pays one allocation next to a query.
     let view = Box::pin(state.store.flight(query_path, id)).await?;
-    let cached = CachedFlight { body: serialize(&view), version: view.status.version };
+    let cached = CachedFlight::new(serialize(&view), view.status.version);
     if let (Some(cache), Some(ticket)) = (&state.cache, ticket) {
         cache.fill(id, ticket, cached.clone());
         return flight_response(cached, Some(CACHE_MISS), accept, state).await;
@@ -296,7 +295,7 @@ async fn flight_response(
 ) -> Result<Response<Body>, ApiError> {
     let mut response = json_bytes(StatusCode::OK, flight.body, accept, state).await?;
     let headers = response.headers_mut();
-    headers.insert(ETAG, etag(flight.version));
+    headers.insert(ETAG, flight.etag);
     if let Some(cache) = cache {
         headers.insert(CACHE_HEADER, cache);
     }
