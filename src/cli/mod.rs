@@ -270,4 +270,19 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any text: a duration within (0, a day], or an error; never a panic.
+        #[test]
+        fn durations_are_bounded_or_refused(text in "[0-9.eE+-]{0,30}(ms|s|m|h|)?") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert!(d > Duration::ZERO && d <= Duration::from_secs(86_400), "{text} gave {d:?}");
+            }
+        }
+
+        #[test]
+        fn arbitrary_duration_text_never_panics(text in "\\PC{0,40}") {
+            let _ = parse_duration(&text);
+        }
+    }
 }

@@ -111,7 +111,27 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// What serde cannot check: the values hang together, so no reader of the manifest
+    /// (the load generator draws ids and airports from it) meets a value it cannot use.
     fn check(&self) -> Result<(), String> {
+        let d = &self.dataset;
+        DatasetSpec::new(d.seed, d.flights, d.days, d.start).map_err(|e| format!("dataset: {e}"))?;
+        if self.counts.flights != d.flights {
+            return Err(format!("counts.flights {} differs from dataset.flights {}", self.counts.flights, d.flights));
+        }
+        let p = &self.popularity;
+        if p.multiplier == 0 || super::generator::gcd(p.multiplier, d.flights) != 1 || p.offset >= d.flights {
+            return Err(format!(
+                "popularity multiplier {} and offset {} do not map ranks onto {} flights one to one",
+                p.multiplier, p.offset, d.flights
+            ));
+        }
+        if self.airports.is_empty() {
+            return Err("no airports".into());
+        }
+        if let Some(bad) = self.airports.iter().find(|a| crate::domain::AirportCode::parse(a).is_err()) {
+            return Err(format!("airport {bad:?} is not an IATA code"));
+        }
         let shards = self.shards.get() as usize;
         match (self.backend, &self.sqlite, &self.postgres) {
             (Backend::Sqlite, Some(s), None) if s.files.len() == shards => Ok(()),
@@ -149,6 +169,7 @@ mod tests {
     use super::*;
     use crate::dataset::Generator;
     use crate::domain::UtcTime;
+    use proptest::strategy::Strategy as _;
 
     fn sample() -> Manifest {
         let spec = DatasetSpec::new(1, 10, 2, UtcTime::parse("2026-12-01").unwrap()).unwrap();
@@ -191,5 +212,36 @@ mod tests {
 
         std::fs::write(Manifest::path_in(dir.path()), "{ not json").unwrap();
         assert!(matches!(Manifest::load(dir.path()), Err(ManifestError::Invalid { .. })));
+    }
+
+    proptest::proptest! {
+        /// A manifest edited by hand (any field set to any number or string) loads as a
+        /// consistent manifest or gives an error: never a panic, never a manifest whose
+        /// values a reader cannot use.
+        #[test]
+        fn edited_manifests_load_consistently_or_are_refused(
+            field in proptest::sample::select(vec![
+                "/shards", "/dataset/flights", "/dataset/days", "/dataset/start", "/counts/flights",
+                "/popularity/multiplier", "/popularity/offset", "/airports/0", "/sqlite/files", "/backend", "/format",
+            ]),
+            number in proptest::prop_oneof![proptest::num::i64::ANY.prop_map(serde_json::Value::from), proptest::num::u64::ANY.prop_map(serde_json::Value::from)],
+            text in "\\PC{0,12}",
+            use_text: bool,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut json = serde_json::to_value(sample()).unwrap();
+            if let Some(slot) = json.pointer_mut(field) {
+                *slot = if use_text { serde_json::Value::from(text.clone()) } else { number.clone() };
+            }
+            std::fs::write(Manifest::path_in(dir.path()), json.to_string()).unwrap();
+            if let Ok(m) = Manifest::load(dir.path()) {
+                proptest::prop_assert!(m.check().is_ok());
+                let ranks = [0, 1, m.counts.flights - 1, u64::MAX];
+                for rank in ranks {
+                    let id = m.popularity.flight_at_rank(rank, m.counts.flights);
+                    proptest::prop_assert!((1..=m.counts.flights as i64).contains(&id.get()));
+                }
+            }
+        }
     }
 }

@@ -207,4 +207,22 @@ mod tests {
         assert!(serde_json::from_str::<AirportCode>("\"sfo\"").is_err());
         assert!(serde_json::from_str::<FlightId>("0").is_err());
     }
+
+    proptest::proptest! {
+        /// Any text: a value that prints as it was typed, or an error.
+        #[test]
+        fn ids_and_codes_round_trip_or_are_refused(text in "\\PC{0,24}|[0-9]{1,20}|[A-Z0-9]{2,3}") {
+            if let Ok(id) = FlightId::parse(&text) {
+                // Leading zeros are accepted ("007" is flight 7); the id prints without.
+                proptest::prop_assert_eq!(id.to_string(), text.trim_start_matches('0'));
+                proptest::prop_assert_eq!(FlightId::parse(&id.to_string()), Ok(id));
+            }
+            if let Ok(code) = AirportCode::parse(&text) {
+                proptest::prop_assert_eq!(code.as_str(), text.as_str());
+            }
+            if let Ok(carrier) = Carrier::parse(&text) {
+                proptest::prop_assert_eq!(carrier.as_str(), text.as_str());
+            }
+        }
+    }
 }

@@ -184,4 +184,20 @@ mod tests {
         assert!(w.contains(t("2026-12-01")));
         assert!(!w.contains(t("2026-12-02")));
     }
+
+    proptest::proptest! {
+        /// Every instant prints as RFC 3339 and parses back to itself.
+        #[test]
+        fn instants_round_trip(seconds in 0i64..=UtcTime::MAX_SECONDS) {
+            let t = UtcTime::from_unix(seconds).unwrap();
+            proptest::prop_assert_eq!(UtcTime::parse(&t.to_string()), Ok(t));
+        }
+
+        #[test]
+        fn arbitrary_time_text_never_panics(text in "[0-9T:Z+.-]{0,32}|\\PC{0,32}") {
+            if let Ok(t) = UtcTime::parse(&text) {
+                proptest::prop_assert!((0..=UtcTime::MAX_SECONDS).contains(&t.unix()));
+            }
+        }
+    }
 }

@@ -199,4 +199,13 @@ mod tests {
         let cancelled = h.into_stats(AirportCode::parse("JFK").unwrap(), window());
         assert_eq!((cancelled.flights, cancelled.cancelled, cancelled.p95_delay_minutes), (3, 3, None));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn limits_are_in_range_or_refused(text in "[-+0-9]{0,24}|\\PC{0,8}") {
+            if let Ok(limit) = Limit::parse(&text) {
+                proptest::prop_assert!((1..=1_000).contains(&limit.get()));
+            }
+        }
+    }
 }

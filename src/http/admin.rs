@@ -157,8 +157,8 @@ async fn profile(state: &AdminState, query: Option<&str>) -> Result<Response<Bod
 mod tests {
     use super::*;
 
-    #[test]
-    fn profile_queries_are_checked() {
+    /// Admin settings (60 s, 99 Hz) with a profiler the parsing tests never reach.
+    fn idle_state() -> Arc<AdminState> {
         struct Idle;
         impl Profiler for Idle {
             fn prime(&self) {}
@@ -166,7 +166,12 @@ mod tests {
                 Err("not in this test".into())
             }
         }
-        let state = AdminState::new(60, 99, Arc::new(Idle));
+        AdminState::new(60, 99, Arc::new(Idle))
+    }
+
+    #[test]
+    fn profile_queries_are_checked() {
+        let state = idle_state();
         let ok = ProfileRequest::parse(Some("seconds=3&format=folded&frequency=250"), &state).unwrap();
         assert_eq!(ok, ProfileRequest { seconds: 3, format: ProfileFormat::Folded, frequency: 250 });
         let proto = ProfileRequest::parse(Some("format=pprof"), &state).unwrap();
@@ -184,6 +189,17 @@ mod tests {
             "sec=1",
         ] {
             assert!(matches!(ProfileRequest::parse(Some(bad), &state), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn profile_queries_are_bounded_or_refused(query in "[a-z=&%0-9-]{0,60}") {
+            let state = idle_state();
+            if let Ok(request) = ProfileRequest::parse(Some(&query), &state) {
+                proptest::prop_assert!((1..=60).contains(&request.seconds));
+                proptest::prop_assert!((1..=1_000).contains(&request.frequency));
+            }
         }
     }
 }

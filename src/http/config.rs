@@ -135,4 +135,16 @@ mod tests {
             assert!(levels.set(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn level_specs_set_a_valid_level_or_are_refused(spec in "(br|zstd|gzip|deflate|identity|x)=[-0-9]{0,12}|\\PC{0,16}") {
+            let mut levels = CompressionLevels::default();
+            if levels.set(&spec).is_ok() {
+                for encoding in Encoding::COMPRESSED {
+                    proptest::prop_assert!(encoding.levels().contains(&levels.level(encoding)));
+                }
+            }
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The HTTP server: hyper 1.x on tokio, HTTP/1.1 and HTTP/2 with prior knowledge (h2c)
 //! on one port, the flight API, negotiated compression, limits, graceful shutdown.
 //!
-//! Layers: `negotiate` (Accept-Encoding) and `error` (status + problem mapping) are
-//! pure; `response` builds bodies; `service` routes a request to the store; this
-//! module owns connections. Entry point: [`serve`], which takes its listener, state
+//! Layers: `negotiate` (Accept-Encoding), `route` (path → route), `extract` (request
+//! parts → values) and `error` (status + problem mapping) are pure; `response` builds
+//! bodies; `handlers` answer each route from the store; `service` routes a request to
+//! them; this module owns connections. Entry point: [`serve`], which takes its listener, state
 //! and shutdown signal so tests start the real server on port 0.
 //!
 //! hyper drops `header_read_timeout` silently when no timer is set, so every
@@ -14,6 +15,8 @@ pub mod admin;
 pub mod cache;
 mod config;
 mod error;
+mod extract;
+mod handlers;
 mod metrics;
 mod negotiate;
 mod response;

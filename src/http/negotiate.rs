@@ -204,4 +204,31 @@ mod tests {
             assert_eq!(parse_q(bad), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any header bytes a client can send: a choice or a 406, never a panic; a
+        /// chosen coding is always one the header allows.
+        #[test]
+        fn any_header_gives_an_acceptable_choice(
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            len in 0usize..5_000,
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&raw) else { return Ok(()) };
+            let accept = AcceptEncoding::parse([&value]);
+            if let Some(chosen) = accept.choose(len, 1024) {
+                proptest::prop_assert!(
+                    accept.q(chosen) > 0 || chosen == Encoding::Identity,
+                    "{value:?} chose {chosen:?}"
+                );
+            }
+            let _ = accept.to_string();
+        }
+
+        #[test]
+        fn q_values_are_thousandths(text in "[0-9.]{0,6}") {
+            if let Some(q) = parse_q(&text) {
+                proptest::prop_assert!(q <= 1000);
+            }
+        }
+    }
 }

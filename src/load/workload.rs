@@ -426,4 +426,37 @@ mod tests {
         // Zipf(1) over 1,000 ranks gives rank 0 about 13% of draws; uniform, 0.1%.
         assert!(hot > 400, "hottest flight drawn {hot} times in 5,000");
     }
+
+    proptest::proptest! {
+        /// Mixes and skews print as they parse; anything else is an error, never a panic.
+        #[test]
+        fn mixes_round_trip_or_are_refused(text in "[a-z=,0-9 ]{0,60}") {
+            if let Ok(mix) = Mix::parse(&text) {
+                proptest::prop_assert_eq!(Mix::parse(&mix.to_string()), Ok(mix.clone()));
+                let total: u64 = mix.weights().iter().map(|(_, w)| u64::from(*w)).sum();
+                proptest::prop_assert!(total > 0 && total <= u64::from(u32::MAX));
+            }
+        }
+
+        #[test]
+        fn skews_round_trip_or_are_refused(text in "(zipf:)?[0-9.eE+-]{0,12}|uniform|zipf|\\PC{0,12}") {
+            if let Ok(skew) = Skew::parse(&text) {
+                proptest::prop_assert_eq!(Skew::parse(&skew.to_string()), Ok(skew));
+                if let Skew::Zipf { exponent } = skew {
+                    proptest::prop_assert!(exponent > 0.0 && exponent <= 10.0);
+                }
+            }
+        }
+
+        /// Any weights draw only the kinds they name.
+        #[test]
+        fn draws_stay_inside_the_mix(read in 0u32..=Mix::MAX_WEIGHT, write in 0u32..=Mix::MAX_WEIGHT, seed: u64) {
+            let Ok(mix) = Mix::parse(&format!("read={read},write={write}")) else { return Ok(()) };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            for _ in 0..50 {
+                let kind = mix.pick(&mut rng);
+                proptest::prop_assert!(mix.weights().iter().any(|(k, w)| *k == kind && *w > 0));
+            }
+        }
+    }
 }

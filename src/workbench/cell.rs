@@ -143,4 +143,14 @@ mod tests {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_planned_cell_or_refused(text in "[a-z]{0,12}/[a-z0-9-]{0,12}|\\PC{0,20}") {
+            if let Ok(id) = text.parse::<CellId>() {
+                proptest::prop_assert_eq!(id.to_string(), text.clone());
+                proptest::prop_assert!(CellId::all().any(|c| c == id));
+            }
+        }
+    }
 }

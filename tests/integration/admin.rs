@@ -2,19 +2,12 @@
 //! server under load in each format, one profile at a time, bad parameters refused,
 //! and nothing of it on the public port.
 
+use crate::app::ServeProcess;
 use crate::client::{Proto, get, try_send};
 use crate::helpers::{Kind, dataset, spec};
 use http::StatusCode;
 use http_body_util::Full;
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn address_in(line: &str) -> SocketAddr {
-    let rest = line.split("http://").nth(1).unwrap();
-    rest.split(['/', ' ']).next().unwrap().parse().unwrap()
-}
 
 async fn profile(admin: SocketAddr, query: &str) -> crate::client::Reply {
     let uri = format!("/debug/pprof/profile?{query}");
@@ -24,20 +17,9 @@ async fn profile(admin: SocketAddr, query: &str) -> crate::client::Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_of_the_live_server() {
     let ds = dataset(Kind::Sqlite, spec(5, 2_000, 10), 2).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dir"])
-        .arg(ds.dir())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next =
-        async || tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let api = address_in(&next().await);
-    let admin_line = next().await;
-    assert!(admin_line.starts_with("admin (CPU profiles) on http://127.0.0.1:"), "{admin_line}");
-    let admin = address_in(&admin_line);
+    let mut server = ServeProcess::start(ds.dir(), &[], &["--admin-addr", "127.0.0.1:0"], false).await;
+    let (api, admin) = (server.api, server.admin.expect("an admin listener"));
+    assert_eq!(admin.ip(), std::net::Ipv4Addr::LOCALHOST, "loopback by default");
     assert_ne!(api.port(), admin.port());
 
     // Load in the background until every profile is taken (a fixed duration would
@@ -51,13 +33,15 @@ async fn profiles_of_the_live_server() {
         }
     });
 
-    // Two at once: exactly one runs, the other is refused with 409.
-    let (a, b) = tokio::join!(profile(admin, "seconds=2&format=folded&frequency=499"), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        profile(admin, "seconds=1&format=svg").await
-    });
-    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    assert_eq!(b.status, StatusCode::CONFLICT, "{:?}", b.body);
+    // Two at once: exactly one runs (whichever arrives first), the other is refused
+    // with 409 while it does.
+    let query = "seconds=2&format=folded&frequency=499";
+    let (first, second) = tokio::join!(profile(admin, query), profile(admin, query));
+    let mut statuses = [first.status, second.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{:?} / {:?}", first.body, second.body);
+    let (a, b) = if first.status == StatusCode::OK { (first, second) } else { (second, first) };
+    assert!(String::from_utf8_lossy(&b.body).contains("already running"), "{:?}", b.body);
     let folded = String::from_utf8(a.body.to_vec()).unwrap();
     let mut samples = 0;
     for line in folded.lines() {
@@ -101,5 +85,5 @@ async fn profiles_of_the_live_server() {
     let public =
         try_send(api, Proto::H1, get("/debug/pprof/profile?seconds=1").body(Full::default()).unwrap()).await.unwrap();
     assert_eq!(public.status, StatusCode::NOT_FOUND);
-    child.start_kill().unwrap();
+    server.child.start_kill().unwrap();
 }

@@ -1,11 +1,12 @@
 //! The HTTP server, started in-process on port 0 and driven by a real HTTP client over
 //! HTTP/1.1 and h2c: every endpoint, every error status, every encoding.
 
+use crate::app::{self, TestApp};
 use crate::client::{PROTOS, Proto, Reply, Transport, get, post_delay, send, try_send};
 use crate::helpers::{Kind, TestDataset, dataset, spec};
 use flightbench::compression::{Encoding, decompress};
 use flightbench::domain::{AirportCode, FlightId, Limit, TimeWindow};
-use flightbench::http::{AppState, ServerConfig, serve_with};
+use flightbench::http::ServerConfig;
 use flightbench::store::QueryPath;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -14,37 +15,30 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct TestApp {
+/// The server in-process over its own 2,000-flight dataset.
+struct ApiApp {
     addr: SocketAddr,
     ds: TestDataset,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: TestApp,
 }
 
-async fn spawn_app(config: ServerConfig) -> TestApp {
+async fn spawn_app(config: ServerConfig) -> ApiApp {
     spawn_app_with(config, None).await
 }
 
-async fn spawn_app_with(config: ServerConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> TestApp {
+async fn spawn_app_with(config: ServerConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> ApiApp {
     let ds = dataset(Kind::Sqlite, spec(31, 2_000, 10), 2).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(ds.store.clone(), config);
-    let server = tokio::spawn(serve_with(listener, state, tls, async move {
-        let _ = stopped.await;
-    }));
-    TestApp { addr, ds, stop: Some(stop), server }
+    let server = app::spawn_app(&ds, config, tls).await;
+    ApiApp { addr: server.addr, ds, server }
 }
 
-impl TestApp {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), self.server).await.expect("server stops").unwrap().unwrap();
+impl ApiApp {
+    async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
-async fn get_json(app: &TestApp, proto: Proto, uri: &str) -> Reply {
+async fn get_json(app: &ApiApp, proto: Proto, uri: &str) -> Reply {
     send(app.addr, proto, get(uri).body(Full::default()).unwrap()).await
 }
 
@@ -54,7 +48,7 @@ fn window(ds: &TestDataset, days: i64) -> TimeWindow {
 
 /// Every read endpoint on every query path through `transport`, compared with the
 /// store; then a write and a read after it.
-async fn check_endpoints(app: &TestApp, transport: Transport) {
+async fn check_endpoints(app: &ApiApp, transport: Transport) {
     let ds = &app.ds;
     let atl = AirportCode::parse("ATL").unwrap();
     let w = window(ds, 2);
@@ -309,16 +303,31 @@ async fn load_beyond_the_in_flight_limit_is_shed_with_503() {
     let app = spawn_app(ServerConfig { max_in_flight: 1, ..ServerConfig::default() }).await;
     let mut slow = TcpStream::connect(app.addr).await.unwrap();
     slow.write_all(b"POST /flights/1/delays HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nif-match: \"0\"\r\ncontent-length: 100\r\n\r\n{").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slow request holds the one permit once the server has read its head.
+    let shed = status_becomes(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE, "limit of 1");
     for proto in PROTOS {
         let shed = get_json(&app, proto, "/healthz").await;
         assert_problem(&shed, StatusCode::SERVICE_UNAVAILABLE, "limit of 1");
         assert_eq!(shed.header("retry-after"), Some("1"));
     }
     drop(slow);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(get_json(&app, Proto::H1, "/healthz").await.status, StatusCode::OK);
+    // The permit comes back once the server notices the closed connection.
+    status_becomes(&app, StatusCode::OK).await;
     app.shutdown().await;
+}
+
+/// Polls `GET /healthz` until it answers `status`, for up to 10 s.
+async fn status_becomes(app: &ApiApp, status: StatusCode) -> Reply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = get_json(app, Proto::H1, "/healthz").await;
+        if reply.status == status {
+            return reply;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/healthz stayed {}", reply.status);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! exactly once, and every projection must equal a replay of its events. Three rounds,
 //! one of them on the per-core runtime; the cache is on (the default) throughout.
 
+use crate::app::ServeProcess;
 use crate::client::{Proto, get, post_delay, try_send};
 use crate::helpers::{Kind, dataset, spec};
 use flightbench::domain::{FlightId, FlightStatus, RecordedEvent};
@@ -12,27 +13,16 @@ use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WRITERS: usize = 8;
 const FLIGHTS: usize = 48;
 
 /// Starts `flightbench serve` on a free port; returns the child and its address.
 async fn start_server(dir: &Path, runtime: &str) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--runtime", runtime, "--dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
-    (child, addr.parse().unwrap())
+    let server = ServeProcess::start(dir, &[], &["--runtime", runtime], false).await;
+    (server.child, server.api)
 }
 
 async fn current_version(addr: SocketAddr, id: FlightId) -> i64 {
@@ -65,6 +55,9 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
             versions.push(current_version(addr, id).await);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
+        // Kill after a random number of this round's writes were acknowledged: the
+        // writers are busy then, whatever the machine's speed.
+        let kill_after = acknowledged.lock().unwrap().len() + rng.random_range(100..250);
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let acknowledged = acknowledged.clone();
@@ -97,8 +90,10 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
                 })
             })
             .collect();
-        // Kill at a random moment while the writers are busy.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        while acknowledged.lock().unwrap().len() < kill_after {
+            assert!(Instant::now() < deadline, "the writers stalled before {kill_after} acknowledged writes");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         server.start_kill().unwrap();
         server.wait().await.unwrap();
         for writer in writers {

@@ -8,7 +8,11 @@ use flightbench::seed::{PgShards, SeedConfig, SeedTarget, seed};
 use flightbench::store::{Durability, Store, StoreConfig};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
+/// The PostgreSQL server the store tests use: `FLIGHTBENCH_TEST_PG_URL` (a server URL
+/// without a database), by default the local one `scripts/test.sh` starts.
+pub fn pg_base() -> String {
+    std::env::var("FLIGHTBENCH_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -100,7 +104,7 @@ impl PgDatabases {
     }
 
     pub fn base_url(&self) -> String {
-        format!("{PG_BASE}/{}", self.name)
+        format!("{}/{}", pg_base(), self.name)
     }
 }
 
@@ -111,7 +115,7 @@ impl Drop for PgDatabases {
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&format!("{PG_BASE}/postgres"), tokio_postgres::NoTls)
+                let (client, conn) = tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls)
                     .await
                     .expect("connect to drop test databases");
                 tokio::spawn(conn);

@@ -4,6 +4,7 @@
 
 mod admin;
 mod api;
+mod app;
 mod cli;
 mod client;
 mod crash;

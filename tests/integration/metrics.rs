@@ -2,9 +2,10 @@
 //! the output, a real Prometheus scrapes it, and the alert rules and the Grafana
 //! dashboard name only metrics the server exports.
 
+use crate::app::spawn_app;
 use crate::client::{Proto, get, post_delay, send, try_send};
-use crate::helpers::{Kind, TestDataset, dataset, spec};
-use flightbench::http::{AppState, ServerConfig, serve};
+use crate::helpers::{Kind, dataset, spec};
+use flightbench::http::ServerConfig;
 use http::StatusCode;
 use http_body_util::Full;
 use std::collections::{BTreeSet, HashMap};
@@ -12,18 +13,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-
-/// The server in-process on a free port; stops when the sender is dropped.
-pub async fn start(ds: &TestDataset, config: ServerConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(ds.store.clone(), config);
-    tokio::spawn(serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 /// `promtool` or `prometheus`, which scripts/test.sh installs (Debian's `prometheus`).
 pub fn tool(name: &str) -> &str {
@@ -59,7 +48,8 @@ fn requests(route: &str, method: &str, status: &str, protocol: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_was_served_and_promtool_accepts_them() {
     let ds = dataset(Kind::Sqlite, spec(41, 2_000, 10), 2).await;
-    let (addr, _stop) = start(&ds, ServerConfig::default()).await;
+    let app = spawn_app(&ds, ServerConfig::default(), None).await;
+    let addr = app.addr;
     let plain = |uri: &str| get(uri).body(Full::default()).unwrap();
     for id in 1..=3 {
         assert_eq!(send(addr, Proto::H1, plain(&format!("/flights/{id}"))).await.status, StatusCode::OK);
@@ -150,7 +140,8 @@ async fn metrics_count_what_was_served_and_promtool_accepts_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shed_requests_are_counted_and_metrics_can_be_off() {
     let ds = dataset(Kind::Sqlite, spec(42, 2_000, 10), 2).await;
-    let (addr, _stop) = start(&ds, ServerConfig { max_in_flight: 1, ..ServerConfig::default() }).await;
+    let app = spawn_app(&ds, ServerConfig { max_in_flight: 1, ..ServerConfig::default() }, None).await;
+    let addr = app.addr;
     // Concurrent scatter-gathers on the sqlx path (which awaits its worker threads)
     // against one permit: some are shed. Repeat until at least one is.
     let mut shed = 0;
@@ -179,7 +170,8 @@ async fn shed_requests_are_counted_and_metrics_can_be_off() {
     assert_eq!(samples[&requests("/airports/{code}/departures", "GET", "5xx", "http/1.1")], f64::from(shed));
 
     let ds = dataset(Kind::Sqlite, spec(43, 500, 10), 1).await;
-    let (addr, _stop) = start(&ds, ServerConfig { metrics: false, ..ServerConfig::default() }).await;
+    let app = spawn_app(&ds, ServerConfig { metrics: false, ..ServerConfig::default() }, None).await;
+    let addr = app.addr;
     let reply = send(addr, Proto::H1, get("/metrics").body(Full::default()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
@@ -213,7 +205,8 @@ async fn wait_for_value(prometheus: SocketAddr, query: &str, at_least: f64) -> f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_server() {
     let ds = dataset(Kind::Sqlite, spec(44, 1_000, 10), 2).await;
-    let (addr, _stop) = start(&ds, ServerConfig::default()).await;
+    let app = spawn_app(&ds, ServerConfig::default(), None).await;
+    let addr = app.addr;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -289,7 +282,8 @@ async fn alert_rules_pass_their_tests_and_dashboards_name_real_metrics() {
 
     // The families a live server exports (with a cache, so its metrics are there).
     let ds = dataset(Kind::Sqlite, spec(45, 500, 10), 2).await;
-    let (addr, _stop) = start(&ds, ServerConfig::default()).await;
+    let app = spawn_app(&ds, ServerConfig::default(), None).await;
+    let addr = app.addr;
     send(addr, Proto::H1, get("/flights/1").body(Full::default()).unwrap()).await;
     let text = scrape(addr).await;
     let exported: BTreeSet<String> = text

@@ -3,9 +3,10 @@
 //! accepting connections, names the failing probe and shard, and returns to 200 when
 //! the shard does.
 
+use crate::app::spawn_app;
 use crate::client::{Proto, Reply, get, send};
-use crate::helpers::{Kind, PG_BASE, dataset, spec};
-use crate::metrics::{samples, scrape, start};
+use crate::helpers::{Kind, dataset, pg_base, spec};
+use crate::metrics::{samples, scrape};
 use flightbench::dataset::Manifest;
 use flightbench::http::ServerConfig;
 use flightbench::store::ProbeConfig;
@@ -57,7 +58,8 @@ fn config() -> ServerConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
     let ds = dataset(Kind::Sqlite, spec(51, 2_000, 10), 2).await;
-    let (addr, _stop) = start(&ds, config()).await;
+    let app = spawn_app(&ds, config(), None).await;
+    let addr = app.addr;
     let ready = readyz(addr).await;
     assert_eq!(ready.status, StatusCode::OK);
     let body = ready.json();
@@ -112,16 +114,23 @@ async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
         probes: ProbeConfig { projection_every: Duration::from_secs(3_600), ..config().probes },
         ..ServerConfig::default()
     };
-    let (cached_addr, _stop2) = start(&ds2, hourly).await;
+    let hourly_app = spawn_app(&ds2, hourly, None).await;
+    let cached_addr = hourly_app.addr;
+    let first_asked = std::time::Instant::now();
     assert_eq!(readyz(cached_addr).await.json()["shards"][0]["projection_lag_events"], 0);
+    // The reading is at most as old as the first call and at least as old as the gap
+    // between the first answer and the second call.
+    let first_answered = std::time::Instant::now();
     let file = ds2.dir().join(&Manifest::load(ds2.dir()).unwrap().sqlite.unwrap().files[0]);
     write_around_the_server(&rusqlite::Connection::open(&file).unwrap());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let gap = first_answered.elapsed();
     let cached = readyz(cached_addr).await;
+    let since_first = first_asked.elapsed();
     assert_eq!(cached.status, StatusCode::OK, "the lag is not re-read within the hour");
     let shard = &cached.json()["shards"][0];
     assert_eq!(shard["projection_lag_events"], 0);
-    assert!(shard["projection_checked_ms_ago"].as_u64().unwrap() >= 50, "{shard}");
+    let age = shard["projection_checked_ms_ago"].as_u64().unwrap() as u128;
+    assert!(age >= gap.as_millis() && age <= since_first.as_millis(), "{shard}, gap {gap:?}, since {since_first:?}");
     let moved = file.with_extension("moved");
     std::fs::rename(&file, &moved).unwrap();
     assert_eq!(readyz(cached_addr).await.status, StatusCode::SERVICE_UNAVAILABLE, "the file is probed every call");
@@ -139,7 +148,8 @@ async fn sqlite_shards_that_lag_or_become_unreadable_are_not_ready() {
 }
 
 async fn admin(sql: &str) {
-    let (client, conn) = tokio_postgres::connect(&format!("{PG_BASE}/postgres"), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
@@ -148,7 +158,8 @@ async fn admin(sql: &str) {
 async fn an_unreachable_postgres_shard_is_not_ready_until_it_returns() {
     let ds = dataset(Kind::Postgres, spec(52, 1_000, 10), 2).await;
     let database = format!("{}_1", ds.pg.as_ref().unwrap().name);
-    let (addr, _stop) = start(&ds, config()).await;
+    let app = spawn_app(&ds, config(), None).await;
+    let addr = app.addr;
     assert_eq!(readyz(addr).await.status, StatusCode::OK);
 
     // The shard's database refuses new connections and its open ones are cut.

@@ -2,9 +2,10 @@
 //! differential of two query paths, and a profile taken through a running server's
 //! admin listener.
 
+use crate::app::ServeProcess;
 use crate::helpers::{Kind, dataset, spec};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn flightbench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flightbench")).args(args).output().unwrap();
@@ -78,28 +79,21 @@ fn compare_writes_both_profiles_and_their_differential() {
     assert!(stdout.contains("req/s") && stdout.contains("differential"), "{stdout}");
 }
 
-#[test]
-fn attaches_to_a_running_server() {
-    let ds = tokio::runtime::Runtime::new().unwrap().block_on(dataset(Kind::Sqlite, spec(9, 3_000, 10), 2));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_to_a_running_server() {
+    let ds = dataset(Kind::Sqlite, spec(9, 3_000, 10), 2).await;
     let out = tempfile::tempdir().unwrap();
     let d = ds.dir().to_str().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_flightbench"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--dir", d])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
-    let address = |line: String| line.split("http://").nth(1).unwrap().split(['/', ' ']).next().unwrap().to_owned();
-    let api = address(lines.next().unwrap().unwrap());
-    let admin = address(lines.next().unwrap().unwrap());
-    let result = Command::new(env!("CARGO_BIN_EXE_flightbench"))
+    let mut server = ServeProcess::start(ds.dir(), &[], &[], false).await;
+    let (api, admin) = (server.api, server.admin.expect("an admin listener"));
+    let result = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
         .args(["profile", "--dir", d, "--out", out.path().to_str().unwrap(), "--seconds", "2", "--warmup", "0"])
         .args(["--frequency", "499", "-c", "4", "--label", "attached"])
         .args(["--attach", &format!("http://{api}"), "--admin", &format!("http://{admin}")])
         .output()
+        .await
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    server.child.kill().await.unwrap();
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     let date = time::OffsetDateTime::now_utc().date().to_string();
     let (text, samples) = folded(&out.path().join(format!("{date}-attached.folded")));

@@ -2,6 +2,7 @@
 //! OTLP/HTTP receiver nested request → store → shard_query, and `--log-format json`
 //! writes nothing but JSON lines.
 
+use crate::app::ServeProcess;
 use crate::client::{Proto, get, send};
 use crate::helpers::{Kind, dataset, spec};
 use bytes::Bytes;
@@ -13,10 +14,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Clone)]
 struct ReceivedSpan {
@@ -78,22 +78,10 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<ReceivedSpan>>>) {
 /// `flightbench serve` exporting to `collector`, JSON logs at info; returns the child
 /// and its API address.
 async fn serve(dir: &std::path::Path, collector: SocketAddr, ratio: &str) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
-        .args(["--log", "info", "--log-format", "json", "serve", "--addr", "127.0.0.1:0", "--no-admin"])
-        .args(["--cache", "off", "--trace-sample-ratio", ratio])
-        .arg("--otlp-endpoint")
-        .arg(format!("http://{collector}"))
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await.unwrap().unwrap().unwrap();
-    let api = first.split("http://").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    (child, api)
+    let collector = format!("http://{collector}");
+    let flags = ["--no-admin", "--cache", "off", "--trace-sample-ratio", ratio, "--otlp-endpoint", &collector];
+    let server = ServeProcess::start(dir, &["--log", "info", "--log-format", "json"], &flags, true).await;
+    (server.child, server.api)
 }
 
 /// SIGTERM: the server drains, flushes the spans still queued and exits; returns its

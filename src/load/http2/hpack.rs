@@ -354,4 +354,14 @@ mod tests {
             assert_eq!(ours(&mut Decoder::default(), bad), Err(Malformed), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Any header block a server may send: fields or `Malformed`, never a panic.
+        #[test]
+        fn arbitrary_header_blocks_never_panic(block in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut decoder = Decoder::default();
+            let _ = decoder.decode(&block, |_, _| {});
+            let _ = decoder.decode(&block, |_, _| {});
+        }
+    }
 }

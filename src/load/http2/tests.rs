@@ -227,12 +227,15 @@ fn a_request_given_up_on_is_reset_with_cancel() {
 
 #[test]
 fn pings_are_answered_and_streams_wait_for_the_servers_limit() {
+    // The client has applied the limit once it has answered the PING sent after it.
+    let (acked, limit_applied) = tokio::sync::oneshot::channel();
     let statuses = exchange(
         &[(frame::SETTINGS_MAX_CONCURRENT_STREAMS, 1)],
         |mut peer| async move {
             peer.send(frame::PING, 0, 0, b"12345678").await;
             let (ack, payload) = peer.frame_of(frame::PING).await;
             assert_eq!((ack.flags, payload.as_slice()), (frame::ACK, &b"12345678"[..]));
+            let _ = acked.send(());
             let (first, _) = peer.frame_of(frame::HEADERS).await;
             // The second stream may not open before the first ends (limit 1).
             let early = tokio::time::timeout(Duration::from_millis(50), peer.frame()).await;
@@ -243,7 +246,7 @@ fn pings_are_answered_and_streams_wait_for_the_servers_limit() {
             peer.answer(second.stream, &[(b":status", b"202")], &[]).await;
         },
         |stream| async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            limit_applied.await.expect("the script acknowledged the PING");
             let other = stream.another_stream();
             let (a, b) = tokio::join!(stream.exchange(GET_ROOT, b"", false), other.exchange(GET_ROOT, b"", false));
             let mut statuses = [a.expect("first").status, b.expect("second").status];

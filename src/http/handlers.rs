@@ -1,0 +1,143 @@
+//! The handlers behind the routes: the flight read (through the cache), readiness,
+//! metrics and the delay report.
+
+use super::AppState;
+use super::cache::CachedFlight;
+use super::error::ApiError;
+use super::extract::{bad, expected_version, parse_event, query_path};
+use super::metrics::{OPENMETRICS, PROMETHEUS_TEXT, Scraped, to_prometheus_text, wants_openmetrics};
+use super::negotiate::AcceptEncoding;
+use super::response::{Body, etag, full, json, json_bytes, serialize};
+use super::service::CACHE_HEADER;
+use crate::domain::FlightId;
+use crate::store::QueryPath;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+/// `GET /metrics`: never compressed (Prometheus asks for gzip, but a scrape is a few
+/// kilobytes on loopback and compressing it would show up in the server's own profile).
+/// OpenMetrics when the client asks for it (Prometheus does), else Prometheus text.
+/// The readiness probes run for every scrape, so Prometheus sees shard readiness
+/// and projection lag without anyone calling `/readyz`.
+pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
+    let Some(metrics) = &state.metrics else { unreachable!("routed only with metrics on") };
+    let scraped = Scraped {
+        in_flight: state.config.max_in_flight - state.in_flight.available_permits(),
+        max_in_flight: state.config.max_in_flight,
+        cache: state.cache.as_ref().map(|c| c.stats()),
+        pools: state.store.pool_stats(),
+        shards: state.store.readiness(state.config.probes).await.shards,
+    };
+    let openmetrics = metrics.encode(scraped);
+    let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, media_type) = if wants_openmetrics(accept) {
+        (openmetrics, OPENMETRICS)
+    } else {
+        (to_prometheus_text(&openmetrics), PROMETHEUS_TEXT)
+    };
+    let mut response = Response::new(full(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    response
+}
+
+/// `GET /flights/{id}`, through the flight cache when it is on.
+pub(super) async fn flight(
+    state: &AppState,
+    query_path: QueryPath,
+    id: FlightId,
+    accept: &AcceptEncoding,
+) -> Result<Response<Body>, ApiError> {
+    let ticket = match &state.cache {
+        None => None,
+        Some(cache) => match cache.get(id) {
+            Ok(hit) => return flight_response(hit, Some(CACHE_HIT), accept, state).await,
+            Err(ticket) => Some(ticket),
+        },
+    };
+    // Boxed: the four paths' futures are large (sea-orm's most), and a cache hit
+    // should not carry their size; a miss pays one allocation next to a query.
+    let view = Box::pin(state.store.flight(query_path, id)).await?;
+    let cached = CachedFlight::new(serialize(&view), view.status.version);
+    if let (Some(cache), Some(ticket)) = (&state.cache, ticket) {
+        cache.fill(id, ticket, cached.clone());
+        return flight_response(cached, Some(CACHE_MISS), accept, state).await;
+    }
+    flight_response(cached, None, accept, state).await
+}
+
+const CACHE_HIT: HeaderValue = HeaderValue::from_static("hit");
+const CACHE_MISS: HeaderValue = HeaderValue::from_static("miss");
+
+async fn flight_response(
+    flight: CachedFlight,
+    cache: Option<HeaderValue>,
+    accept: &AcceptEncoding,
+    state: &AppState,
+) -> Result<Response<Body>, ApiError> {
+    let mut response = json_bytes(StatusCode::OK, flight.body, accept, state).await?;
+    let headers = response.headers_mut();
+    headers.insert(ETAG, flight.etag);
+    if let Some(cache) = cache {
+        headers.insert(CACHE_HEADER, cache);
+    }
+    Ok(response)
+}
+
+/// `GET /readyz`: every probe in `store::health`, 503 when any fails.
+pub(super) async fn readyz(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
+    let readiness = state.store.readiness(state.config.probes).await;
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, &readiness, accept, state).await
+}
+
+/// The request body of `POST /flights/{id}/delays`: an event kind with its fields,
+/// and optionally when it happened (default: now).
+pub(super) async fn report_delay<B>(
+    state: &AppState,
+    id: FlightId,
+    request: Request<B>,
+    accept: &AcceptEncoding,
+) -> Result<Response<Body>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let query_path = query_path(state, &request)?;
+    let headers = request.headers();
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    let expected = expected_version(headers.get(IF_MATCH))?;
+    let limit = state.config.max_body_bytes;
+    // Refuse a declared oversize body before reading any of it; chunked and HTTP/2
+    // bodies are caught by `Limited` while reading.
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            bad(format!("reading the request body: {e}"))
+        }
+    })?;
+    let event = parse_event(&body.to_bytes())?;
+    let outcome = state.store.append(query_path, id, expected, &event).await;
+    // Whatever the outcome: an error after the commit (a lost connection, say) may
+    // still have changed the flight.
+    if let Some(cache) = &state.cache {
+        cache.invalidate(id);
+    }
+    let outcome = outcome?;
+    let version = outcome.status.version;
+    let mut response = json(StatusCode::CREATED, &outcome, accept, state).await?;
+    response.headers_mut().insert(ETAG, etag(version));
+    // Cannot fail: the path is ASCII digits and slashes.
+    response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));
+    Ok(response)
+}
