@@ -6,11 +6,17 @@
 
 # Takes the tree's provenance (before building: the binary is what the tree holds
 # now), builds the release binary, and sets commit, bin, work and pid; the scratch
-# directory and the server are cleaned up on exit.
+# directory and the server are cleaned up on exit. BIN=path measures that binary
+# instead of building (its own `--version`-independent commit goes in BIN_COMMIT).
 measure_setup() {
-    commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
-    cargo build --release --quiet
-    bin=target/release/flightbench
+    if [ -n "${BIN:-}" ]; then
+        bin=$BIN
+        commit=${BIN_COMMIT:-"$BIN"}
+    else
+        commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+        cargo build --release --quiet
+        bin=target/release/flightbench
+    fi
     work=$(mktemp -d)
     pid=
     trap measure_cleanup EXIT

@@ -30,19 +30,22 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Starts serving `store` with `config` on `127.0.0.1:<free port>` with `threads`
-    /// per-core runtimes. The store stays open when the server stops, so several
-    /// configurations can share it.
-    pub fn start(store: Arc<Store>, config: ServerConfig, threads: usize) -> std::io::Result<Self> {
+    /// per-core runtimes, pinned to `cores` when it names any. The store stays open
+    /// when the server stops, so several configurations can share it.
+    pub fn start(store: Arc<Store>, config: ServerConfig, threads: usize, cores: &[usize]) -> std::io::Result<Self> {
         let listeners = reuseport_listeners(SocketAddr::from(([127, 0, 0, 1], 0)), threads.max(1))?;
         let addr = listeners[0].local_addr()?;
         let state = AppState::new(store, config);
         let (stop, stopped) = watch::channel(false);
         let shared = state.clone();
-        let serving =
-            tokio::spawn(run_per_core(listeners, false, Stopped::new(stopped).wait(), move |listener, stopped| {
+        let cores = cores.to_vec();
+        let serving = tokio::spawn(async move {
+            run_per_core(listeners, &cores, Stopped::new(stopped).wait(), move |listener, stopped| {
                 let state = shared.clone();
                 async move { serve_connections(listener, &state, None, stopped.wait()).await }
-            }));
+            })
+            .await
+        });
         Ok(Self { addr, state, stop, serving })
     }
 
@@ -67,7 +70,8 @@ pub struct LoadShape {
 }
 
 impl LoadShape {
-    pub fn config(&self, addr: SocketAddr, threads: usize) -> LoadConfig {
+    /// The load on `addr` with `threads` load threads, pinned to `cores` if any.
+    pub fn config(&self, addr: SocketAddr, threads: usize, cores: &[usize]) -> LoadConfig {
         LoadConfig {
             endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: self.protocol, tls: None },
             target: format!("http://{addr}"),
@@ -83,6 +87,7 @@ impl LoadShape {
             headers: self.headers.clone(),
             seed: 1,
             server_in_process: true,
+            cores: cores.to_vec(),
         }
     }
 }

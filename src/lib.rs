@@ -8,6 +8,10 @@
 //!
 //! Layers, lowest first; a lower layer never imports a higher one.
 //!
+//! - [`choice`]: closed sets of named values (`choices!`): one `Display`, `FromStr`
+//!   and serde spelling each, and the names the CLI offers. [`failure`]: what kind of
+//!   failure an error is (the exit codes). [`machine`]: this machine and build, and
+//!   CPU clocks. Pure or nearly; used by every layer.
 //! - [`domain`]: validated values (ids, codes, times), delay events and the status
 //!   projection they fold into. Pure.
 //! - [`routing`]: which shard owns a flight (jump consistent hash). Pure.
@@ -15,24 +19,30 @@
 //!   dataset.
 //! - [`store`]: the sharded data layer, SQLite files or PostgreSQL databases, with every
 //!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
-//!   scatter-gather for queries not keyed by flight.
+//!   scatter-gather for queries not keyed by flight. One append (`store::path::append`)
+//!   and one row mapping per table (`store::row`) serve every path and the seeders.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
 //! - [`http`]: the server: hyper on tokio, HTTP/1.1, h2c and TLS on one port, the
-//!   flight API over the store, negotiated compression, limits, graceful shutdown.
+//!   flight API over the store (`route` → `extract` → `handlers`), negotiated
+//!   compression, limits, graceful shutdown, and an admin listener that is handed its
+//!   profiler.
 //! - [`compression`]: response codecs and their levels (used by the server and
 //!   measured by `benches/compression.rs`).
-//! - [`load`]: the load generator (HTTP/1.1 and HTTP/2, closed and open loop, HDR
-//!   latencies) and [`chart`], the SVG charts its reports draw.
+//! - [`load`]: the load generator (its own HTTP/1.1 and HTTP/2 clients, closed loop
+//!   and an open loop paced to microseconds, HDR latencies) and [`chart`], the SVG
+//!   charts its reports draw.
 //! - [`profile`]: pprof samples → collapsed stacks → inferno flamegraphs, plain and
 //!   differential.
 //! - [`harness`]: the server in-process on a loopback port, for commands that drive it
 //!   with the load generator (`profile`).
 //! - [`bench_report`]: criterion's estimates → `results/benchmarks.md`.
-//! - [`workbench`]: `flightbench run`: every configuration measured in one command,
-//!   a report whose findings are computed from the figures, and run comparison.
+//! - [`workbench`]: `flightbench run`: every configuration (a typed `CellId`) measured
+//!   in one command, a report whose findings are computed from the figures, and run
+//!   comparison.
 //! - [`telemetry`]: the process's logs (text or JSON) and trace export over OTLP; the
 //!   server's metrics are in [`http`] (`GET /metrics`) and [`store`] (per-shard queries).
-//! - [`cli`]: the command line: flags → validated config → the layers above.
+//! - [`cli`]: the command line: flags → validated config → the layers above; the only
+//!   module that knows clap or `anyhow`, and where errors become exit codes.
 
 pub mod bench_report;
 pub mod chart;

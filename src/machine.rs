@@ -10,6 +10,16 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The ids of the cores this process may run on, for pinning.
+pub fn core_ids() -> Vec<usize> {
+    core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
+}
+
+/// Pins the calling thread to core `id`; false if the system refused.
+pub fn pin_current_thread(id: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id })
+}
+
 /// The build: taken when the binary was compiled (`scripts/build.rs`), so figures name
 /// the code and compiler that produced them, not the checkout's state at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +124,70 @@ impl std::ops::Add for CpuTime {
     }
 }
 
+/// The whole machine's CPU time so far, from `/proc/stat`'s first line: what every
+/// process spent, and what the hypervisor took (steal), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MachineCpu {
+    /// user, nice, system, irq and softirq: every process's work, this one's included.
+    pub busy_s: f64,
+    /// Time a virtual CPU waited while the hypervisor ran something else.
+    pub steal_s: f64,
+    /// Every state, idle included: elapsed time × CPUs.
+    pub total_s: f64,
+}
+
+impl MachineCpu {
+    /// `None` where `/proc/stat` is not readable (not Linux).
+    pub fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let ticks: Vec<f64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
+        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let hz = user_hz();
+        let (busy, steal) = (tick(0) + tick(1) + tick(2) + tick(5) + tick(6), tick(7));
+        let total = busy + tick(3) + tick(4) + steal;
+        (total > 0.0).then(|| Self { busy_s: busy / hz, steal_s: steal / hz, total_s: total / hz })
+    }
+}
+
+fn user_hz() -> f64 {
+    // SAFETY: sysconf has no memory arguments.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// What else the machine did while something of this process was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Disturbance {
+    /// CPU time other processes took, as a share of the whole machine's capacity.
+    pub others_share: f64,
+    /// CPU time the hypervisor took, likewise.
+    pub steal_share: f64,
+}
+
+impl Disturbance {
+    /// Between two readings of the machine and of this process.
+    pub fn between(machine: (MachineCpu, MachineCpu), process: (CpuTime, CpuTime)) -> Option<Self> {
+        let total = machine.1.total_s - machine.0.total_s;
+        if total <= 0.0 {
+            return None;
+        }
+        let ours = (process.1 - process.0).total_s();
+        let others = (machine.1.busy_s - machine.0.busy_s - ours).max(0.0);
+        let steal = (machine.1.steal_s - machine.0.steal_s).max(0.0);
+        Some(Self { others_share: others / total, steal_share: steal / total })
+    }
+
+    /// More than `share` of the machine went elsewhere.
+    pub fn exceeds(&self, share: f64) -> bool {
+        self.others_share > share || self.steal_share > share
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +207,30 @@ mod tests {
         assert_eq!((thread - CpuTime::of_process().unwrap()).total_s(), 0.0, "differences clamp at zero");
         assert_eq!(CpuTime { user_s: 1.0, system_s: 1.0 }.micros_per(4), Some(500_000.0));
         assert_eq!(CpuTime::ZERO.micros_per(0), None);
+    }
+
+    #[test]
+    fn proc_stat_is_read_into_busy_steal_and_total() {
+        let stat = "cpu  1000 10 500 8000 100 20 30 40 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let cpu = MachineCpu::parse(stat).unwrap();
+        let hz = user_hz();
+        assert_eq!(cpu.busy_s, 1_560.0 / hz);
+        assert_eq!(cpu.steal_s, 40.0 / hz);
+        assert_eq!(cpu.total_s, 9_700.0 / hz);
+        assert!(MachineCpu::parse("intr 1 2 3").is_none());
+        assert!(MachineCpu::now().is_some(), "this is Linux");
+    }
+
+    #[test]
+    fn disturbance_is_the_others_share() {
+        let machine = |busy: f64, steal: f64, total: f64| MachineCpu { busy_s: busy, steal_s: steal, total_s: total };
+        let process = |s: f64| CpuTime { user_s: s, system_s: 0.0 };
+        // 8 s of machine (2 CPUs × 4 s): 5 s busy, of which this process 4 s.
+        let d = Disturbance::between((machine(0.0, 0.0, 0.0), machine(5.0, 0.4, 8.0)), (process(1.0), process(5.0)))
+            .unwrap();
+        assert_eq!(d.others_share, 1.0 / 8.0);
+        assert_eq!(d.steal_share, 0.4 / 8.0);
+        assert!(d.exceeds(0.10) && !d.exceeds(0.2));
     }
 
     #[test]

@@ -212,6 +212,7 @@ impl LoadArgs {
             headers,
             seed: self.seed,
             server_in_process: false,
+            cores: Vec::new(),
         };
         config.validate()?;
         Ok(config)

@@ -4,7 +4,7 @@ use super::{Refuse, Refused, ensure_usage};
 use crate::failure::Failure;
 use crate::workbench::compare::compare;
 use crate::workbench::data::{RUN_SCHEMA_VERSION, RunData};
-use crate::workbench::{Part, Plan, Preset, Progress, findings, report};
+use crate::workbench::{Part, Placement, Plan, Preset, Progress, findings, report};
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -36,10 +36,23 @@ pub struct RunArgs {
     /// Measured seconds per configuration, instead of the preset's (e.g. 2s, 500ms).
     #[arg(long, value_parser = super::parse_duration)]
     pub seconds: Option<Duration>,
-    /// Measure every configuration this many times, alternating the order within each
-    /// part, and keep the median round (the report shows the spread).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
-    pub rounds: u32,
+    /// Measure every configuration this many times, in interleaved rounds (the order
+    /// alternating within each part): every ratio gets a 95% interval from them, and
+    /// each cell's figures are its median round's. The preset decides by default (5;
+    /// --quick 1, whose ratios then have no interval).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: Option<u32>,
+    /// Leave the server's and the load generator's threads to the scheduler instead of
+    /// pinning them to disjoint cores (the default on 2 or more cores).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Measure a cell again when other work took more than this share of the machine
+    /// (0–1) while it ran, or the hypervisor stole as much.
+    #[arg(long, default_value_t = crate::workbench::NOISE_THRESHOLD, value_parser = parse_share)]
+    pub noise_threshold: f64,
+    /// How many times a disturbed cell is measured again before it is kept and marked.
+    #[arg(long, default_value_t = crate::workbench::NOISE_RETRIES, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub noise_retries: u32,
     /// The report goes into <results>/<date>-<host>/ (a new directory each run).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -70,6 +83,11 @@ impl RunArgs {
             }
             None => fresh_dir(&self.results)?,
         };
+        let placement = if self.no_pin { None } else { Placement::split(&crate::machine::core_ids()) };
+        let (server_threads, load_threads) = match &placement {
+            Some(p) => (p.server_cores.len(), p.load_cores.len()),
+            None => (crate::machine::cores(), crate::machine::cores()),
+        };
         Ok(Plan {
             preset,
             parts,
@@ -78,11 +96,20 @@ impl RunArgs {
             warmup: preset.warmup(),
             measure: self.seconds.unwrap_or(preset.measure()),
             out,
-            server_threads: crate::machine::cores(),
-            load_threads: crate::machine::cores(),
-            rounds: self.rounds,
+            server_threads,
+            load_threads,
+            rounds: self.rounds.unwrap_or(preset.rounds()),
+            placement: placement.unwrap_or_default(),
+            noise_threshold: self.noise_threshold,
+            noise_retries: self.noise_retries,
         })
     }
+}
+
+/// A share of the machine, 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&share) { Ok(share) } else { Err(format!("{share} is outside 0..=1")) }
 }
 
 /// `<results>/<date>-<host>`, or `-2`, `-3`… when a run today already wrote one.
@@ -128,9 +155,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Progress::Profiling { index, total, left } => {
             bar.set_message(format!("[{index}/{total}] profile, about {:.0} s left", left.as_secs_f64()));
         }
-        Progress::CellDone { cell } => bar.suspend(|| {
+        Progress::CellDone { cell, round } => bar.suspend(|| {
+            let cpu = round.server_cpu_us_per_request.map_or(String::new(), |c| format!("  {c:>6.1} µs CPU/req"));
+            let disturbed = match round.disturbance {
+                Some(d) if round.disturbed => {
+                    format!("  DISTURBED ({:.0}% of the machine elsewhere)", d.others_share.max(d.steal_share) * 100.0)
+                }
+                _ if round.attempts > 1 => format!("  (measured {} times: the machine was busy)", round.attempts),
+                _ => String::new(),
+            };
             println!(
-                "  {:<24} {:>10} req/s  p99 {:>7.2} ms{}",
+                "  {:<24} {:>10} req/s  p99 {:>7.2} ms{cpu}{}{disturbed}",
                 cell.id.to_string(),
                 findings::count(cell.requests_per_s),
                 cell.latency.p99_ms,

@@ -188,7 +188,10 @@ impl RuntimeArgs {
                 let _ = stop.send(true);
                 serving.await?;
             }
-            RuntimeShape::PerCore => run_per_core(listeners, self.pin, shutdown_signal(), serve_one).await?,
+            RuntimeShape::PerCore => {
+                let cores = if self.pin { crate::machine::core_ids() } else { Vec::new() };
+                run_per_core(listeners, &cores, shutdown_signal(), serve_one).await?
+            }
         }
         Ok(())
     }

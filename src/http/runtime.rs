@@ -51,11 +51,12 @@ pub fn reuseport_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Ve
 }
 
 /// Runs `serve_one` for each listener on its own thread with a current-thread runtime
-/// (pinned to core `i` when `pin`) until `shutdown`, then waits for every thread to
-/// drain. `serve_one` gets its listener and a future that resolves at shutdown.
+/// (thread `i` pinned to `cores[i % cores.len()]` when `cores` names any) until
+/// `shutdown`, then waits for every thread to drain. `serve_one` gets its listener and
+/// a future that resolves at shutdown.
 pub async fn run_per_core<F, Fut>(
     listeners: Vec<std::net::TcpListener>,
-    pin: bool,
+    cores: &[usize],
     shutdown: impl Future<Output = ()>,
     serve_one: F,
 ) -> std::io::Result<()>
@@ -64,14 +65,13 @@ where
     Fut: Future<Output = ()>,
 {
     let (stop, stopped) = watch::channel(false);
-    let cores = if pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let (serve_one, stopped) = (serve_one.clone(), Stopped::new(stopped.clone()));
         let core = cores.get(i % cores.len().max(1)).copied();
         let thread = std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || -> std::io::Result<()> {
             if let Some(core) = core
-                && !core_affinity::set_for_current(core)
+                && !crate::machine::pin_current_thread(core)
             {
                 tracing::warn!(thread = i, ?core, "could not pin the thread to its core");
             }

@@ -100,6 +100,9 @@ pub struct LoadConfig {
     /// The server runs in this process (`harness`): the report then gives its CPU time
     /// per response, everything the process spent besides the load threads.
     pub server_in_process: bool,
+    /// Cores the load threads are pinned to (thread `t` to `cores[t % len]`); empty
+    /// leaves them to the scheduler.
+    pub cores: Vec<usize>,
 }
 
 impl LoadConfig {

@@ -146,6 +146,11 @@ struct ThreadDone {
 
 /// One load thread: its connections (`t`, `t + threads`, …), each with its streams.
 fn run_thread(t: usize, config: &LoadConfig, control: &Arc<Control>) -> Result<ThreadDone, LoadError> {
+    if let Some(&core) = config.cores.get(t % config.cores.len().max(1))
+        && !crate::machine::pin_current_thread(core)
+    {
+        return Err(LoadError::Internal(format!("cannot pin load thread {t} to core {core}")));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,15 +5,20 @@
 
 use super::cell::{CellId, Wire};
 use super::plan::{Part, Preset};
+use super::stats::Interval;
 use crate::choice::as_text;
 use crate::compression::Encoding;
 use crate::load::report::LoadReport;
 use crate::load::workload::{Mix, Skew};
+use crate::machine::Disturbance;
 use crate::store::QueryPath;
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a field changes meaning or goes away.
-pub const RUN_SCHEMA_VERSION: u32 = 1;
+/// Bumped when a field changes meaning or goes away. 2: every round's figures
+/// (`rounds`, with the server's CPU per request and what disturbed it), the server's
+/// CPU per request, placement on cores, the noise guard's settings, headline ratios
+/// with intervals.
+pub const RUN_SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema of `run.json`.
 pub const RUN_SCHEMA: &str = include_str!("run.schema.json");
@@ -30,6 +35,9 @@ pub struct RunData {
     pub provenance: Provenance,
     pub settings: RunSettings,
     pub cells: Vec<Cell>,
+    /// The run's headline ratios with their intervals, computed from `cells` when the
+    /// run ended (`findings::headlines`), written for readers of `run.json`.
+    pub headlines: Vec<super::headline::Headline>,
     /// The flamegraph of the hottest configuration, when the profile part ran.
     pub profile: Option<ProfileSummary>,
 }
@@ -72,8 +80,8 @@ pub struct RunSettings {
     /// Server threads (per-core runtime) and load threads.
     pub server_threads: usize,
     pub load_threads: usize,
-    /// Whether threads were pinned to cores (they are not; recorded with every figure).
-    pub pinned: bool,
+    /// Which cores the server and the load generator ran on.
+    pub placement: Placement,
     pub h1_connections: usize,
     pub h2_connections: usize,
     pub h2_streams: usize,
@@ -81,10 +89,24 @@ pub struct RunSettings {
     pub compression_min_bytes: usize,
     /// The shard files were read into the OS page cache before the first cell.
     pub page_cache_prewarmed: bool,
-    /// Times each cell was measured; its figures are from the median round. (Added
-    /// after the first schema-1 files, so those read as one round.)
-    #[serde(default = "one_round")]
+    /// Times each cell was measured, in interleaved rounds; its figures are from the
+    /// median round, its intervals from all of them.
     pub rounds: u32,
+    /// A cell measured while other work took more than this share of the machine (or
+    /// the hypervisor stole as much) is measured again, up to `noise_retries` times,
+    /// then kept and marked disturbed.
+    pub noise_threshold: f64,
+    pub noise_retries: u32,
+}
+
+/// Where the threads ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Placement {
+    /// Server and load generator pinned to disjoint cores.
+    pub pinned: bool,
+    /// The cores each was pinned to (empty: left to the scheduler).
+    pub server_cores: Vec<usize>,
+    pub load_cores: Vec<usize>,
 }
 
 /// One measured configuration.
@@ -108,13 +130,30 @@ pub struct Cell {
     pub decoded_bytes: u64,
     /// The server's point-read cache over the cell, when it was on.
     pub cache_hit_ratio: Option<f64>,
-    /// Every round's throughput, in the order measured (one entry per round; empty in
-    /// files written before rounds existed).
-    #[serde(default)]
-    pub round_rates: Vec<f64>,
     /// Open loop only.
     pub target_rate: Option<f64>,
     pub rate_kept: Option<bool>,
+    /// The server's CPU time (user + system, every thread of the process but the load
+    /// generator's) per response, in microseconds.
+    pub server_cpu_us_per_request: Option<f64>,
+    /// Every round's figures, in the order measured; the figures above are the median
+    /// round's.
+    pub rounds: Vec<Round>,
+}
+
+/// One measurement of a cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Round {
+    pub requests_per_s: f64,
+    pub server_cpu_us_per_request: Option<f64>,
+    pub p99_ms: f64,
+    pub errors: u64,
+    /// What else the machine did meanwhile (where `/proc/stat` tells).
+    pub disturbance: Option<Disturbance>,
+    /// Still over the noise threshold after every retry.
+    pub disturbed: bool,
+    /// Measurements taken for this round (1 plus the retries).
+    pub attempts: u32,
 }
 
 /// What a cell ran.
@@ -189,10 +228,6 @@ pub struct ProfileSummary {
     pub top_frames: Vec<(String, f64)>,
 }
 
-fn one_round() -> u32 {
-    1
-}
-
 impl Cell {
     /// A cell from a load report.
     pub fn from_report(id: CellId, config: CellConfig, report: &LoadReport) -> Self {
@@ -214,10 +249,48 @@ impl Cell {
             wire_bytes: report.wire_bytes,
             decoded_bytes: report.decoded_bytes,
             cache_hit_ratio: None,
-            round_rates: vec![report.achieved_rate],
             target_rate: report.setup.target_rate,
             rate_kept: report.rate_kept,
+            server_cpu_us_per_request: report.server_cpu_us_per_request,
+            rounds: Vec::new(),
         }
+    }
+
+    /// This measurement as a round.
+    pub fn as_round(&self, disturbance: Option<Disturbance>, disturbed: bool, attempts: u32) -> Round {
+        Round {
+            requests_per_s: self.requests_per_s,
+            server_cpu_us_per_request: self.server_cpu_us_per_request,
+            p99_ms: self.latency.p99_ms,
+            errors: self.errors,
+            disturbance,
+            disturbed,
+            attempts,
+        }
+    }
+
+    /// Throughput over the rounds, with its interval.
+    pub fn rate_interval(&self) -> Option<Interval> {
+        Interval::of(&self.round_rates())
+    }
+
+    /// Server CPU per request over the rounds, with its interval.
+    pub fn cpu_interval(&self) -> Option<Interval> {
+        Interval::of(&self.round_cpu()?)
+    }
+
+    pub fn round_rates(&self) -> Vec<f64> {
+        self.rounds.iter().map(|r| r.requests_per_s).collect()
+    }
+
+    /// Every round's CPU per request, if every round has one.
+    pub fn round_cpu(&self) -> Option<Vec<f64>> {
+        self.rounds.iter().map(|r| r.server_cpu_us_per_request).collect()
+    }
+
+    /// Rounds still disturbed after their retries.
+    pub fn disturbed_rounds(&self) -> usize {
+        self.rounds.iter().filter(|r| r.disturbed).count()
     }
 
     /// Body bytes on the wire per response.
@@ -269,11 +342,27 @@ pub(crate) mod fixture {
             wire_bytes: (requests_per_s * 4.0) as u64 * 260,
             decoded_bytes: (requests_per_s * 4.0) as u64 * 260,
             cache_hit_ratio: None,
-            round_rates: vec![requests_per_s],
             target_rate: None,
             rate_kept: None,
+            // A server that spends 1.6 cores' worth of CPU on its throughput.
+            server_cpu_us_per_request: Some(1.6e6 / requests_per_s),
+            rounds: NOISE
+                .iter()
+                .map(|d| Round {
+                    requests_per_s: requests_per_s * (1.0 + d),
+                    server_cpu_us_per_request: Some(1.6e6 / requests_per_s * (1.0 - d / 2.0)),
+                    p99_ms,
+                    errors: 0,
+                    disturbance: None,
+                    disturbed: false,
+                    attempts: 1,
+                })
+                .collect(),
         }
     }
+
+    /// Five rounds around each cell's figure, throughput within ±2%, CPU within ±1%.
+    const NOISE: [f64; 5] = [0.0, 0.02, -0.02, 0.01, -0.01];
 
     pub fn run() -> RunData {
         let mut cells = vec![
@@ -305,7 +394,7 @@ pub(crate) mod fixture {
         mixed.rate_kept = Some(true);
         mixed.config.loop_model = LoopKind::Open;
         cells.push(mixed);
-        RunData {
+        let mut run = RunData {
             schema_version: RUN_SCHEMA_VERSION,
             started_at: "2026-11-27T06:00:00Z".into(),
             elapsed_s: 120.0,
@@ -335,14 +424,17 @@ pub(crate) mod fixture {
                 measure_s: 4.0,
                 server_threads: 2,
                 load_threads: 2,
-                pinned: false,
+                placement: Placement { pinned: false, server_cores: Vec::new(), load_cores: Vec::new() },
                 h1_connections: 64,
                 h2_connections: 16,
                 h2_streams: 16,
                 compression_min_bytes: 1_024,
                 page_cache_prewarmed: true,
-                rounds: 1,
+                rounds: 5,
+                noise_threshold: 0.1,
+                noise_retries: 2,
             },
+            headlines: Vec::new(),
             cells,
             profile: Some(ProfileSummary {
                 cell: CellId::Protocol(Wire::H2c),
@@ -352,6 +444,8 @@ pub(crate) mod fixture {
                 frequency_hz: 99,
                 top_frames: vec![("memcpy_avx".into(), 0.12), ("hyper::parse".into(), 0.05)],
             }),
-        }
+        };
+        run.headlines = super::super::headline::headlines(&run);
+        run
     }
 }

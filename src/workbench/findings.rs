@@ -5,6 +5,7 @@
 
 use super::cell::{CellId, Wire};
 use super::data::{Cell, RunData};
+use super::headline::headline;
 use super::plan::{CODECS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
 use crate::store::QueryPath;
@@ -25,6 +26,7 @@ type Rule = (Part, fn(&RunData) -> Vec<String>);
 const RULES: &[Rule] = &[
     (Part::Paths, |run| paths(run).into_iter().collect()),
     (Part::Paths, |run| prepared_vs_adhoc(run).into_iter().collect()),
+    (Part::Paths, |run| raw_vs_prepared(run).into_iter().collect()),
     (Part::Protocols, |run| protocols(run).into_iter().collect()),
     (Part::Compression, |run| {
         CODECS.iter().filter(|&&c| c != Encoding::Identity).filter_map(|&c| compression(run, c)).collect()
@@ -44,6 +46,26 @@ pub fn findings(run: &RunData) -> Vec<Finding> {
         .iter()
         .flat_map(|(part, rule)| rule(run).into_iter().map(|text| Finding { part: Some(*part), text }))
         .collect();
+    for cell in run.cells.iter().filter(|c| c.disturbed_rounds() > 0) {
+        let worst = cell.rounds.iter().filter_map(|r| r.disturbance).map(|d| d.others_share.max(d.steal_share));
+        out.push(Finding {
+            part: None,
+            text: format!(
+                "{} was measured while other work took up to {:.0}% of the machine in {} of its {} rounds, even after retries: read its figures with care.",
+                cell.id,
+                worst.fold(0.0, f64::max) * 100.0,
+                cell.disturbed_rounds(),
+                cell.rounds.len()
+            ),
+        });
+    }
+    if run.settings.rounds == 1 {
+        out.push(Finding {
+            part: None,
+            text: "Each configuration was measured once, so no ratio here has an interval; --rounds 5 (the default) gives them."
+                .to_owned(),
+        });
+    }
     for cell in run.cells.iter().filter(|c| c.errors > 0) {
         out.push(Finding {
             part: None,
@@ -80,6 +102,21 @@ fn ratio(a: &Cell, b: &Cell) -> f64 {
     a.requests_per_s / b.requests_per_s.max(f64::MIN_POSITIVE)
 }
 
+/// `a` against `b` with its intervals (`headline::Headline::both`), or the plain
+/// throughput ratio where the rounds do not give one.
+fn versus(name: &str, a: &Cell, b: &Cell) -> String {
+    headline(name.to_owned(), a, b).map_or_else(|| times(ratio(a, b)), |h| h.both())
+}
+
+/// `9,000 vs 5,000 req/s, 178 vs 320 µs of server CPU per request`.
+fn figures(a: &Cell, b: &Cell) -> String {
+    let cpu = match (a.server_cpu_us_per_request, b.server_cpu_us_per_request) {
+        (Some(x), Some(y)) => format!(", {x:.0} vs {y:.0} µs of server CPU per request"),
+        _ => String::new(),
+    };
+    format!("{} vs {} req/s{cpu}", count(a.requests_per_s), count(b.requests_per_s))
+}
+
 fn paths(run: &RunData) -> Option<String> {
     let mut cells: Vec<&Cell> = run.part(Part::Paths).filter(|c| c.requests_per_s > 0.0).collect();
     if cells.len() < 2 {
@@ -100,25 +137,32 @@ fn paths(run: &RunData) -> Option<String> {
 fn prepared_vs_adhoc(run: &RunData) -> Option<String> {
     let (prepared, adhoc) = (run.cell(CellId::Path(QueryPath::Prepared))?, run.cell(CellId::Path(QueryPath::Adhoc))?);
     Some(format!(
-        "Prepared statements are {} ad-hoc SQL for point reads ({} vs {} req/s; p99 {:.2} vs {:.2} ms).",
-        times(ratio(prepared, adhoc)),
-        count(prepared.requests_per_s),
-        count(adhoc.requests_per_s),
+        "Prepared statements against ad-hoc SQL for point reads: {} ({}; p99 {:.2} vs {:.2} ms).",
+        versus("prepared/adhoc", prepared, adhoc),
+        figures(prepared, adhoc),
         prepared.latency.p99_ms,
         adhoc.latency.p99_ms
+    ))
+}
+
+fn raw_vs_prepared(run: &RunData) -> Option<String> {
+    let (raw, prepared) = (run.cell(CellId::Path(QueryPath::Raw))?, run.cell(CellId::Path(QueryPath::Prepared))?);
+    Some(format!(
+        "The raw driver against sqlx's prepared statements (what the library costs over the database): {} ({}).",
+        versus("raw/prepared", raw, prepared),
+        figures(raw, prepared)
     ))
 }
 
 fn protocols(run: &RunData) -> Option<String> {
     let (h1, h2) = (run.cell(CellId::Protocol(Wire::H1))?, run.cell(CellId::Protocol(Wire::H2c))?);
     Some(format!(
-        "For cached point reads, h2c ({} connections × {} streams) is {} HTTP/1.1 ({} connections): {} vs {} req/s, p99 {:.2} vs {:.2} ms.",
+        "For cached point reads, h2c ({} connections × {} streams) against HTTP/1.1 ({} connections): {} ({}, p99 {:.2} vs {:.2} ms).",
         h2.config.connections,
         h2.config.streams_per_connection,
-        times(ratio(h2, h1)),
         h1.config.connections,
-        count(h2.requests_per_s),
-        count(h1.requests_per_s),
+        versus("h2c/h1", h2, h1),
+        figures(h2, h1),
         h2.latency.p99_ms,
         h1.latency.p99_ms
     ))
@@ -131,18 +175,19 @@ fn compression(run: &RunData, codec: Encoding) -> Option<String> {
     let threshold = run.settings.compression_min_bytes as f64;
     if identity.wire_bytes_per_response() < threshold {
         return Some(format!(
-            "Departures bodies averaged {} bytes, under the server's {}-byte compression threshold, so {codec} was mostly not applied ({} identity's throughput); a larger dataset (--flights) fills the pages.",
+            "Departures bodies averaged {} bytes, under the server's {}-byte compression threshold, so {codec} was mostly not applied (against identity: {}); a larger dataset (--flights) fills the pages.",
             count(identity.wire_bytes_per_response()),
             count(threshold),
-            times(ratio(compressed, identity))
+            versus(&format!("{codec}/identity"), compressed, identity)
         ));
     }
     Some(format!(
-        "{codec} cuts departures bodies to {:.0}% of identity ({} → {} bytes per response) at {} identity's throughput.",
+        "{codec} cuts departures bodies to {:.0}% of identity ({} → {} bytes per response); against identity: {} ({}).",
         share * 100.0,
         count(identity.wire_bytes_per_response()),
         count(compressed.wire_bytes_per_response()),
-        times(ratio(compressed, identity))
+        versus(&format!("{codec}/identity"), compressed, identity),
+        figures(compressed, identity)
     ))
 }
 
@@ -152,7 +197,10 @@ fn shards(run: &RunData, kind: fn(u32) -> CellId, what: &str) -> Option<String> 
     let others: Vec<String> = more
         .iter()
         .filter_map(|&n| run.cell(kind(n)))
-        .map(|c| format!("{} shards {} ({} req/s)", c.config.shards, times(ratio(c, one)), count(c.requests_per_s)))
+        .map(|c| {
+            let name = format!("{}/{fewest} shards", c.config.shards);
+            format!("{} shards {} ({} req/s)", c.config.shards, versus(&name, c, one), count(c.requests_per_s))
+        })
         .collect();
     if others.is_empty() {
         return None;
@@ -169,12 +217,11 @@ fn shards(run: &RunData, kind: fn(u32) -> CellId, what: &str) -> Option<String> 
 fn cache(run: &RunData) -> Option<String> {
     let (off, on) = (run.cell(CellId::Cache(false))?, run.cell(CellId::Cache(true))?);
     let hits =
-        on.cache_hit_ratio.map_or(String::new(), |h| format!(" answers {:.0}% of them from memory and", h * 100.0));
+        on.cache_hit_ratio.map_or(String::new(), |h| format!(" (answering {:.0}% of them from memory)", h * 100.0));
     Some(format!(
-        "With Zipf-skewed flight ids, the point-read cache{hits} makes them {} the uncached rate ({} vs {} req/s; p99 {:.2} vs {:.2} ms).",
-        times(ratio(on, off)),
-        count(on.requests_per_s),
-        count(off.requests_per_s),
+        "With Zipf-skewed flight ids, the point-read cache{hits} against none: {} ({}; p99 {:.2} vs {:.2} ms).",
+        versus("cache on/off", on, off),
+        figures(on, off),
         on.latency.p99_ms,
         off.latency.p99_ms
     ))
@@ -236,30 +283,38 @@ mod tests {
         let before = texts(&run);
         assert_eq!(
             about(&before, "Prepared statements"),
-            "Prepared statements are 1.80× ad-hoc SQL for point reads (9,000 vs 5,000 req/s; p99 4.00 vs 6.00 ms)."
+            "Prepared statements against ad-hoc SQL for point reads: 1.80× by throughput (95% CI 1.80–1.80×) and 1.80× by server CPU per request (95% CI 1.80–1.80×) (9,000 vs 5,000 req/s, 178 vs 320 µs of server CPU per request; p99 4.00 vs 6.00 ms)."
         );
+        assert!(about(&before, "raw driver").contains("1.33× by throughput"));
         assert!(about(&before, "fastest query path").starts_with("Uncached point reads: raw is the fastest query path at 12,000 req/s; against it, prepared 0.75×, adhoc 0.42×, orm 0.33×."));
-        assert!(about(&before, "h2c").contains("h2c (16 connections × 16 streams) is 1.20× HTTP/1.1"));
+        assert!(
+            about(&before, "h2c")
+                .contains("h2c (16 connections × 16 streams) against HTTP/1.1 (64 connections): 1.20× by throughput")
+        );
         assert_eq!(
             about(&before, "br cuts"),
-            "br cuts departures bodies to 11% of identity (6,000 → 660 bytes per response) at 0.70× identity's throughput."
+            "br cuts departures bodies to 11% of identity (6,000 → 660 bytes per response); against identity: 0.70× by throughput (95% CI 0.70–0.70×) and 0.70× by server CPU per request (95% CI 0.70–0.70×) (700 vs 1,000 req/s, 2286 vs 1600 µs of server CPU per request)."
         );
-        assert!(about(&before, "For departures").contains("4 shards 0.50× (1,000 req/s), 16 shards 0.15× (300 req/s)"));
+        let departures = about(&before, "For departures");
+        assert!(departures.contains("4 shards 0.50× by throughput (95% CI 0.50–0.50×)"), "{departures}");
+        assert!(departures.contains("16 shards 0.15× by throughput"), "{departures}");
         assert!(
             about(&before, "point-read cache")
-                .contains("answers 90% of them from memory and makes them 2.50× the uncached rate")
+                .contains("cache (answering 90% of them from memory) against none: 2.50× by throughput")
         );
         assert!(about(&before, "Open loop").contains("at 2,000 req/s of read=80,departures=15,write=5"));
         assert!(about(&before, "Open loop").ends_with("the rate was kept."));
         assert!(about(&before, "fastest configuration").contains("memcpy_avx 12.0%"));
 
         // Change the figures: the sentences change with them.
-        run.cells.iter_mut().find(|c| c.id == id("paths/adhoc")).unwrap().requests_per_s = 3_000.0;
+        let adhoc = run.cells.iter_mut().find(|c| c.id == id("paths/adhoc")).unwrap();
+        adhoc.requests_per_s = 3_000.0;
+        adhoc.rounds.iter_mut().for_each(|r| r.requests_per_s *= 0.6);
         run.cells.iter_mut().find(|c| c.id == id("mixed/open-loop")).unwrap().rate_kept = Some(false);
         let compression = run.cells.iter_mut().find(|c| c.id == id("compression/identity")).unwrap();
         compression.wire_bytes = 500 * compression.responses;
         let after = texts(&run);
-        assert!(about(&after, "Prepared statements").starts_with("Prepared statements are 3.00× ad-hoc SQL"));
+        assert!(about(&after, "Prepared statements").contains("SQL for point reads: 3.00× by throughput"));
         assert!(about(&after, "Open loop").contains("NOT kept (achieved 2,000 req/s)"));
         assert!(
             about(&after, "gzip").starts_with(

@@ -43,8 +43,19 @@ impl Preset {
     pub fn measure(self) -> Duration {
         match self {
             Preset::Quick => Duration::from_secs(1),
-            Preset::Default => Duration::from_secs(4),
-            Preset::Full => Duration::from_secs(10),
+            Preset::Default => Duration::from_secs(2),
+            Preset::Full => Duration::from_secs(4),
+        }
+    }
+
+    /// Rounds per cell: enough for intervals narrow enough to act on within the
+    /// preset's time (`results/reproducibility.md`); quick takes one and says that its
+    /// ratios have no interval.
+    pub fn rounds(self) -> u32 {
+        match self {
+            Preset::Quick => 1,
+            Preset::Default => 5,
+            Preset::Full => 7,
         }
     }
 }
@@ -83,6 +94,32 @@ pub const MIXED_LOAD_SHARE: f64 = 0.5;
 pub const MIXED_MIX: &str = "read=80,departures=15,write=5";
 /// Sampling frequency of the profile part.
 pub const PROFILE_HZ: u32 = 99;
+/// A cell measured while other work took more than this share of the machine is
+/// measured again (`NOISE_RETRIES` times at most). 10% is a fifth of a core on this
+/// 2-core machine: more than its idle background (the databases and brokers it runs,
+/// about 1%), less than any real competing job.
+pub const NOISE_THRESHOLD: f64 = 0.10;
+pub const NOISE_RETRIES: u32 = 2;
+
+/// Which cores the server's threads and the load generator's threads run on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Empty: left to the scheduler.
+    pub server_cores: Vec<usize>,
+    pub load_cores: Vec<usize>,
+}
+
+impl Placement {
+    /// Disjoint halves of `cores` (the server takes the first half, rounded up), or
+    /// `None` with fewer than 2 cores.
+    pub fn split(cores: &[usize]) -> Option<Self> {
+        if cores.len() < 2 {
+            return None;
+        }
+        let (server, load) = cores.split_at(cores.len().div_ceil(2));
+        Some(Self { server_cores: server.to_vec(), load_cores: load.to_vec() })
+    }
+}
 
 /// A validated run.
 #[derive(Debug, Clone)]
@@ -101,6 +138,12 @@ pub struct Plan {
     pub load_threads: usize,
     /// Times every cell is measured (in alternating order); the median round is kept.
     pub rounds: u32,
+    /// Where the server and the load run (with `server_threads` and `load_threads`
+    /// equal to their core counts when pinned).
+    pub placement: Placement,
+    /// The noise guard (see `NOISE_THRESHOLD`).
+    pub noise_threshold: f64,
+    pub noise_retries: u32,
 }
 
 impl Plan {
@@ -142,7 +185,7 @@ impl Plan {
 
 /// How one cell is served and loaded; everything but the setting its part is about
 /// is the part's common ground.
-pub(super) struct CellPlan {
+pub(crate) struct CellPlan {
     pub(super) id: CellId,
     pub(super) shards: Option<u32>,
     pub(super) path: QueryPath,

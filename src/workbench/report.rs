@@ -86,36 +86,51 @@ fn charts_for(run: &RunData, part: Part) -> Vec<Chart> {
 fn table(cells: &[&Cell]) -> Vec<Vec<String>> {
     let bytes = cells.iter().any(|c| c.config.accept_encoding.is_some() || c.id.part() == Part::Compression);
     let hits = cells.iter().any(|c| c.cache_hit_ratio.is_some());
-    let rounds = cells.iter().any(|c| c.round_rates.len() > 1);
-    let mut header = vec!["configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"];
-    if rounds {
-        header.push("req/s in each round");
+    let cpu = cells.iter().any(|c| c.server_cpu_us_per_request.is_some());
+    let disturbed = cells.iter().any(|c| c.disturbed_rounds() > 0);
+    let mut header = vec!["configuration", "req/s [95% CI]"];
+    if cpu {
+        header.push("server CPU µs/req [95% CI]");
     }
+    header.extend(["p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"]);
     if bytes {
         header.push("body bytes / response");
     }
     if hits {
         header.push("cache hits");
     }
+    if disturbed {
+        header.push("disturbed rounds");
+    }
     let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     for c in cells {
-        let mut row = vec![
-            c.id.label().to_string(),
-            count(c.requests_per_s),
+        let rate = match c.rate_interval().filter(|i| i.has_interval()) {
+            Some(i) => format!("{} [{}–{}]", count(c.requests_per_s), count(i.low), count(i.high)),
+            None => count(c.requests_per_s),
+        };
+        let mut row = vec![c.id.label().to_string(), rate];
+        if cpu {
+            row.push(match (c.server_cpu_us_per_request, c.cpu_interval()) {
+                (Some(v), Some(i)) if i.has_interval() => format!("{v:.1} {}", i.bracket(1)),
+                (Some(v), _) => format!("{v:.1}"),
+                (None, _) => "—".to_owned(),
+            });
+        }
+        row.extend([
             format!("{:.2}", c.latency.p50_ms),
             format!("{:.2}", c.latency.p99_ms),
             format!("{:.2}", c.latency.p999_ms),
             format!("{:.2}", c.latency.max_ms),
             c.errors.to_string(),
-        ];
-        if rounds {
-            row.push(c.round_rates.iter().map(|r| count(*r)).collect::<Vec<_>>().join(" / "));
-        }
+        ]);
         if bytes {
             row.push(count(c.wire_bytes_per_response()));
         }
         if hits {
             row.push(c.cache_hit_ratio.map_or("—".to_owned(), |h| format!("{:.1}%", h * 100.0)));
+        }
+        if disturbed {
+            row.push(format!("{} of {}", c.disturbed_rounds(), c.rounds.len()));
         }
         rows.push(row);
     }
@@ -131,19 +146,29 @@ fn provenance_lines(run: &RunData) -> Vec<String> {
         format!("Commit {}, flightbench {}, {} build, {}", p.commit, p.flightbench_version, p.build, p.toolchain),
         format!("Machine: {}, {} cores, {}, host {}", p.cpu, p.cores, p.os, p.host),
         format!(
-            "Runtime shape: the server in-process on {} current-thread runtimes (per-core, SO_REUSEPORT), the load generator on {} threads beside it, both on the same cores, {}",
+            "Runtime shape: the server in-process on {} current-thread runtimes (per-core, SO_REUSEPORT), the load generator on {} threads beside it, {}",
             s.server_threads,
             s.load_threads,
-            if s.pinned { "pinned" } else { "not pinned" }
+            if s.placement.pinned {
+                format!(
+                    "pinned to disjoint cores (server {:?}, load {:?})",
+                    s.placement.server_cores, s.placement.load_cores
+                )
+            } else {
+                "both left to the scheduler on the same cores".to_owned()
+            }
         ),
         format!(
             "Each cell: {:.1} s warm-up (not counted), then {:.1} s measured, {}; closed loop with {} HTTP/1.1 connections or {} h2c connections × {} streams; the shard files {} read into the page cache before the first cell",
             s.warmup_s,
             s.measure_s,
             if s.rounds > 1 {
-                format!("{} rounds in alternating order with the median round's figures shown", s.rounds)
+                format!(
+                    "in {} interleaved rounds (each part's cells in alternating order), the median round's figures shown and every interval taken over the rounds",
+                    s.rounds
+                )
             } else {
-                "once".to_owned()
+                "once (no intervals)".to_owned()
             },
             s.h1_connections,
             s.h2_connections,
@@ -188,6 +213,15 @@ pub fn markdown(run: &RunData) -> String {
     for finding in findings(run) {
         let _ = writeln!(md, "- {}", finding.text);
     }
+    if !run.headlines.is_empty() {
+        let _ = writeln!(md, "\n### Headline ratios\n");
+        for (i, row) in headline_rows(run).iter().enumerate() {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+            if i == 0 {
+                let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
+            }
+        }
+    }
     for part in parts_with_cells(run) {
         let (title, about) = part_title(part);
         let _ = writeln!(md, "\n## {title}\n\n{about}\n");
@@ -224,11 +258,45 @@ pub fn markdown(run: &RunData) -> String {
     for line in provenance_lines(run) {
         let _ = writeln!(md, "- {line}");
     }
-    let _ = writeln!(
-        md,
-        "\nEach configuration ran once. Ratios compare cells of one part measured seconds apart on the same data and load, but on a shared machine even a ratio can move by 20–30% between runs; `flightbench compare` says which figures moved between two runs."
-    );
+    let _ = writeln!(md, "\n{}", how_to_read(run));
     md
+}
+
+/// The headline ratios as a table: each with both figures and their intervals.
+fn headline_rows(run: &RunData) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        ["ratio", "by throughput [95% CI]", "by server CPU per request [95% CI]", "steadier"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for h in &run.headlines {
+        let cpu = h.cpu.map_or("—".to_owned(), |c| format!("{:.2}× {}", c.estimate, c.bracket(2)));
+        rows.push(vec![
+            h.name.clone(),
+            format!("{:.2}× {}", h.throughput.estimate, h.throughput.bracket(2)),
+            cpu,
+            h.steadier.to_string(),
+        ]);
+    }
+    rows
+}
+
+/// The note under the report: how sure its figures are and how they were guarded.
+fn how_to_read(run: &RunData) -> String {
+    let s = &run.settings;
+    let intervals = if s.rounds > 1 {
+        format!(
+            "Intervals are 95% confidence intervals over the {} rounds: a paired t-interval on the logarithms of the per-round ratios (cells of a part run seconds apart in every round), so a ratio whose interval excludes 1 is a difference this run can vouch for. Each headline leads with the steadier of its two figures, throughput or the server's CPU time per request (everything the process spent but the load generator's threads, per response).",
+            s.rounds
+        )
+    } else {
+        "Each configuration ran once, so no figure has an interval: on a shared machine a single run's ratio can move 20–30% between runs. Run with --rounds 5 (the default preset's) for intervals.".to_owned()
+    };
+    format!(
+        "{intervals} The machine's other work was read from /proc/stat around every measurement; one taken while it used more than {:.0}% of the machine (or the hypervisor stole as much) was measured again, up to {} times, and is marked if it stayed disturbed. `flightbench compare` says which figures moved between two runs.",
+        s.noise_threshold * 100.0,
+        s.noise_retries
+    )
 }
 
 /// report.html: one file, charts inline.
@@ -254,6 +322,18 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         let _ = write!(h, r#"<li class="finding">{}</li>"#, escape(&finding.text));
     }
     h.push_str("</ul>");
+    if !run.headlines.is_empty() {
+        h.push_str(r#"<h3>Headline ratios</h3><table id="headlines">"#);
+        for (i, row) in headline_rows(run).iter().enumerate() {
+            let tag = if i == 0 { "th" } else { "td" };
+            h.push_str("<tr>");
+            for cell in row {
+                let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     for part in parts_with_cells(run) {
         let (title, about) = part_title(part);
         let _ =
@@ -291,7 +371,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     for line in provenance_lines(run) {
         let _ = write!(h, "<li>{}</li>", escape(&line));
     }
-    h.push_str("</ul></body></html>\n");
+    let _ = writeln!(h, "</ul><p>{}</p></body></html>", escape(&how_to_read(run)));
     h
 }
 

@@ -130,6 +130,7 @@ fn config(addr: SocketAddr, workload: Workload, loop_model: LoopModel) -> LoadCo
         headers: Vec::new(),
         seed: 7,
         server_in_process: false,
+        cores: Vec::new(),
     }
 }
 

@@ -77,6 +77,14 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
         assert_eq!(cell.errors, 0, "{} had errors", cell.id);
     }
     assert!(run.profile.as_ref().is_some_and(|p| p.samples > 0));
+    // The server ran in-process, so every cell has its CPU per request; quick takes one
+    // round, and says its ratios have no interval.
+    for cell in &run.cells {
+        let cpu = cell.server_cpu_us_per_request.unwrap_or_else(|| panic!("{}: no server CPU", cell.id));
+        assert!(cpu > 0.0 && cpu < 1e6, "{}: {cpu} µs per request", cell.id);
+        assert_eq!(cell.rounds.len(), 1);
+    }
+    assert!(run.settings.placement.pinned == (flightbench::machine::cores() >= 2), "{:?}", run.settings.placement);
     let markdown = std::fs::read_to_string(first.join("report.md")).unwrap();
     assert_eq!(markdown, flightbench::workbench::report::markdown(&run));
     let findings = flightbench::workbench::findings::findings(&run);
@@ -104,12 +112,68 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
         serde_json::from_str(&std::fs::read_to_string(second.join("run.json")).unwrap()).unwrap();
     assert_eq!(rerun.cells.len(), 6);
     for cell in &rerun.cells {
-        assert_eq!(cell.round_rates.len(), 2, "{}", cell.id);
-        let lower = cell.round_rates.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(cell.round_rates().len(), 2, "{}", cell.id);
+        let lower = cell.round_rates().iter().copied().fold(f64::INFINITY, f64::min);
         assert_eq!(cell.requests_per_s, lower, "{}: the median of two rounds is the lower", cell.id);
+        assert!(cell.rate_interval().unwrap().has_interval() && cell.cpu_interval().unwrap().has_interval());
     }
-    assert!(std::fs::read_to_string(second.join("report.md")).unwrap().contains("req/s in each round"));
-    let compared = flightbench(&["compare", first.to_str().unwrap(), second.to_str().unwrap()]);
+    // Two rounds give every figure and headline an interval, in the report and in compare.
+    let report = std::fs::read_to_string(second.join("report.md")).unwrap();
+    assert!(report.contains("req/s [95% CI]") && report.contains("server CPU µs/req [95% CI]"), "{report}");
+    assert!(report.contains("### Headline ratios") && report.contains("| prepared/adhoc | "), "{report}");
+    assert!(report.contains("(95% CI "), "a finding with its interval: {report}");
+    let compared = flightbench(&["compare", second.to_str().unwrap(), second.to_str().unwrap()]);
     assert!(compared.contains("# flightbench compare") && compared.contains("| paths/raw | req/s |"), "{compared}");
+    assert!(compared.contains("Nothing moved beyond 10% with its intervals apart."), "{compared}");
+    let paths_raw = compared.lines().find(|l| l.starts_with("| paths/raw | req/s |")).unwrap();
+    assert!(paths_raw.matches('[').count() == 2, "both intervals: {paths_raw}");
+    let across = flightbench(&["compare", first.to_str().unwrap(), second.to_str().unwrap()]);
+    assert!(across.contains("the threshold alone decides"), "one side has one round: {across}");
     assert!(second.join("compare.md").is_file());
+}
+
+/// The noise guard: a run measured while something else burns the CPU notices it,
+/// measures each cell again, and marks what stayed disturbed, in run.json, in the
+/// report and on the console.
+#[test]
+fn a_busy_machine_is_noticed_and_the_cells_it_disturbed_are_marked() {
+    let work = tempfile::tempdir().unwrap();
+    let (data, out) = (work.path().join("shards"), work.path().join("out"));
+    let args = ["run", "--quick", "--only", "cache", "--flights", "2000", "--seconds", "300ms", "--no-pin"];
+    let extra = ["--noise-retries", "1", "--dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    // The dataset first, so the burners run while cells are measured, not while seeding.
+    flightbench(&[&args[..], &["--noise-threshold", "1"], &extra[..]].concat());
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // Burn every core from this (another) process for as long as the run lasts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let burners: Vec<_> = (0..flightbench::machine::cores())
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let stdout = flightbench(&[&args[..], &extra[..]].concat());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    burners.into_iter().for_each(|b| b.join().unwrap());
+
+    let run: flightbench::workbench::data::RunData =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run.cells.len(), 2);
+    for cell in &run.cells {
+        let round = &cell.rounds[0];
+        let disturbance = round.disturbance.expect("the machine's CPU was read");
+        assert!(disturbance.others_share > 0.1, "{}: {disturbance:?}", cell.id);
+        assert!(round.disturbed, "{}: still disturbed after its retry", cell.id);
+        assert_eq!(round.attempts, 2, "{}: measured again once", cell.id);
+    }
+    assert!(stdout.contains("DISTURBED"), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("was measured while other work took up to"), "{report}");
+    assert!(report.contains("| disturbed rounds |") || report.contains("disturbed rounds"), "{report}");
 }

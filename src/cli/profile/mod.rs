@@ -198,7 +198,7 @@ fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr
         measure: Duration::from_secs(u64::from(args.seconds)),
         rate: None,
     }
-    .config(addr, crate::machine::cores())
+    .config(addr, crate::machine::cores(), &[])
 }
 
 /// A progress line on a terminal while the load runs (hidden otherwise).
@@ -235,7 +235,7 @@ async fn profile_local(
         },
         ..ServerConfig::default()
     };
-    let server = LocalServer::start(store, config, crate::machine::cores()).context("cannot start the server")?;
+    let server = LocalServer::start(store, config, crate::machine::cores(), &[]).context("cannot start the server")?;
     let load = load_config(args, variant, shape, server.addr);
     let (frequency, seconds) = (args.frequency as i32, args.seconds);
     let bar = progress_bar();
