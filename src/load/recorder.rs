@@ -55,10 +55,15 @@ impl KindStats {
     }
 }
 
-/// Everything one thread counted.
+/// Status codes a response can carry: three digits (`httparse` and HPACK refuse
+/// anything else), counted in an array indexed by the code.
+const STATUSES: usize = 1_000;
+
+/// Everything one thread counted. Per-kind stats and status counts sit in arrays
+/// indexed by kind and by code, so recording a response walks no map.
 pub struct Recorder {
-    pub kinds: BTreeMap<RequestKind, KindStats>,
-    pub statuses: BTreeMap<u16, u64>,
+    kinds: [Option<KindStats>; RequestKind::ALL.len()],
+    statuses: Box<[u64; STATUSES]>,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// 409s on writes: an expected outcome under concurrency, not an error.
     pub conflicts: u64,
@@ -76,8 +81,8 @@ pub struct Recorder {
 impl Default for Recorder {
     fn default() -> Self {
         Self {
-            kinds: BTreeMap::new(),
-            statuses: BTreeMap::new(),
+            kinds: Default::default(),
+            statuses: Box::new([0; STATUSES]),
             errors: BTreeMap::new(),
             conflicts: 0,
             rejected: 0,
@@ -92,9 +97,9 @@ impl Default for Recorder {
 impl Recorder {
     /// A response. `since_start` places it in its one-second bucket.
     pub fn response(&mut self, kind: RequestKind, status: u16, latency: Duration, since_start: Duration) {
-        let stats = self.kinds.entry(kind).or_insert_with(KindStats::new);
-        stats.latency.saturating_record(micros(latency));
-        *self.statuses.entry(status).or_default() += 1;
+        self.kind(kind).latency.saturating_record(micros(latency));
+        // A code past three digits cannot come from either client; count it as 999.
+        self.statuses[usize::from(status).min(STATUSES - 1)] += 1;
         let second = since_start.as_secs() as usize;
         if self.per_second.len() <= second {
             self.per_second.resize(second + 1, 0);
@@ -102,9 +107,26 @@ impl Recorder {
         self.per_second[second] += 1;
     }
 
+    fn kind(&mut self, kind: RequestKind) -> &mut KindStats {
+        self.kinds[kind.index()].get_or_insert_with(KindStats::new)
+    }
+
     /// Open loop: the same response measured from its actual send time.
     pub fn uncorrected(&mut self, kind: RequestKind, latency: Duration) {
-        self.kinds.entry(kind).or_insert_with(KindStats::new).uncorrected.saturating_record(micros(latency));
+        self.kind(kind).uncorrected.saturating_record(micros(latency));
+    }
+
+    /// Each kind that was recorded, with its histograms.
+    pub fn kinds(&self) -> impl Iterator<Item = (RequestKind, &KindStats)> {
+        RequestKind::ALL.iter().filter_map(|&kind| self.kinds[kind.index()].as_ref().map(|stats| (kind, stats)))
+    }
+
+    /// Responses by status code.
+    pub fn statuses(&self) -> BTreeMap<u16, u64> {
+        (0..STATUSES as u16)
+            .filter(|&s| self.statuses[usize::from(s)] > 0)
+            .map(|s| (s, self.statuses[usize::from(s)]))
+            .collect()
     }
 
     pub fn lag(&mut self, lag: Duration) {
@@ -116,14 +138,14 @@ impl Recorder {
     }
 
     pub fn merge(&mut self, other: Recorder) {
-        for (kind, stats) in other.kinds {
-            let mine = self.kinds.entry(kind).or_insert_with(KindStats::new);
+        for (kind, stats) in other.kinds() {
+            let mine = self.kind(kind);
             // Cannot fail: every histogram has the same bounds.
             mine.latency.add(&stats.latency).expect("same bounds");
             mine.uncorrected.add(&stats.uncorrected).expect("same bounds");
         }
-        for (status, n) in other.statuses {
-            *self.statuses.entry(status).or_default() += n;
+        for (mine, theirs) in self.statuses.iter_mut().zip(other.statuses.iter()) {
+            *mine += theirs;
         }
         for (error, n) in other.errors {
             *self.errors.entry(error).or_default() += n;
@@ -142,7 +164,7 @@ impl Recorder {
     }
 
     pub fn responses(&self) -> u64 {
-        self.statuses.values().sum()
+        self.statuses.iter().sum()
     }
 }
 
@@ -197,9 +219,9 @@ mod tests {
         a.merge(b);
         assert_eq!(a.responses(), 3);
         assert_eq!(a.per_second, [2, 0, 1]);
-        assert_eq!(a.statuses[&409], 1);
+        assert_eq!(a.statuses()[&409], 1);
         assert_eq!(a.errors[&ErrorKind::Timeout], 1);
-        let read = Percentiles::of(&a.kinds[&RequestKind::Read].latency);
+        let read = Percentiles::of(&a.kinds().find(|(k, _)| *k == RequestKind::Read).unwrap().1.latency);
         assert_eq!(read.count, 2);
         assert!((read.max_ms - 3.0).abs() < 0.01, "{read:?}");
     }

@@ -96,9 +96,9 @@ impl LoadReport {
         cpu: Option<CpuTime>,
         server_cpu: Option<CpuTime>,
     ) -> Self {
-        let mut all = recorder.kinds.values().next().map(|k| k.latency.clone());
-        let mut all_uncorrected = recorder.kinds.values().next().map(|k| k.uncorrected.clone());
-        for stats in recorder.kinds.values().skip(1) {
+        let mut all = recorder.kinds().next().map(|(_, k)| k.latency.clone());
+        let mut all_uncorrected = recorder.kinds().next().map(|(_, k)| k.uncorrected.clone());
+        for (_, stats) in recorder.kinds().skip(1) {
             if let (Some(a), Some(u)) = (all.as_mut(), all_uncorrected.as_mut()) {
                 // Cannot fail: the histograms share bounds.
                 a.add(&stats.latency).expect("same bounds");
@@ -114,7 +114,8 @@ impl LoadReport {
             LoopModel::Closed => None,
         };
         let expected = |status: u16| (200..300).contains(&status) || status == 409 || status == 422;
-        let unexpected_statuses = recorder.statuses.iter().filter(|(s, _)| !expected(**s)).map(|(_, n)| n).sum();
+        let statuses = recorder.statuses();
+        let unexpected_statuses = statuses.iter().filter(|(s, _)| !expected(**s)).map(|(_, n)| n).sum();
         let cpu_ms_per_1000 = cpu.and_then(|c| c.micros_per(responses));
         let endpoint = &config.endpoint;
         LoadReport {
@@ -144,12 +145,12 @@ impl LoadReport {
             achieved_rate,
             rate_kept: target_rate.map(|rate| achieved_rate >= rate * RATE_TOLERANCE),
             latency: all.as_ref().map(Percentiles::of).unwrap_or(Percentiles::EMPTY),
-            latency_by_kind: recorder.kinds.iter().map(|(k, s)| (*k, Percentiles::of(&s.latency))).collect(),
+            latency_by_kind: recorder.kinds().map(|(k, s)| (k, Percentiles::of(&s.latency))).collect(),
             uncorrected_latency: all_uncorrected.as_ref().filter(|_| open).map(Percentiles::of),
             latency_curve: all.as_ref().map(Percentiles::curve).unwrap_or_default(),
             uncorrected_curve: all_uncorrected.as_ref().filter(|_| open).map(Percentiles::curve),
             scheduler_lag: open.then(|| Percentiles::of(&recorder.lag)),
-            status_counts: recorder.statuses.clone(),
+            status_counts: statuses,
             errors: recorder.errors.clone(),
             write_conflicts: recorder.conflicts,
             write_rejected: recorder.rejected,

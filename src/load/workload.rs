@@ -30,6 +30,19 @@ pub enum RequestKind {
 impl RequestKind {
     pub const MIXABLE: [RequestKind; 5] =
         [RequestKind::Read, RequestKind::Events, RequestKind::Departures, RequestKind::Delays, RequestKind::Write];
+    pub const ALL: [RequestKind; 6] = [
+        RequestKind::Read,
+        RequestKind::Events,
+        RequestKind::Departures,
+        RequestKind::Delays,
+        RequestKind::Write,
+        RequestKind::Url,
+    ];
+
+    /// Its place in [`RequestKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
