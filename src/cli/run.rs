@@ -12,10 +12,10 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Under a minute: 20,000 flights, 1 s per configuration.
+    /// About a minute: 20,000 flights, one 1 s round per configuration (no intervals).
     #[arg(long, conflicts_with = "full")]
     pub quick: bool,
-    /// Larger data and longer runs: 1,000,000 flights, 10 s per configuration.
+    /// Larger data and longer runs: 1,000,000 flights, 7 rounds of 4 s per configuration.
     #[arg(long)]
     pub full: bool,
     /// Run only these parts (comma-separated): paths, protocols, compression, shards,

@@ -14,11 +14,11 @@ crate::choices! {
     /// How big and how long.
     #[derive(Debug)]
     pub enum Preset as "preset" {
-        /// 20,000 flights, 1 s per cell: under a minute.
+        /// 20,000 flights, one 1 s round per cell (no intervals): about a minute.
         Quick = "quick",
-        /// 100,000 flights (`flightbench seed`'s default), 4 s per cell: a few minutes.
+        /// 100,000 flights (`flightbench seed`'s default), 5 rounds of 2 s per cell: about five minutes.
         Default = "default",
-        /// 1,000,000 flights, 10 s per cell.
+        /// 1,000,000 flights, 7 rounds of 4 s per cell.
         Full = "full",
     }
 }
