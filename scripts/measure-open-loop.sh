@@ -9,7 +9,9 @@
 # For each run: the send lag (how late requests left against the schedule) p50/p99,
 # the corrected and uncorrected latency p50 (from the intended and from the actual
 # send time), the achieved rate against the asked one, and the generator's CPU per
-# 1,000 requests. BEFORE=path measures an older binary the same way beside this one.
+# 1,000 requests. This build runs twice: exactly on schedule (the default) and with
+# `--pacing-tick 1ms` (tokio's old grid: cheaper, up to 1 ms late). BEFORE=path
+# measures an older binary the same way beside it.
 # Writes results/load-open-loop.md. Traffic goes to 127.0.0.1 only, bounded in time.
 #
 #   scripts/measure-open-loop.sh
@@ -33,10 +35,11 @@ stop_server() {
     pid=
 }
 # One open-loop run; prints "lag_p50 lag_p99 corrected_p50 uncorrected_p50 corrected_p99 achieved/asked cpu_ms".
-open_loop() { # binary rate protocol seconds
+open_loop() { # binary rate protocol seconds [extra flags]
     local conn=(-c 64)
     [ "$3" = h2 ] && conn=(-c 16 -m 16)
-    "$1" load --url "$url" --protocol "$3" "${conn[@]}" --rate "$2" -d "${4}s" --warmup 1s --quiet \
+    # shellcheck disable=SC2086 # the extra flags are words
+    "$1" load --url "$url" --protocol "$3" "${conn[@]}" --rate "$2" -d "${4}s" --warmup 1s --quiet ${5:-} \
         --json "$work/open.json" >/dev/null
     python3 - "$work/open.json" "$2" <<'PY'
 import json, sys
@@ -47,11 +50,13 @@ print(f'{lag["p50_ms"]:.3f} {lag["p99_ms"]:.3f} {lat["p50_ms"]:.3f} {unc["p50_ms
 PY
 }
 
-binaries=("$bin")
-labels=("this build ($commit)")
+binaries=("$bin" "$bin")
+labels=("this build ($commit)" "this build, --pacing-tick 1ms")
+flags=("" "--pacing-tick 1ms")
 if [ -n "${BEFORE:-}" ]; then
-    binaries=("$BEFORE" "$bin")
-    labels=("before" "after ($commit)")
+    binaries=("$BEFORE" "$bin" "$bin")
+    labels=("before" "after ($commit)" "after, --pacing-tick 1ms")
+    flags=("" "" "--pacing-tick 1ms")
 fi
 rows=()
 for runtime in per-core multi-thread; do
@@ -61,7 +66,7 @@ for runtime in per-core multi-thread; do
         for rate in 20000 50000; do
             for b in "${!binaries[@]}"; do
                 echo "$name, $protocol, $rate req/s: ${labels[$b]}" >&2
-                read -r lag50 lag99 c50 u50 c99 kept cpu < <(open_loop "${binaries[$b]}" "$rate" "$protocol" "$RUN")
+                read -r lag50 lag99 c50 u50 c99 kept cpu < <(open_loop "${binaries[$b]}" "$rate" "$protocol" "$RUN" "${flags[$b]}")
                 rows+=("| $name | $protocol | $rate | ${labels[$b]} | $lag50 | $lag99 | $c50 | $u50 | $c99 | $kept | $cpu |")
             done
         done
@@ -85,7 +90,7 @@ stall_rows=()
 for b in "${!binaries[@]}"; do
     for protocol in h1 h2; do
         echo "stalled server, $protocol, 500 req/s: ${labels[$b]}" >&2
-        read -r lag50 lag99 c50 u50 c99 kept cpu < <(open_loop "${binaries[$b]}" 500 "$protocol" 20)
+        read -r lag50 lag99 c50 u50 c99 kept cpu < <(open_loop "${binaries[$b]}" 500 "$protocol" 20 "${flags[$b]}")
         stall_rows+=("| $protocol | ${labels[$b]} | $c99 | $u50 | $kept |")
     done
 done

@@ -76,7 +76,7 @@ impl LoadShape {
             endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: self.protocol, tls: None },
             target: format!("http://{addr}"),
             workload: self.workload.clone(),
-            loop_model: self.rate.map_or(LoopModel::Closed, |rate| LoopModel::Open { rate }),
+            loop_model: self.rate.map_or(LoopModel::Closed, |rate| LoopModel::Open { rate, tick: Duration::ZERO }),
             connections: self.connections,
             streams_per_connection: self.streams_per_connection,
             threads,

@@ -293,6 +293,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let default_path = config.default_path;
     let metrics_on = config.metrics;
     let state = AppState::new(Arc::new(store), config);
+    let cpu_at_start = crate::machine::CpuTime::of_process();
     // The admin listener runs on this (main) runtime, beside the API's threads.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let mut admin_line = String::new();
@@ -336,6 +337,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = admin.await;
     }
     state.store.close().await;
+    if let (Ok(()), Some(metrics), Some(start), Some(end)) =
+        (&served, &state.metrics, cpu_at_start, crate::machine::CpuTime::of_process())
+    {
+        let requests = metrics.requests_handled();
+        let cpu = end - start;
+        let per_request = cpu.micros_per(requests).map_or(String::new(), |us| format!(", {us:.1} µs per request"));
+        notice(&format!(
+            "server CPU: {:.2} s user, {:.2} s system for {requests} requests{per_request}",
+            cpu.user_s, cpu.system_s
+        ));
+    }
     if let (Ok(()), Some(cache)) = (&served, &state.cache) {
         let stats = cache.stats();
         let lookups = (stats.hits + stats.misses).max(1);

@@ -29,6 +29,7 @@ pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Respon
         cache: state.cache.as_ref().map(|c| c.stats()),
         pools: state.store.pool_stats(),
         shards: state.store.readiness(state.config.probes).await.shards,
+        cpu: crate::machine::CpuTime::of_process(),
     };
     let openmetrics = metrics.encode(scraped);
     let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());

@@ -190,6 +190,19 @@ impl ServerMetrics {
         self.load_shed.inc();
     }
 
+    /// Requests handled so far, every route and status: the request histogram's counts
+    /// added up. Read from the exposition (prometheus-client keeps a histogram's count
+    /// private): for `serve`'s stop summary, not for the hot path.
+    pub fn requests_handled(&self) -> u64 {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
+        text.lines()
+            .filter(|l| l.starts_with("flightbench_http_request_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// The exposition: the recorded metrics plus `scraped`, read just now.
     pub fn encode(&self, scraped: Scraped) -> String {
         let mut at_scrape = Registry::with_prefix("flightbench");
@@ -231,6 +244,8 @@ pub struct Scraped {
     pub pools: Vec<PoolStats>,
     /// The readiness probes, run for this scrape (`store::health`).
     pub shards: Vec<ShardHealth>,
+    /// The process's CPU time so far (user + system, every thread).
+    pub cpu: Option<crate::machine::CpuTime>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -257,6 +272,16 @@ impl Collector for Scraped {
         // A family of one sample without labels.
         let one = |value: i64| [(NO_LABELS, value)];
         gauges(e, "http_requests_in_flight", "Requests being handled now", one(self.in_flight as i64))?;
+        if let Some(cpu) = self.cpu {
+            // rate(this) / rate(http_request_duration_seconds_count): CPU per request.
+            let seconds = ConstCounter::new(cpu.total_s());
+            seconds.encode(e.encode_descriptor(
+                "process_cpu",
+                "CPU time the server process has used, user and system, every thread",
+                Some(&prometheus_client::registry::Unit::Seconds),
+                seconds.metric_type(),
+            )?)?;
+        }
         gauges(
             e,
             "http_max_requests_in_flight",
@@ -370,7 +395,8 @@ mod tests {
             error: None,
         };
         let shards = vec![shard(0, true, Some(0)), shard(1, false, None)];
-        let scraped = Scraped { in_flight: 2, max_in_flight: 8, cache: None, pools: Vec::new(), shards };
+        let cpu = Some(crate::machine::CpuTime { user_s: 1.5, system_s: 0.25 });
+        let scraped = Scraped { in_flight: 2, max_in_flight: 8, cache: None, pools: Vec::new(), shards, cpu };
         let text = to_prometheus_text(&metrics.encode(scraped));
         let sample = |prefix: &str| {
             text.lines()
@@ -389,6 +415,7 @@ mod tests {
         let shard = r#"flightbench_store_query_duration_seconds_count{op="departures",path="raw",shard="1"}"#;
         assert_eq!(sample(shard), format!("{shard} 1"));
         assert_eq!(sample("flightbench_http_requests_in_flight "), "flightbench_http_requests_in_flight 2");
+        assert_eq!(sample("flightbench_process_cpu_seconds_total "), "flightbench_process_cpu_seconds_total 1.75");
         assert!(sample("flightbench_build_info{").ends_with(" 1"));
         assert_eq!(sample(r#"flightbench_shard_ready{shard="1"}"#), r#"flightbench_shard_ready{shard="1"} 0"#);
         assert_eq!(

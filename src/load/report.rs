@@ -11,7 +11,8 @@ use std::fmt::Write;
 use std::time::Duration;
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const LOAD_SCHEMA_VERSION: u32 = 1;
+/// 2: `setup.pacing_tick_ms`.
+pub const LOAD_SCHEMA_VERSION: u32 = 2;
 
 /// An open-loop run warns when it achieved less than this share of its target rate.
 pub const RATE_TOLERANCE: f64 = 0.98;
@@ -27,6 +28,8 @@ pub struct RunSetup {
     /// "closed" or "open".
     pub loop_model: &'static str,
     pub target_rate: Option<f64>,
+    /// Open loop: the grid slots are sent on, ms (0: exactly on schedule).
+    pub pacing_tick_ms: Option<f64>,
     pub connections: usize,
     pub streams_per_connection: usize,
     pub threads: usize,
@@ -110,7 +113,7 @@ impl LoadReport {
         let elapsed_s = elapsed.as_secs_f64();
         let achieved_rate = if elapsed_s > 0.0 { responses as f64 / elapsed_s } else { 0.0 };
         let target_rate = match config.loop_model {
-            LoopModel::Open { rate } => Some(rate),
+            LoopModel::Open { rate, .. } => Some(rate),
             LoopModel::Closed => None,
         };
         let expected = |status: u16| (200..300).contains(&status) || status == 409 || status == 422;
@@ -126,6 +129,10 @@ impl LoadReport {
                 tls: endpoint.tls.is_some(),
                 loop_model: if open { "open" } else { "closed" },
                 target_rate,
+                pacing_tick_ms: match config.loop_model {
+                    LoopModel::Open { tick, .. } => Some(tick.as_secs_f64() * 1e3),
+                    LoopModel::Closed => None,
+                },
                 connections: config.connections,
                 streams_per_connection: config.streams_per_connection,
                 threads: config.threads.min(config.connections),

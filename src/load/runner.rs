@@ -166,9 +166,9 @@ fn run_thread(t: usize, config: &LoadConfig, control: &Arc<Control>) -> Result<T
     // The pacer's timer belongs to this thread's reactor: made inside the runtime.
     let pacer = match config.loop_model {
         LoopModel::Closed => None,
-        LoopModel::Open { .. } => Some(
+        LoopModel::Open { tick, .. } => Some(
             local
-                .block_on(&runtime, async { Pacer::new() })
+                .block_on(&runtime, async { Pacer::new(tick) })
                 .map_err(|e| LoadError::Internal(format!("cannot make the open loop's timer: {e}")))?,
         ),
     };
@@ -180,7 +180,9 @@ fn run_thread(t: usize, config: &LoadConfig, control: &Arc<Control>) -> Result<T
         // This thread's share of the rate, in proportion to its streams.
         interval: match config.loop_model {
             LoopModel::Closed => None,
-            LoopModel::Open { rate } => Some(Duration::from_secs_f64(config.slots() as f64 / (rate * slots as f64))),
+            LoopModel::Open { rate, .. } => {
+                Some(Duration::from_secs_f64(config.slots() as f64 / (rate * slots as f64)))
+            }
         },
         pacer,
         last: Cell::new(control.start),

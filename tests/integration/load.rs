@@ -167,7 +167,7 @@ async fn closed_loop_counts_match_the_server_exactly() {
 async fn open_loop_latency_counts_a_stall_from_the_schedule() {
     let server = TestServer::default();
     let addr = server.start().await;
-    let mut c = config(addr, url(), LoopModel::Open { rate: 400.0 });
+    let mut c = config(addr, url(), LoopModel::Open { rate: 400.0, tick: Duration::ZERO });
     c.duration = Some(Duration::from_secs(4));
     let start = Instant::now() + Duration::from_millis(1_500);
     *server.stall.lock().unwrap() = Some((start, start + Duration::from_secs(1)));
@@ -187,7 +187,7 @@ async fn open_loop_latency_counts_a_stall_from_the_schedule() {
 async fn open_loop_keeps_its_rate_when_the_server_keeps_up() {
     let server = TestServer::default();
     let addr = server.start().await;
-    let mut c = config(addr, url(), LoopModel::Open { rate: 500.0 });
+    let mut c = config(addr, url(), LoopModel::Open { rate: 500.0, tick: Duration::ZERO });
     c.duration = Some(Duration::from_secs(3));
     c.warmup = Duration::from_millis(500);
     let report = run_blocking(c).await;

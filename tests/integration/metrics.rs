@@ -105,6 +105,11 @@ async fn metrics_count_what_was_served_and_promtool_accepts_them() {
         (1.0, 6.0)
     );
     assert_eq!(value("flightbench_http_requests_in_flight"), 1.0, "the scrape itself");
+    // The server runs in this test's process: its CPU so far, read at the scrape, is
+    // above zero and no more than the process has used by now.
+    let cpu = value("flightbench_process_cpu_seconds_total");
+    let now = flightbench::machine::CpuTime::of_process().unwrap().total_s();
+    assert!(cpu > 0.0 && cpu <= now, "process CPU {cpu} s at the scrape, {now} s now");
     for shard in 0..2 {
         assert_eq!(value(&format!(r#"flightbench_shard_ready{{shard="{shard}"}}"#)), 1.0);
         assert_eq!(value(&format!(r#"flightbench_projection_lag_events{{shard="{shard}"}}"#)), 0.0);

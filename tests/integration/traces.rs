@@ -113,6 +113,8 @@ async fn spans_reach_an_otlp_receiver_nested_and_logs_are_json() {
         assert!(line["level"].is_string() && line["fields"].is_object() && line["timestamp"].is_string(), "{line}");
     }
     assert!(logs.contains("shutting down"), "{logs}");
+    // The stop summary counts what was served: the flight and the departures.
+    assert!(logs.contains("for 2 requests, ") && logs.contains(" µs per request"), "{logs}");
 
     let spans = spans.lock().unwrap().clone();
     let find = |name: &str, key: &str, value: &str| -> Vec<&ReceivedSpan> {
