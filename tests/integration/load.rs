@@ -8,7 +8,7 @@ use bytes::Bytes;
 use flightbench::compression::Encoding;
 use flightbench::dataset::Popularity;
 use flightbench::load::conn::{Endpoint, Protocol};
-use flightbench::load::report::LoadReport;
+use flightbench::load::report::{LOAD_SCHEMA_VERSION, LoadReport};
 use flightbench::load::workload::{DatasetShape, Mix, RequestKind, Skew};
 use flightbench::load::{LoadConfig, LoopModel, Workload, run};
 use http::{Method, Request, Response, StatusCode};
@@ -308,7 +308,7 @@ async fn the_json_report_matches_its_schema() {
         let errors: Vec<String> =
             validator.iter_errors(&document).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{extra:?}: {errors:#?}");
-        assert_eq!(document["schema_version"], 1);
+        assert_eq!(document["schema_version"], LOAD_SCHEMA_VERSION);
         let svg = std::fs::read_to_string(&chart).unwrap();
         assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2, "{svg}");
     }
