@@ -9,7 +9,7 @@
 #
 #   scripts/measure-reproducibility.sh                          # this tree, default preset
 #   BIN=/path/flightbench LABEL=before scripts/measure-reproducibility.sh
-#   RUN_ARGS="--no-pin" LABEL="not pinned" scripts/measure-reproducibility.sh
+#   RUN_ARGS="--pin" LABEL="pinned" scripts/measure-reproducibility.sh
 #
 # Appends a section to results/reproducibility.md (OUT=) and leaves the runs' reports
 # under $RESULTS (default: a scratch directory).
@@ -77,7 +77,7 @@ print(f"\n## {label}\n")
 print(f"{len(runs)} consecutive `flightbench run{(' ' + run_args) if run_args else ''}` runs, preset {runs[0]['preset']}: "
       f"{settings.get('rounds', 1)} round(s) of {settings['measure_s']:g} s per cell, "
       f"{'pinned (server ' + str(settings['placement']['server_cores']) + ', load ' + str(settings['placement']['load_cores']) + ')' if pinned else 'not pinned'}; "
-      f"each took {', '.join(f'{r['elapsed_s']:.0f} s' for r in runs)}. Commit {commit}.\n")
+      f"each took {', '.join('%.0f s' % r['elapsed_s'] for r in runs)}. Commit {commit}.\n")
 has_cpu = any(figures(runs[0], *p)[1] is not None for p in pairs)
 head = "| headline | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | median | widest from median |"
 if has_cpu:

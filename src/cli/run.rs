@@ -42,10 +42,14 @@ pub struct RunArgs {
     /// --quick 1, whose ratios then have no interval).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=99))]
     pub rounds: Option<u32>,
-    /// Leave the server's and the load generator's threads to the scheduler instead of
-    /// pinning them to disjoint cores (the default on 2 or more cores).
+    /// Pin the server's threads and the load generator's threads to disjoint halves of
+    /// the cores (needs 2 or more). Off by default: on the 2-core VM, three default runs
+    /// each way spread as much from run to run (median headline ±7.8% pinned, ±7.9%
+    /// not), and the intervals within a run were wider pinned (median half-width 20%
+    /// against 14%): one server thread on one core feels every stall of that core
+    /// (results/reproducibility.md).
     #[arg(long)]
-    pub no_pin: bool,
+    pub pin: bool,
     /// Measure a cell again when other work took more than this share of the machine
     /// (0–1) while it ran, or the hypervisor stole as much.
     #[arg(long, default_value_t = crate::workbench::NOISE_THRESHOLD, value_parser = parse_share)]
@@ -83,7 +87,12 @@ impl RunArgs {
             }
             None => fresh_dir(&self.results)?,
         };
-        let placement = if self.no_pin { None } else { Placement::split(&crate::machine::core_ids()) };
+        let placement = match self.pin {
+            false => None,
+            true => Some(Placement::split(&crate::machine::core_ids()).refused(Failure::Usage, || {
+                format!("--pin needs 2 or more cores; this machine has {}", crate::machine::cores())
+            })?),
+        };
         let (server_threads, load_threads) = match &placement {
             Some(p) => (p.server_cores.len(), p.load_cores.len()),
             None => (crate::machine::cores(), crate::machine::cores()),

@@ -40,7 +40,7 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     let work = tempfile::tempdir().unwrap();
     let (data, first, second) = (work.path().join("shards"), work.path().join("first"), work.path().join("second"));
     let args = |out: &Path| -> Vec<String> {
-        ["run", "--quick", "--flights", "3000", "--seconds", "300ms", "--dir"]
+        ["run", "--quick", "--flights", "3000", "--seconds", "300ms", "--pin", "--dir"]
             .into_iter()
             .map(str::to_owned)
             .chain([data.display().to_string(), "--out".into(), out.display().to_string()])
@@ -84,7 +84,14 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
         assert!(cpu > 0.0 && cpu < 1e6, "{}: {cpu} µs per request", cell.id);
         assert_eq!(cell.rounds.len(), 1);
     }
-    assert!(run.settings.placement.pinned == (flightbench::machine::cores() >= 2), "{:?}", run.settings.placement);
+    // --pin: the server and the load on disjoint cores, recorded (CI has 2 or more).
+    let placement = &run.settings.placement;
+    assert!(placement.pinned, "{placement:?}");
+    assert!(placement.server_cores.iter().all(|c| !placement.load_cores.contains(c)), "{placement:?}");
+    assert_eq!(
+        (run.settings.server_threads, run.settings.load_threads),
+        (placement.server_cores.len(), placement.load_cores.len())
+    );
     let markdown = std::fs::read_to_string(first.join("report.md")).unwrap();
     assert_eq!(markdown, flightbench::workbench::report::markdown(&run));
     let findings = flightbench::workbench::findings::findings(&run);
@@ -139,7 +146,7 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
 fn a_busy_machine_is_noticed_and_the_cells_it_disturbed_are_marked() {
     let work = tempfile::tempdir().unwrap();
     let (data, out) = (work.path().join("shards"), work.path().join("out"));
-    let args = ["run", "--quick", "--only", "cache", "--flights", "2000", "--seconds", "300ms", "--no-pin"];
+    let args = ["run", "--quick", "--only", "cache", "--flights", "2000", "--seconds", "300ms"];
     let extra = ["--noise-retries", "1", "--dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
     // The dataset first, so the burners run while cells are measured, not while seeding.
     flightbench(&[&args[..], &["--noise-threshold", "1"], &extra[..]].concat());
@@ -165,6 +172,7 @@ fn a_busy_machine_is_noticed_and_the_cells_it_disturbed_are_marked() {
     let run: flightbench::workbench::data::RunData =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run.cells.len(), 2);
+    assert!(!run.settings.placement.pinned, "not pinned without --pin: {:?}", run.settings.placement);
     for cell in &run.cells {
         let round = &cell.rounds[0];
         let disturbance = round.disturbance.expect("the machine's CPU was read");
