@@ -24,8 +24,9 @@ OUT=${OUT:-results/load-open-loop.md}
 source scripts/measure-lib.sh
 measure_setup
 
-start_server() { # runtime
-    "$bin" ceiling --addr 127.0.0.1:0 --runtime "$1" >"$work/server.out" 2>"$work/server.err" &
+start_server() { # runtime [prefix words, e.g. taskset -c 0] [server flags]
+    # shellcheck disable=SC2086 # words
+    ${2:-} "$bin" ceiling --addr 127.0.0.1:0 --runtime "$1" ${3:-} >"$work/server.out" 2>"$work/server.err" &
     pid=$!
     url="$(wait_for_url "$work/server.out" "$work/server.err" 100)/"
 }
@@ -35,11 +36,11 @@ stop_server() {
     pid=
 }
 # One open-loop run; prints "lag_p50 lag_p99 corrected_p50 uncorrected_p50 corrected_p99 achieved/asked cpu_ms".
-open_loop() { # binary rate protocol seconds [extra flags]
+open_loop() { # binary rate protocol seconds [extra flags] [prefix words]
     local conn=(-c 64)
     [ "$3" = h2 ] && conn=(-c 16 -m 16)
-    # shellcheck disable=SC2086 # the extra flags are words
-    "$1" load --url "$url" --protocol "$3" "${conn[@]}" --rate "$2" -d "${4}s" --warmup 1s --quiet ${5:-} \
+    # shellcheck disable=SC2086 # the extra flags and the prefix are words
+    ${6:-} "$1" load --url "$url" --protocol "$3" "${conn[@]}" --rate "$2" -d "${4}s" --warmup 1s --quiet ${5:-} \
         --json "$work/open.json" >/dev/null
     python3 - "$work/open.json" "$2" <<'PY'
 import json, sys
@@ -74,6 +75,22 @@ for runtime in per-core multi-thread; do
     stop_server
 done
 
+# Each on its own core: the server (one thread) on core 0, the generator (one thread)
+# on core 1, so neither waits for the other's CPU.
+pinned_rows=()
+if [ "$(nproc)" -ge 2 ]; then
+    start_server per-core "taskset -c 0" "--threads 1"
+    for protocol in h1 h2; do
+        for b in "${!binaries[@]}"; do
+            echo "pinned, $protocol, 20000 req/s: ${labels[$b]}" >&2
+            read -r lag50 lag99 c50 u50 c99 kept cpu < <(open_loop "${binaries[$b]}" 20000 "$protocol" "$RUN" \
+                "--threads 1 ${flags[$b]}" "taskset -c 1")
+            pinned_rows+=("| $protocol | 20000 | ${labels[$b]} | $lag50 | $lag99 | $c50 | $u50 | $c99 | $kept | $cpu |")
+        done
+    done
+    stop_server
+fi
+
 # Coordinated omission: the server frozen for 1 s every 5 s.
 start_server per-core
 server=$pid
@@ -107,6 +124,16 @@ stop_server
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
     echo
+    if [ ${#pinned_rows[@]} -gt 0 ]; then
+        echo "## Server and generator on a core each"
+        echo
+        echo "\`taskset -c 0 flightbench ceiling --threads 1\` and \`taskset -c 1 flightbench load --threads 1 …\`: the same runs with nothing sharing a core, to show how much of the lateness above is the two waiting for each other's CPU."
+        echo
+        echo "| protocol | req/s asked | build | send lag p50 ms | send lag p99 ms | corrected p50 ms | uncorrected p50 ms | corrected p99 ms | achieved / asked | generator CPU ms / 1,000 req |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        printf '%s\n' "${pinned_rows[@]}"
+        echo
+    fi
     echo "## Coordinated omission: a server frozen 1 s in every 5"
     echo
     echo "\`flightbench ceiling\` stopped with SIGSTOP for 1 s every 5 s, loaded at 500 req/s for 20 s. Every request scheduled during a freeze waits for it, so the corrected p99 must be at least 500 ms; the uncorrected p50 is what a closed-loop tool would report."

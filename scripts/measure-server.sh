@@ -6,8 +6,15 @@
 # (`flightbench ceiling`) in the same session; per runtime shape. Writes
 # results/server.md. Traffic goes to 127.0.0.1 only; every run is bounded in time.
 #
+# BEFORE=path instead compares an older build with this one on the raw path's point
+# reads (per-core runtime; cache off with uniform ids, cache on with Zipf ids), in
+# ROUNDS interleaved rounds (default 5; the order alternates), and prints each round's
+# after/before ratio and their median, for wrk and h2load. Two single runs in one
+# session differ by 10-15% on this machine; the ratio per round does not carry that.
+#
 #   scripts/measure-server.sh
 #   SECONDS_PER_RUN=5 PATHS="raw prepared" scripts/measure-server.sh
+#   BEFORE=/path/to/older/flightbench SECONDS_PER_RUN=5 OUT=/tmp/ab.md scripts/measure-server.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SECONDS_PER_RUN:-10}
@@ -123,6 +130,59 @@ arm() {
 }
 # The cache's hit ratio, from the line `serve` prints when it stops.
 hit_ratio() { sed -n 's/^flight cache: .*(\([0-9.]*% hits\)).*/\1/p' "$work/server.err"; }
+
+# The point-read rows of one build (raw path, per-core): "uncached-wrk uncached-h2load
+# cached-wrk cached-h2load" req/s.
+point_reads() {
+    local b=$1 w h cw ch rest
+    start "$b" serve --dir "$work/shards" --addr 127.0.0.1:0 --path raw --cache off --runtime per-core
+    read -r w rest < <(run_wrk "$work/flights.txt" identity)
+    read -r h rest < <(run_h2load "$work/flights.txt" identity)
+    stop
+    start "$b" serve --dir "$work/shards" --addr 127.0.0.1:0 --path raw --cache on --runtime per-core
+    run_wrk "$work/zipf.txt" identity >/dev/null
+    read -r cw rest < <(run_wrk "$work/zipf.txt" identity)
+    read -r ch rest < <(run_h2load "$work/zipf.txt" identity)
+    stop
+    echo "$w $h $cw $ch"
+}
+if [ -n "${BEFORE:-}" ]; then
+    ab_rows=()
+    for round in $(seq "${ROUNDS:-5}"); do
+        order=(before after)
+        [ $((round % 2)) -eq 0 ] && order=(after before)
+        for which in "${order[@]}"; do
+            echo "round $round: $which" >&2
+            # Not in a subshell: a failing run stops the script, and the trap stops its server.
+            if [ "$which" = before ]; then
+                point_reads "$BEFORE" >"$work/reads.txt"
+                read -r -a old <"$work/reads.txt"
+            else
+                point_reads "$bin" >"$work/reads.txt"
+                read -r -a new <"$work/reads.txt"
+            fi
+        done
+        ratios=$(awk -v a="${new[*]}" -v b="${old[*]}" 'BEGIN {split(a, x); split(b, y); for (i = 1; i <= 4; i++) printf "%.3f ", x[i] / y[i]}')
+        ab_rows+=("$ratios")
+        echo "| $round | ${order[*]} | ${old[0]} → ${new[0]} | ${old[1]} → ${new[1]} | ${old[2]} → ${new[2]} | ${old[3]} → ${new[3]} |" >>"$work/ab.md"
+    done
+    {
+        echo "| round | order | uncached, wrk req/s | uncached, h2load req/s | cached, wrk req/s | cached, h2load req/s |"
+        echo "|---|---|---|---|---|---|"
+        cat "$work/ab.md"
+        printf '%s\n' "${ab_rows[@]}" | python3 -c '
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+names = ["uncached, wrk", "uncached, h2load", "cached, wrk", "cached, h2load"]
+print()
+print("After / before, median of the rounds (low–high): " + "; ".join(
+    f"{n} {statistics.median(c):.3f}× ({min(c):.3f}–{max(c):.3f})" for n, c in zip(names, zip(*rows))) + ".")'
+        echo
+        echo "Command: \`BEFORE=$BEFORE SECONDS_PER_RUN=$RUN ROUNDS=${ROUNDS:-5} FLIGHTS=$FLIGHTS scripts/measure-server.sh\`; after = $commit. Raw path, per-core runtime, wrk \`-t2 -c64\` and h2load \`-c16 -m16\`; cache-on servers warmed by one unrecorded wrk pass. $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)."
+    } >"$OUT"
+    echo "wrote $OUT" >&2
+    exit 0
+fi
 
 printf '/\n' >"$work/root.txt"
 for runtime in $RUNTIMES; do
