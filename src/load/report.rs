@@ -242,7 +242,7 @@ impl LoadReport {
             }
             let _ = writeln!(
                 out,
-                "(open loop: latencies count from each request's scheduled send time; \"uncorrected\" counts from the actual send, as closed-loop tools do; \"send lag\" is how late requests left against the schedule, timer granularity (about 1 ms) included)"
+                "(open loop: latencies count from each request's scheduled send time; \"uncorrected\" counts from the actual send, as closed-loop tools do; \"send lag\" is how late requests left against the schedule: the generator's own lateness, which a fast server's figures include, and up to one --pacing-tick when one is set)"
             );
         }
         let statuses: Vec<String> = self.status_counts.iter().map(|(s, n)| format!("{s}: {n}")).collect();
