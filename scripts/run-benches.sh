@@ -7,7 +7,7 @@
 #   taskset -c 0 scripts/run-benches.sh sqlite/point_read    # pinned to one core
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for bench in queries compression routing; do
+for bench in queries compression routing events; do
     cargo bench --bench "$bench" -- "$@"
 done
 cargo run --release --quiet -- bench-report --command "scripts/run-benches.sh $*"

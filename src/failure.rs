@@ -90,5 +90,6 @@ typed_values_are_usage!(
     crate::domain::LimitError,
     crate::domain::EventKindError,
     crate::domain::ReasonError,
+    crate::domain::ReportingError,
     crate::dataset::SpecError
 );

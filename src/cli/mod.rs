@@ -5,6 +5,7 @@
 
 mod bench_report;
 mod cert;
+mod events;
 mod load;
 mod profile;
 mod query;
@@ -50,6 +51,8 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Run one store operation against the seeded dataset and print JSON.
     Query(query::QueryArgs),
+    /// Maintain the stored event streams (`events migrate`: old schema versions → current).
+    Events(events::EventsArgs),
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
     Serve(serve::ServeArgs),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => run::compare_runs(args),
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(args).await,
         Command::Cert(args) => cert::run(args),
@@ -183,7 +187,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
     use crate::bench_report::ReportError;
     use crate::choice::UnknownChoice;
     use crate::dataset::{ManifestError, SpecError};
-    use crate::domain::{EventKindError, IdError, LimitError, ReasonError, TimeError};
+    use crate::domain::{EventKindError, IdError, LimitError, ReasonError, ReportingError, TimeError};
     use crate::harness::SampleError;
     use crate::http::TlsError;
     use crate::load::LoadError;
@@ -217,6 +221,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<LimitError>(cause))
                 .or_else(|| classified::<EventKindError>(cause))
                 .or_else(|| classified::<ReasonError>(cause))
+                .or_else(|| classified::<ReportingError>(cause))
                 .or_else(|| classified::<SpecError>(cause))
                 .or_else(|| classified::<std::io::Error>(cause))
         })

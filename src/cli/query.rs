@@ -2,7 +2,7 @@
 
 use super::Refuse;
 use super::{DatasetArgs, parse_with};
-use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, Limit, Reason, TimeWindow, UtcTime};
+use crate::domain::{AirportCode, DelayCode, DelayEvent, EventKind, FlightId, Limit, Reason, TimeWindow, UtcTime};
 use crate::failure::Failure;
 use crate::store::{QueryPath, Store};
 use clap::{Args, Subcommand, ValueEnum};
@@ -78,6 +78,9 @@ pub enum Operation {
         /// When it happened (default: now).
         #[arg(long, value_parser = parse_with(UtcTime::parse))]
         at: Option<UtcTime>,
+        /// IATA delay code, two digits (e.g. 93: late inbound aircraft).
+        #[arg(long, value_parser = parse_with(DelayCode::parse))]
+        cause: Option<DelayCode>,
     },
     /// BLAKE3 digest of each shard's rows (equal data ⇔ equal digests).
     Digest,
@@ -119,9 +122,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let (operation, path) = (args.operation, args.path);
     let window = |w: &WindowArgs| TimeWindow::new(w.from, w.to);
     let event = match &operation {
-        Operation::Append { kind, delay_minutes, reason, at, .. } => {
-            Some(DelayEvent::new(at.unwrap_or_else(UtcTime::now), event_kind(*kind, *delay_minutes, reason.clone())?))
-        }
+        Operation::Append { kind, delay_minutes, reason, at, cause, .. } => Some(
+            DelayEvent::new(at.unwrap_or_else(UtcTime::now), event_kind(*kind, *delay_minutes, reason.clone())?)
+                .with_cause(*cause),
+        ),
         _ => None,
     };
     if let Operation::Departures { window: w, .. } | Operation::Delays { window: w, .. } = &operation {

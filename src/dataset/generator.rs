@@ -7,7 +7,8 @@
 
 use super::reference::{AIRPORTS, CARRIERS, distance_km};
 use crate::domain::{
-    AirportCode, Carrier, DelayEvent, EventKind, Flight, FlightId, FlightNumber, FlightStatus, Reason, UtcTime,
+    AirportCode, Carrier, DelayCode, DelayEvent, EventKind, Flight, FlightId, FlightNumber, FlightStatus, Reason,
+    SCHEMA_VERSION, SubjectId, UtcTime,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +57,15 @@ impl DatasetSpec {
     /// The end of the schedule (exclusive).
     pub fn end(&self) -> UtcTime {
         self.start.plus_seconds(i64::from(self.days) * 86_400)
+    }
+
+    /// The event schema an event occurring at `at` was stored with. The simulated
+    /// service moved to schema v2 half-way through the schedule, so a dataset holds the
+    /// mix a long-running service does: older events v1 (no delay code, no reporter,
+    /// upcast on read), recent ones v2. With one day the whole first half-day is v1.
+    pub fn stored_schema_version(&self, at: UtcTime) -> u16 {
+        let v2_since = self.start.plus_seconds(i64::from(self.days) * 86_400 / 2);
+        if at < v2_since { 1 } else { SCHEMA_VERSION }
     }
 }
 
@@ -208,15 +218,17 @@ impl Generator {
 
         let extra = if self.is_hot(id) { 5 } else { 0 };
         let count = rng.random_range(0..=5) + extra;
-        let events = Self::history(&mut rng, departure, count);
+        let events = self.history(&mut rng, carrier, departure, count);
         // Cannot fail: `history` only ends a stream with a terminal event.
         let status = FlightStatus::replay(&events).expect("generated histories are valid");
         GeneratedFlight { flight, events, status }
     }
 
     /// A plausible report history: a first report, revisions, and possibly a
-    /// departure or cancellation at the end.
-    fn history(rng: &mut ChaCha8Rng, departure: UtcTime, count: usize) -> Vec<DelayEvent> {
+    /// departure or cancellation at the end. Each event is as it reads back: its code
+    /// is the one its reason classifies to (what the v1 → v2 upcaster gives an older
+    /// event), and events stored as v2 name the carrier's operations desk as reporter.
+    fn history(&self, rng: &mut ChaCha8Rng, carrier: Carrier, departure: UtcTime, count: usize) -> Vec<DelayEvent> {
         let mut at = departure.plus_seconds(-6 * 3_600);
         let mut delay = 0i64;
         let reason =
@@ -236,7 +248,10 @@ impl Generator {
                     delay = (delay + rng.random_range(-30..=45)).max(0);
                     EventKind::Revised { delay_minutes: delay, reason: reason(rng) }
                 };
-                DelayEvent::new(at, kind)
+                let cause = DelayCode::classify(kind.reason()).map(|c| DelayCode::parse(c).expect("valid table"));
+                let reporter = (self.spec.stored_schema_version(at) >= 2)
+                    .then(|| SubjectId::parse(&format!("ops-desk-{}", carrier.as_str())).expect("valid subject"));
+                DelayEvent::new(at, kind).with_cause(cause).with_reporter(reporter)
             })
             .collect()
     }

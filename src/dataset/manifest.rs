@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
-/// Bumped when the manifest or the table layout changes incompatibly.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Bumped when the manifest or the table layout changes incompatibly. Format 2: event
+/// schema v2 (`delay_events.cause`, `delay_events.reported_by`); `events migrate`
+/// upgrades a format-1 dataset in place.
+pub const MANIFEST_FORMAT: u32 = 2;
 
 crate::choices! {
     /// Where a dataset's shards live.
@@ -70,12 +72,18 @@ pub enum ManifestError {
     Io { path: PathBuf, cause: std::io::Error },
     #[error("{path} is not a valid manifest: {cause}")]
     Invalid { path: PathBuf, cause: serde_json::Error },
-    #[error(
-        "{path} has format {found}; this build reads format {MANIFEST_FORMAT}: re-seed with `flightbench seed --force`"
-    )]
+    #[error("{path} has format {found}; this build reads format {MANIFEST_FORMAT}: {}", upgrade_hint(*.found))]
     Format { path: PathBuf, found: u32 },
     #[error("{path} is inconsistent: {problem}")]
     Inconsistent { path: PathBuf, problem: String },
+}
+
+/// How to get from a manifest format to this build's.
+fn upgrade_hint(found: u32) -> &'static str {
+    match found {
+        1 => "upgrade it in place with `flightbench events migrate` (or re-seed with `flightbench seed --force`)",
+        _ => "re-seed with `flightbench seed --force`",
+    }
 }
 
 impl Manifest {
@@ -89,6 +97,13 @@ impl Manifest {
 
     /// Reads and checks the manifest in `dir`.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        Self::load_format(dir, MANIFEST_FORMAT)
+    }
+
+    /// Reads and checks a manifest of an older `format` whose fields this build still
+    /// reads (1: only the events' table lacked the v2 columns), for the command that
+    /// upgrades it (`events migrate`). The manifest comes back with `format` as found.
+    pub fn load_format(dir: &Path, expected: u32) -> Result<Self, ManifestError> {
         let path = Self::path_in(dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -102,7 +117,7 @@ impl Manifest {
             .get("format")
             .and_then(|f| f.as_u64())
             .unwrap_or(0) as u32;
-        if format != MANIFEST_FORMAT {
+        if format != expected {
             return Err(ManifestError::Format { path, found: format });
         }
         let manifest: Manifest =

@@ -1,15 +1,21 @@
 //! Delay events: the source of truth for everything the service says about a flight.
 //!
 //! Events carry a `schema_version` so that stored streams stay readable when the event
-//! format grows. In the database an event is three columns (`kind`, `delay_minutes`,
-//! `reason`); [`EventKind::from_columns`] is the single place that maps them back, so
-//! the four query paths cannot disagree on decoding.
+//! format grows. Version 2 added the IATA delay code (`cause`) and the reporter's
+//! subject id (`reported_by`); version-1 events stay in the data and are upcast on read
+//! (`domain::upcast`). In the database an event's payload is five columns (`kind`,
+//! `delay_minutes`, `reason`, `cause`, `reported_by`); [`DelayEvent::from_stored`] is
+//! the single place that maps a current-version payload back, so the four query paths
+//! cannot disagree on decoding.
 
+use super::reporting::{DelayCode, ReportingError, SubjectId};
 use super::time::UtcTime;
+use super::upcast::StoredEvent;
 use serde::{Deserialize, Serialize};
 
-/// The event format version written by this build.
-pub const SCHEMA_VERSION: u16 = 1;
+/// The event format version written by this build. Older stored versions are upcast on
+/// read (`domain::upcast`); newer ones are refused by name.
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// The most delay a report may carry: two days. Anything longer is a data-entry error.
 pub const MAX_DELAY_MINUTES: i64 = 2_880;
@@ -22,8 +28,12 @@ pub enum EventKindError {
     DelayOutOfRange { kind: &'static str, minutes: i64, min: i64, max: i64 },
     #[error(transparent)]
     Reason(#[from] ReasonError),
-    #[error("schema version {0} is newer than this build understands ({SCHEMA_VERSION})")]
-    SchemaVersion(i64),
+    #[error(transparent)]
+    Reporting(#[from] ReportingError),
+    #[error("schema version {found} is newer than this build understands ({known}): upgrade flightbench to read it")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("schema version {from} has no upcaster to version {known}")]
+    NoUpcaster { from: i64, known: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +161,8 @@ impl EventKind {
     }
 }
 
-/// One event as appended: when it happened and what.
+/// One event as appended: when it happened, what, and (since v2) why by IATA code and
+/// who said so.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelayEvent {
     #[serde(default = "current_schema_version")]
@@ -159,6 +170,14 @@ pub struct DelayEvent {
     pub occurred_at: UtcTime,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The IATA delay code, when the reporter gave one (or, for a v1 event, when its
+    /// reason text names a known cause).
+    #[serde(default)]
+    pub cause: Option<DelayCode>,
+    /// The reporter's subject id from a verified token; `None` when nobody was
+    /// authenticated (every v1 event, and writes with `--auth off`).
+    #[serde(default)]
+    pub reported_by: Option<SubjectId>,
 }
 
 fn current_schema_version() -> u16 {
@@ -167,11 +186,27 @@ fn current_schema_version() -> u16 {
 
 impl DelayEvent {
     pub fn new(occurred_at: UtcTime, kind: EventKind) -> Self {
-        Self { schema_version: SCHEMA_VERSION, occurred_at, kind }
+        Self { schema_version: SCHEMA_VERSION, occurred_at, kind, cause: None, reported_by: None }
     }
 
-    pub fn schema_version_from_column(v: i64) -> Result<u16, EventKindError> {
-        u16::try_from(v).ok().filter(|v| (1..=SCHEMA_VERSION).contains(v)).ok_or(EventKindError::SchemaVersion(v))
+    pub fn with_cause(self, cause: Option<DelayCode>) -> Self {
+        Self { cause, ..self }
+    }
+
+    pub fn with_reporter(self, reported_by: Option<SubjectId>) -> Self {
+        Self { reported_by, ..self }
+    }
+
+    /// Decodes a stored payload that `upcast::upcast` has brought to this build's
+    /// version, rejecting anything this build could not have written.
+    pub fn from_stored(occurred_at: UtcTime, stored: &StoredEvent<'_>) -> Result<Self, EventKindError> {
+        if stored.schema_version != i64::from(SCHEMA_VERSION) {
+            return Err(EventKindError::NoUpcaster { from: stored.schema_version, known: SCHEMA_VERSION.into() });
+        }
+        let kind = EventKind::from_columns(&stored.kind, stored.delay_minutes, &stored.reason)?;
+        let cause = stored.cause.as_deref().map(DelayCode::parse).transpose()?;
+        let reported_by = stored.reported_by.as_deref().map(SubjectId::parse).transpose()?;
+        Ok(Self { schema_version: SCHEMA_VERSION, occurred_at, kind, cause, reported_by })
     }
 }
 
@@ -220,9 +255,25 @@ mod tests {
     }
 
     #[test]
-    fn schema_versions() {
-        assert_eq!(DelayEvent::schema_version_from_column(1), Ok(1));
-        assert!(DelayEvent::schema_version_from_column(0).is_err());
-        assert!(DelayEvent::schema_version_from_column(i64::from(SCHEMA_VERSION) + 1).is_err());
+    fn stored_payloads_decode_only_at_the_current_version() {
+        let at = UtcTime::from_unix(1_800_000_000).unwrap();
+        let stored = StoredEvent {
+            schema_version: 2,
+            kind: "revised".into(),
+            delay_minutes: 15,
+            reason: "de-icing".into(),
+            cause: Some("75".into()),
+            reported_by: Some("ops-7".into()),
+        };
+        let event = DelayEvent::from_stored(at, &stored).unwrap();
+        assert_eq!(event.cause, Some(DelayCode::parse("75").unwrap()));
+        assert_eq!(event.reported_by.as_ref().map(SubjectId::as_str), Some("ops-7"));
+        let v1 = StoredEvent { schema_version: 1, ..stored.clone() };
+        assert_eq!(DelayEvent::from_stored(at, &v1), Err(EventKindError::NoUpcaster { from: 1, known: 2 }));
+        let bad_code = StoredEvent { cause: Some("7".into()), ..stored.clone() };
+        assert!(matches!(DelayEvent::from_stored(at, &bad_code), Err(EventKindError::Reporting(_))));
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!((json["cause"].as_str(), json["reported_by"].as_str()), (Some("75"), Some("ops-7")));
+        assert_eq!(json["schema_version"], 2);
     }
 }

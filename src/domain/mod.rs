@@ -7,12 +7,15 @@
 
 mod event;
 mod ids;
+mod reporting;
 mod status;
 mod time;
+pub mod upcast;
 mod views;
 
 pub use event::{DelayEvent, EventKind, EventKindError, Reason, ReasonError, SCHEMA_VERSION};
 pub use ids::{AirportCode, Carrier, FlightId, FlightNumber, IdError};
+pub use reporting::{DelayCode, ReportingError, SubjectId};
 pub use status::{FlightState, FlightStatus, TransitionError};
 pub use time::{TimeError, TimeWindow, UtcTime};
 pub use views::{

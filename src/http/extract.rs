@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::service::QUERY_PATH_HEADER;
-use crate::domain::{AirportCode, DelayEvent, EventKind, FlightId, TimeWindow, UtcTime};
+use crate::domain::{AirportCode, DelayCode, DelayEvent, EventKind, FlightId, TimeWindow, UtcTime};
 use crate::store::QueryPath;
 use http::Request;
 use http::header::HeaderValue;
@@ -79,13 +79,20 @@ pub(super) fn parse_event(body: &[u8]) -> Result<DelayEvent, ApiError> {
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     let object = value.as_object_mut().ok_or_else(|| bad("body must be a JSON object"))?;
+    if object.contains_key("reported_by") {
+        return Err(bad("reported_by is set by the server from the caller's verified identity, not by the body"));
+    }
     let occurred_at = match object.remove("occurred_at") {
         None => UtcTime::now(),
         Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("occurred_at: {e}")))?,
     };
+    let cause: Option<DelayCode> = match object.remove("cause") {
+        None => None,
+        Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("cause: {e}")))?,
+    };
     let kind: EventKind = serde_json::from_value(value).map_err(|e| bad(format!("body: {e}")))?;
     kind.validate().map_err(bad)?;
-    Ok(DelayEvent::new(occurred_at, kind))
+    Ok(DelayEvent::new(occurred_at, kind).with_cause(cause))
 }
 
 #[cfg(test)]
@@ -112,7 +119,15 @@ mod tests {
         .unwrap();
         assert_eq!(e.occurred_at, UtcTime::parse("2026-12-01T06:00:00Z").unwrap());
         assert!(parse_event(br#"{"kind":"departed","delay_minutes":3}"#).is_ok());
+        assert_eq!(e.cause, None, "no code unless the client gives one");
+        let coded = parse_event(br#"{"kind":"revised","delay_minutes":40,"cause":"72","reason":"fog"}"#).unwrap();
+        assert_eq!((coded.cause.map(|c| c.to_string()), coded.reported_by), (Some("72".into()), None));
+        assert_eq!(parse_event(br#"{"kind":"departed","delay_minutes":3,"cause":null}"#).unwrap().cause, None);
+        let spoofed = parse_event(br#"{"kind":"departed","delay_minutes":3,"reported_by":"admin"}"#);
+        assert!(matches!(spoofed, Err(ApiError::BadRequest(m)) if m.contains("reported_by is set by the server")));
         for bad in [
+            &br#"{"kind":"departed","delay_minutes":3,"cause":"7"}"#[..],
+            br#"{"kind":"departed","delay_minutes":3,"cause":72}"#,
             &br#"[1]"#[..],
             br#"{"kind":"landed"}"#,
             br#"{"kind":"reported","delay_minutes":0}"#,

@@ -14,11 +14,14 @@
 mod postgres;
 mod sqlite;
 
+use crate::dataset::GeneratedFlight;
 use crate::dataset::{
     AIRPORTS, Backend, Counts, DatasetSpec, Generator, MANIFEST_FORMAT, Manifest, ManifestError, PostgresLayout,
     SqliteSettings,
 };
+use crate::domain::SCHEMA_VERSION;
 use crate::routing::ShardCount;
+use crate::store::row::EventRow;
 use crate::store::{Durability, redact_password};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -158,6 +161,17 @@ fn shard_ids(spec: &DatasetSpec, shards: ShardCount, shard: usize) -> impl Itera
 }
 
 /// Adds up per-shard counts.
+/// A generated flight's events as rows, each in the schema version the dataset's
+/// history stored it with (`DatasetSpec::stored_schema_version`): both seeders write
+/// exactly these.
+fn event_rows<'g>(spec: &DatasetSpec, g: &'g GeneratedFlight) -> impl Iterator<Item = EventRow<'g>> {
+    let spec = *spec;
+    g.versioned_events().map(move |(version, e)| {
+        let row = EventRow::new(g.flight.id, version, g.flight.scheduled_departure, e);
+        if spec.stored_schema_version(e.occurred_at) < SCHEMA_VERSION { row.as_version_1() } else { row }
+    })
+}
+
 fn total(counts: impl IntoIterator<Item = Counts>) -> Counts {
     counts.into_iter().fold(Counts { flights: 0, events: 0 }, |a, b| Counts {
         flights: a.flights + b.flights,

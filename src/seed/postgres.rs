@@ -1,11 +1,11 @@
 //! Loading PostgreSQL shards: one database per shard, created here from a base URL or
 //! given as a list, each with monthly partitions and binary `COPY`.
 
-use super::{SeedError, shard_ids, total};
+use super::{SeedError, event_rows, shard_ids, total};
 use crate::dataset::{Counts, GeneratedFlight, Generator};
 use crate::routing::ShardCount;
 use crate::store::row::{
-    EVENT_PG_TYPES, EventRow, FLIGHT_PG_TYPES, FlightRow, STATUS_PG_TYPES, StatusRow, event_columns, flight_columns,
+    EVENT_PG_TYPES, FLIGHT_PG_TYPES, FlightRow, STATUS_PG_TYPES, StatusRow, event_columns, flight_columns,
     status_columns,
 };
 use crate::store::schema::{INDEXES, POSTGRES_DROP, POSTGRES_TABLES, postgres_partitions};
@@ -197,8 +197,7 @@ async fn seed_shard(
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &EVENT_PG_TYPES));
     let mut events = 0u64;
     for g in &flights {
-        for (version, e) in g.versioned_events() {
-            let row = EventRow::new(g.flight.id, version, g.flight.scheduled_departure, e);
+        for row in event_rows(&spec, g) {
             writer.as_mut().write(&row.pg_params()).await?;
         }
         events += g.events.len() as u64;

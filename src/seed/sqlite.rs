@@ -1,10 +1,10 @@
 //! Bulk-loading SQLite shard files.
 
-use super::{SeedError, shard_ids, total};
+use super::{SeedError, event_rows, shard_ids, total};
 use crate::dataset::{Counts, Generator};
 use crate::routing::ShardCount;
 use crate::store::Durability;
-use crate::store::row::{EventRow, FlightRow, StatusRow, event_columns, flight_columns, status_columns};
+use crate::store::row::{FlightRow, StatusRow, event_columns, flight_columns, status_columns};
 use crate::store::schema::{INDEXES, SQLITE_TABLES};
 use indicatif::ProgressBar;
 use rusqlite::Connection;
@@ -116,15 +116,15 @@ fn seed_shard(
             let mut event = tx.prepare_cached(concat!(
                 "INSERT INTO delay_events (",
                 event_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?;
             let mut in_batch = 0;
             for id in ids.by_ref().take(BATCH) {
                 let g = generator.flight(id);
                 flight.execute(&FlightRow::new(&g.flight).sqlite_params()[..])?;
                 status.execute(&StatusRow::new(id, &g.status).sqlite_params()[..])?;
-                for (version, e) in g.versioned_events() {
-                    event.execute(&EventRow::new(id, version, g.flight.scheduled_departure, e).sqlite_params()[..])?;
+                for row in event_rows(generator.spec(), &g) {
+                    event.execute(&row.sqlite_params()[..])?;
                 }
                 counts.flights += 1;
                 counts.events += g.events.len() as u64;

@@ -8,9 +8,10 @@
 
 use super::error::{CorruptOnShard, StoreError};
 use super::row::{EventRow, FlightRow, StatusRow};
+use crate::domain::upcast::upcast;
 use crate::domain::{
-    AirportCode, Carrier, DelayEvent, EventKind, Flight, FlightId, FlightNumber, FlightState, FlightStatus, FlightView,
-    RecordedEvent, UtcTime,
+    AirportCode, Carrier, DelayEvent, EventKindError, Flight, FlightId, FlightNumber, FlightState, FlightStatus,
+    FlightView, RecordedEvent, UtcTime,
 };
 
 /// One result row's columns by position, whatever the driver. Each driver implements
@@ -22,6 +23,7 @@ pub(crate) trait Columns {
     fn int(&self, i: usize) -> Result<i64, StoreError>;
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     fn text(&self, i: usize) -> Result<&str, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError>;
 }
 
 /// A row of `sql::flight_view_columns!`.
@@ -97,21 +99,23 @@ pub(crate) fn recorded_event(c: &impl Columns) -> Result<RecordedEvent, StoreErr
         reason: c.text(5)?,
         occurred_at: c.int(6)?,
         schema_version: c.int(7)?,
+        cause: c.opt_text(8)?,
+        reported_by: c.opt_text(9)?,
     };
     recorded_event_of(c.shard(), row)
 }
 
-/// A stored event as the domain's event.
+/// A stored event, of any schema version this build knows, as the domain's current
+/// event: upcast (`domain::upcast`), then decoded. An event the build cannot read (a
+/// newer version, a value it would never write) is reported with its flight and
+/// version, never skipped or misread.
 pub(crate) fn recorded_event_of(shard: usize, c: EventRow<'_>) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent {
-        flight_id: FlightId::new(c.flight_id).on_shard(shard)?,
-        version: c.version,
-        event: DelayEvent {
-            schema_version: DelayEvent::schema_version_from_column(c.schema_version).on_shard(shard)?,
-            occurred_at: UtcTime::from_unix(c.occurred_at).on_shard(shard)?,
-            kind: EventKind::from_columns(c.kind, c.delay_minutes, c.reason).on_shard(shard)?,
-        },
-    })
+    let named = |e: EventKindError| {
+        StoreError::corrupt(shard, format_args!("event {} of flight {}: {e}", c.version, c.flight_id))
+    };
+    let occurred_at = UtcTime::from_unix(c.occurred_at).on_shard(shard)?;
+    let event = upcast(c.stored()).and_then(|current| DelayEvent::from_stored(occurred_at, &current)).map_err(named)?;
+    Ok(RecordedEvent { flight_id: FlightId::new(c.flight_id).on_shard(shard)?, version: c.version, event })
 }
 
 /// A row of `sql::DELAY_GROUPS`: (cancelled?, delay minutes, flights).

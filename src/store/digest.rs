@@ -9,6 +9,7 @@ enum Col {
     Int,
     OptInt,
     Text,
+    OptText,
 }
 
 /// Tables, their canonical query and column kinds.
@@ -22,9 +23,8 @@ const TABLES: &[(&str, &[Col])] = &[
         &[Col::Int, Col::Int, Col::Text, Col::Int, Col::OptInt],
     ),
     (
-        "SELECT flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version \
-         FROM delay_events ORDER BY flight_id, version",
-        &[Col::Int, Col::Int, Col::Int, Col::Text, Col::Int, Col::Text, Col::Int, Col::Int],
+        concat!("SELECT ", crate::store::row::event_columns!(), " FROM delay_events ORDER BY flight_id, version"),
+        &[Col::Int, Col::Int, Col::Int, Col::Text, Col::Int, Col::Text, Col::Int, Col::Int, Col::OptText, Col::OptText],
     ),
 ];
 
@@ -37,6 +37,15 @@ fn put_int(h: &mut blake3::Hasher, v: Option<i64>) {
 
 fn put_text(h: &mut blake3::Hasher, v: &str) {
     h.update(&(v.len() as u64).to_le_bytes()).update(v.as_bytes());
+}
+
+fn put_opt_text(h: &mut blake3::Hasher, v: Option<&str>) {
+    match v {
+        Some(v) => put_text(h.update(&[1]), v),
+        None => {
+            h.update(&[0]);
+        }
+    }
 }
 
 pub(crate) async fn shard_digest(shard: &Shard) -> Result<String, StoreError> {
@@ -57,6 +66,9 @@ pub(crate) async fn shard_digest(shard: &Shard) -> Result<String, StoreError> {
                                     Col::Int => put_int(&mut hasher, Some(row.get(i)?)),
                                     Col::OptInt => put_int(&mut hasher, row.get(i)?),
                                     Col::Text => put_text(&mut hasher, &row.get::<_, String>(i)?),
+                                    Col::OptText => {
+                                        put_opt_text(&mut hasher, row.get::<_, Option<String>>(i)?.as_deref())
+                                    }
                                 }
                             }
                         }
@@ -80,6 +92,7 @@ pub(crate) async fn shard_digest(shard: &Shard) -> Result<String, StoreError> {
                             Col::Int => put_int(&mut hasher, Some(row.try_get(i).map_err(e)?)),
                             Col::OptInt => put_int(&mut hasher, row.try_get(i).map_err(e)?),
                             Col::Text => put_text(&mut hasher, row.try_get(i).map_err(e)?),
+                            Col::OptText => put_opt_text(&mut hasher, row.try_get(i).map_err(e)?),
                         }
                     }
                 }

@@ -17,6 +17,7 @@ mod error;
 mod health;
 mod merge;
 mod metrics;
+mod migrate;
 mod path;
 mod postgres;
 pub mod row;
@@ -28,6 +29,7 @@ pub use error::{DriverError, StoreError};
 pub use health::{PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
 pub use merge::merge_departures;
 pub use metrics::{Op, PoolStats, StoreMetrics, latency_buckets, latency_histogram};
+pub use migrate::{ShardMigration, upgrade_layout};
 pub use postgres::redact_password;
 pub use sqlite::sqlite_pragmas;
 

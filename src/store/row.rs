@@ -9,13 +9,15 @@
 //! literals in `path::adhoc`, the active model in `path::orm`), so a new column (event
 //! schema v2, say) is added here and in each binding, not in every writer.
 
+use crate::domain::upcast::StoredEvent;
 use crate::domain::{DelayEvent, Flight, FlightId, FlightStatus, UtcTime};
+use std::borrow::Cow;
 
 /// `delay_events`' columns in the order every writer binds them and every reader reads
 /// them (the fields of [`EventRow`]; a test checks they agree).
 macro_rules! event_columns {
     () => {
-        "flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version"
+        "flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by"
     };
 }
 pub(crate) use event_columns;
@@ -71,6 +73,10 @@ pub struct EventRow<'a> {
     pub reason: &'a str,
     pub occurred_at: i64,
     pub schema_version: i64,
+    /// v2: the IATA delay code; NULL in v1 rows.
+    pub cause: Option<&'a str>,
+    /// v2: the reporter's subject id; NULL in v1 rows and unauthenticated writes.
+    pub reported_by: Option<&'a str>,
 }
 
 impl<'a> EventRow<'a> {
@@ -84,16 +90,48 @@ impl<'a> EventRow<'a> {
             reason: event.kind.reason(),
             occurred_at: event.occurred_at.unix(),
             schema_version: i64::from(event.schema_version),
+            cause: event.cause.as_ref().map(|c| c.as_str()),
+            reported_by: event.reported_by.as_ref().map(|s| s.as_str()),
         }
     }
 
-    driver_params!(8; flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version);
+    /// The row a build before schema v2 wrote for this event: no code, no reporter,
+    /// version 1. Only seeding (a dataset's older history) and tests write these; the
+    /// service always writes the current version.
+    pub fn as_version_1(self) -> Self {
+        Self { schema_version: 1, cause: None, reported_by: None, ..self }
+    }
+
+    /// The versioned payload, borrowed, for `domain::upcast`.
+    pub fn stored(&self) -> StoredEvent<'a> {
+        StoredEvent {
+            schema_version: self.schema_version,
+            kind: Cow::Borrowed(self.kind),
+            delay_minutes: self.delay_minutes,
+            reason: Cow::Borrowed(self.reason),
+            cause: self.cause.map(Cow::Borrowed),
+            reported_by: self.reported_by.map(Cow::Borrowed),
+        }
+    }
+
+    driver_params!(10; flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by);
 }
 
 /// PostgreSQL types of [`EventRow::pg_params`], for binary `COPY`.
-pub const EVENT_PG_TYPES: [tokio_postgres::types::Type; 8] = {
+pub const EVENT_PG_TYPES: [tokio_postgres::types::Type; 10] = {
     use tokio_postgres::types::Type;
-    [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::INT8]
+    [
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+    ]
 };
 
 /// One row of `flights` (reference data, written only by seeding).
@@ -181,8 +219,12 @@ mod tests {
                 reason: "it's crew; --",
                 occurred_at: 1_800_000_000,
                 schema_version: i64::from(crate::domain::SCHEMA_VERSION),
+                cause: None,
+                reported_by: None,
             }
         );
+        let v1 = row.as_version_1();
+        assert_eq!((v1.schema_version, v1.cause, v1.reported_by, v1.reason), (1, None, None, "it's crew; --"));
         assert_eq!(EventRow::FIELDS, event_columns!());
         assert_eq!(row.pg_params().len(), EVENT_PG_TYPES.len());
     }

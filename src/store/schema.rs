@@ -34,6 +34,7 @@ pub const SQLITE_TABLES: &[&str] = &[
         flight_id INTEGER NOT NULL, version INTEGER NOT NULL, flight_dep INTEGER NOT NULL,
         kind TEXT NOT NULL, delay_minutes INTEGER NOT NULL, reason TEXT NOT NULL,
         occurred_at INTEGER NOT NULL, schema_version INTEGER NOT NULL,
+        cause TEXT, reported_by TEXT,
         PRIMARY KEY (flight_id, version)) STRICT, WITHOUT ROWID",
 ];
 
@@ -54,6 +55,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
         flight_id BIGINT NOT NULL, version BIGINT NOT NULL, flight_dep BIGINT NOT NULL,
         kind TEXT NOT NULL, delay_minutes BIGINT NOT NULL, reason TEXT NOT NULL,
         occurred_at BIGINT NOT NULL, schema_version BIGINT NOT NULL,
+        cause TEXT, reported_by TEXT,
         PRIMARY KEY (flight_id, version, flight_dep)) PARTITION BY RANGE (flight_dep)",
 ];
 

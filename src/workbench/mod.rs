@@ -58,12 +58,19 @@ pub async fn ensure_dataset(
     progress: &dyn Fn(Progress<'_>),
 ) -> Result<Manifest, WorkbenchError> {
     if Manifest::exists_in(dir) {
-        let manifest = Manifest::load(dir)?;
-        if manifest.backend != crate::dataset::Backend::Sqlite {
-            return Err(WorkbenchError::NotSqlite { dir: dir.to_owned(), backend: manifest.backend });
-        }
-        if manifest.dataset == *spec && manifest.shards.get() == shards {
-            return Ok(manifest);
+        match Manifest::load(dir) {
+            Ok(manifest) => {
+                if manifest.backend != crate::dataset::Backend::Sqlite {
+                    return Err(WorkbenchError::NotSqlite { dir: dir.to_owned(), backend: manifest.backend });
+                }
+                if manifest.dataset == *spec && manifest.shards.get() == shards {
+                    return Ok(manifest);
+                }
+            }
+            // A dataset an older build seeded (its table layout is not this build's):
+            // like another dataset, re-seeded below.
+            Err(crate::dataset::ManifestError::Format { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     progress(Progress::Seeding { dir, flights: spec.flights, shards });

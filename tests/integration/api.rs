@@ -90,15 +90,22 @@ async fn check_endpoints(app: &ApiApp, transport: Transport) {
     let version = send(app.addr, transport.clone(), plain(&format!("/flights/{id}"))).await.json()["status"]["version"]
         .as_i64()
         .unwrap();
-    let body = r#"{"kind":"revised","delay_minutes":42,"reason":"crew's rest","occurred_at":"2026-12-02T08:00:00Z"}"#;
+    let body = r#"{"kind":"revised","delay_minutes":42,"reason":"crew's rest","cause":"64","occurred_at":"2026-12-02T08:00:00Z"}"#;
     let created = send(app.addr, transport.clone(), post_delay(id, Some(&format!("\"{version}\"")), body)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.header("etag"), Some(format!("\"{}\"", version + 1).as_str()));
     assert_eq!(created.header("location"), Some(format!("/flights/{id}/events").as_str()));
     assert_eq!(created.json()["status"]["version"], version + 1);
-    let read = send(app.addr, transport, plain(&format!("/flights/{id}"))).await;
+    let read = send(app.addr, transport.clone(), plain(&format!("/flights/{id}"))).await;
     assert_eq!(read.json()["status"]["delay_minutes"], 42);
     assert_eq!(read.json()["status"]["version"], version + 1);
+    // Stored as event schema v2: the code as given, no reporter without authentication.
+    let events = send(app.addr, transport, plain(&format!("/flights/{id}/events"))).await.json();
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["schema_version"], &last["cause"], &last["reported_by"], &last["version"]),
+        (&serde_json::json!(2), &serde_json::json!("64"), &serde_json::Value::Null, &serde_json::json!(version + 1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +206,19 @@ async fn every_error_status_is_a_problem_document() {
             &send(app.addr, proto, post_delay(id, Some("\"0\""), "{nope")).await,
             StatusCode::BAD_REQUEST,
             "not JSON",
+        );
+
+        let spoofed = r#"{"kind":"reported","delay_minutes":5,"reported_by":"admin"}"#;
+        assert_problem(
+            &send(app.addr, proto, post_delay(id, Some(&format!("\"{version}\"")), spoofed)).await,
+            StatusCode::BAD_REQUEST,
+            "reported_by is set by the server",
+        );
+        let bad_code = r#"{"kind":"reported","delay_minutes":5,"cause":"7A"}"#;
+        assert_problem(
+            &send(app.addr, proto, post_delay(id, Some(&format!("\"{version}\"")), bad_code)).await,
+            StatusCode::BAD_REQUEST,
+            "not an IATA delay code",
         );
 
         let (tid, tv) = (terminal.flight.id.get(), terminal.status.version);

@@ -19,5 +19,6 @@ mod probes;
 mod profile;
 mod seeding;
 mod traces;
+mod versions;
 mod workbench;
 mod writes;

@@ -10,7 +10,7 @@
 
 use super::OnShard;
 use super::append::{self, AppendTx, Inserted};
-use super::literal::{push_int, push_opt_int, push_text};
+use super::literal::{push_int, push_opt_int, push_opt_text, push_text};
 use super::sqlx_rows::{self, SqlxCols, SqlxTx};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
@@ -103,6 +103,10 @@ fn insert_event_sql(row: &EventRow<'_>) -> Result<String, StoreError> {
     push_int(&mut sql, row.occurred_at);
     sql.push_str(", ");
     push_int(&mut sql, row.schema_version);
+    sql.push_str(", ");
+    push_opt_text(&mut sql, row.cause)?;
+    sql.push_str(", ");
+    push_opt_text(&mut sql, row.reported_by)?;
     sql.push(')');
     Ok(sql)
 }
@@ -197,16 +201,17 @@ adhoc_append_tx!(sqlx::Postgres);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EventKind, Reason, UtcTime};
+    use crate::domain::{EventKind, Reason, SubjectId, UtcTime};
 
     #[test]
     fn hostile_reason_stays_inside_one_literal() {
         let event = DelayEvent::new(
             UtcTime::from_unix(1_800_000_000).unwrap(),
             EventKind::Cancelled { reason: Reason::parse("x'); DELETE FROM flights; --").unwrap() },
-        );
+        )
+        .with_reporter(Some(SubjectId::parse("o'brien").unwrap()));
         let row = EventRow::new(FlightId::new(7).unwrap(), 2, UtcTime::from_unix(1_800_000_000).unwrap(), &event);
         let sql = insert_event_sql(&row).unwrap();
-        assert!(sql.ends_with("'x''); DELETE FROM flights; --', 1800000000, 1)"), "{sql}");
+        assert!(sql.ends_with("'x''); DELETE FROM flights; --', 1800000000, 2, NULL, 'o''brien')"), "{sql}");
     }
 }

@@ -77,6 +77,8 @@ pub mod delay_events {
         pub reason: String,
         pub occurred_at: i64,
         pub schema_version: i64,
+        pub cause: Option<String>,
+        pub reported_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -42,6 +42,17 @@ pub(crate) fn push_opt_int(sql: &mut String, value: Option<i64>) {
     }
 }
 
+/// Appends optional text: `NULL` or the quoted literal.
+pub(crate) fn push_opt_text(sql: &mut String, value: Option<&str>) -> Result<(), StoreError> {
+    match value {
+        Some(v) => push_text(sql, v),
+        None => {
+            sql.push_str("NULL");
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +79,8 @@ mod tests {
         let mut s = String::new();
         push_int(&mut s, -42);
         push_opt_int(&mut s, None);
-        assert_eq!(s, "-42NULL");
+        push_opt_text(&mut s, None).unwrap();
+        push_opt_text(&mut s, Some("it's")).unwrap();
+        assert_eq!(s, "-42NULLNULL'it''s'");
     }
 }

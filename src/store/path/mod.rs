@@ -47,6 +47,7 @@ mod literal;
 mod orm;
 mod prepared;
 mod raw;
+pub(crate) use raw::{PgCols, sqlite as sqlite_rows};
 mod sqlx_rows;
 
 use super::{QueryPath, Shard, StoreError};

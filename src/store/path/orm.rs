@@ -97,6 +97,8 @@ pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEv
                     reason: &e.reason,
                     occurred_at: e.occurred_at,
                     schema_version: e.schema_version,
+                    cause: e.cause.as_deref(),
+                    reported_by: e.reported_by.as_deref(),
                 },
             )
         })
@@ -201,6 +203,8 @@ impl AppendTx for OrmTx<'_> {
             reason: Set(row.reason.to_owned()),
             occurred_at: Set(row.occurred_at),
             schema_version: Set(row.schema_version),
+            cause: Set(row.cause.map(str::to_owned)),
+            reported_by: Set(row.reported_by.map(str::to_owned)),
         };
         match delay_events::Entity::insert(model).exec_without_returning(&self.txn).await {
             Ok(_) => Ok(Inserted::Row),

@@ -123,6 +123,8 @@ macro_rules! prepared_append_tx {
                     .bind(row.reason)
                     .bind(row.occurred_at)
                     .bind(row.schema_version)
+                    .bind(row.cause)
+                    .bind(row.reported_by)
                     .execute(&mut *self.tx)
                     .await;
                 sqlx_rows::inserted(done, self.shard)

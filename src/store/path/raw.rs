@@ -23,7 +23,7 @@ use tokio_postgres::error::SqlState;
 // ---- column access, one per driver ----
 
 /// A rusqlite row read by position.
-struct SqliteCols<'r, 's> {
+pub(crate) struct SqliteCols<'r, 's> {
     row: &'r rusqlite::Row<'s>,
     shard: usize,
 }
@@ -42,11 +42,15 @@ impl Columns for SqliteCols<'_, '_> {
         let value = self.row.get_ref(i).on(self.shard)?;
         value.as_str().on(self.shard)
     }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        let value = self.row.get_ref(i).on(self.shard)?;
+        value.as_str_or_null().on(self.shard)
+    }
 }
 
 /// Decodes with `read` inside a rusqlite row callback (which must return rusqlite's
 /// own result): driver errors and decoding errors both come out as `StoreError`.
-fn sqlite<T>(
+pub(crate) fn sqlite<T>(
     shard: usize,
     read: impl Fn(&SqliteCols<'_, '_>) -> Result<T, StoreError>,
 ) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>> {
@@ -54,13 +58,13 @@ fn sqlite<T>(
 }
 
 /// A tokio-postgres row read by position.
-struct PgCols<'r> {
+pub(crate) struct PgCols<'r> {
     row: &'r tokio_postgres::Row,
     shard: usize,
 }
 
 impl<'r> PgCols<'r> {
-    fn new(row: &'r tokio_postgres::Row, shard: &Shard) -> Self {
+    pub(crate) fn new(row: &'r tokio_postgres::Row, shard: &Shard) -> Self {
         Self { row, shard: shard.index }
     }
 }
@@ -76,6 +80,9 @@ impl Columns for PgCols<'_> {
         self.row.try_get(i).on(self.shard)
     }
     fn text(&self, i: usize) -> Result<&str, StoreError> {
+        self.row.try_get(i).on(self.shard)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
         self.row.try_get(i).on(self.shard)
     }
 }

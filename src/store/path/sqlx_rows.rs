@@ -39,6 +39,9 @@ where
     fn text(&self, i: usize) -> Result<&str, StoreError> {
         self.row.try_get::<&str, _>(i).map_err(|e| StoreError::database(self.shard, e))
     }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        self.row.try_get::<Option<&str>, _>(i).map_err(|e| StoreError::database(self.shard, e))
+    }
 }
 
 /// An append's transaction on a shard's sqlx pool. `Style` says how its statements
