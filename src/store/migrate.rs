@@ -6,12 +6,13 @@
 //! 1. read the next old events after the last key done (keyset on the primary key, so
 //!    the whole pass reads each row once, however many batches);
 //! 2. upcast and decode each (`decode::recorded_event`, the readers' own code) and
-//!    hash what a reader sees;
+//!    keep what a reader sees;
 //! 3. rewrite each row's payload as `EventRow::new` writes the current version, guarded
 //!    by the version read (`AND schema_version = old`), so a row something else
 //!    rewrote in between is left alone;
-//! 4. read the rewritten rows back, decode them and hash again; commit only if the two
-//!    digests agree, else roll back and stop with an error naming the batch.
+//! 4. read the rewritten rows back and decode them; commit only if readers see the
+//!    same events, else roll back and stop with an error naming the batch. The shard's
+//!    digests before and after are kept over every committed batch.
 //!
 //! It is resumable because its state is the data: a killed run loses at most its open
 //! batch (rolled back), and the next run finds the rows still old. It is safe under a
@@ -81,10 +82,11 @@ trait MigrateTx {
     async fn commit(self) -> Result<(), StoreError>;
 }
 
-/// The digest of events as a reader sees them (their JSON, which names every field).
-fn hash_event(hasher: &mut blake3::Hasher, e: &RecordedEvent) {
+/// An event as a reader sees it, as bytes to compare and digest (its JSON, which
+/// names every field).
+fn event_bytes(e: &RecordedEvent) -> Vec<u8> {
     // Cannot fail: a RecordedEvent is plain data with string keys.
-    hasher.update(&serde_json::to_vec(e).expect("serialisable"));
+    serde_json::to_vec(e).expect("serialisable")
 }
 
 /// Migrates one batch; returns the events migrated and the last key read, or `None`
@@ -100,20 +102,16 @@ async fn batch(
     let Some(last) = old.last().map(|o| (o.event.flight_id.get(), o.event.version)) else {
         return Ok(None);
     };
-    let (mut before, mut after_hash) = (blake3::Hasher::new(), blake3::Hasher::new());
+    let before: Vec<_> = old.iter().map(|o| event_bytes(&o.event)).collect();
     let mut rows = Vec::with_capacity(old.len());
     for o in &old {
-        hash_event(&mut before, &o.event);
         let dep = decode::time(shard, o.flight_dep)?;
         rows.push((EventRow::new(o.event.flight_id, o.event.version, dep, &o.event.event), o.stored_version));
     }
     let migrated = tx.rewrite_all(&rows).await?;
     let keys: Vec<_> = old.iter().map(|o| (o.event.flight_id.get(), o.event.version)).collect();
-    let reread = tx.reread_all(&keys).await?;
-    for event in &reread {
-        hash_event(&mut after_hash, event);
-    }
-    if before.finalize() != after_hash.finalize() {
+    let after_rewrite: Vec<_> = tx.reread_all(&keys).await?.iter().map(event_bytes).collect();
+    if before != after_rewrite {
         return Err(StoreError::corrupt(
             shard,
             format!(
@@ -123,9 +121,9 @@ async fn batch(
         ));
     }
     tx.commit().await?;
-    for (o, event) in old.iter().zip(&reread) {
-        hash_event(&mut digests.0, &o.event);
-        hash_event(&mut digests.1, event);
+    for (b, a) in before.iter().zip(&after_rewrite) {
+        digests.0.update(b);
+        digests.1.update(a);
     }
     Ok(Some((migrated, last)))
 }

@@ -32,6 +32,14 @@ async fn all_events(store: &Store, flights: i64) -> BTreeMap<i64, Vec<RecordedEv
     all
 }
 
+/// Marks the dataset in `dir` as seeded by a build before event schema v2.
+fn mark_format_1(dir: &Path) {
+    let path = Manifest::path_in(dir);
+    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["format"] = 1.into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+}
+
 fn migrate(dir: &Path, batch: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flightbench"))
         .args(["events", "migrate", "--quiet", "--batch", batch, "--dir"])
@@ -189,10 +197,7 @@ async fn migrate_under_writes_survives_sigkill_and_resumes() {
 /// v1) is refused with the way out, then upgraded in place by `events migrate`.
 async fn format_1_upgrades_in_place(ds: &TestDataset, downgrade: impl AsyncFnOnce()) {
     downgrade().await;
-    let path = Manifest::path_in(ds.dir());
-    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["format"] = 1.into();
-    std::fs::write(&path, manifest.to_string()).unwrap();
+    mark_format_1(ds.dir());
     let refused = Store::open(ds.dir(), &StoreConfig::default()).await.err().unwrap().to_string();
     assert!(refused.contains("format 1") && refused.contains("flightbench events migrate"), "{refused}");
 
@@ -260,10 +265,7 @@ async fn postgres_a_format_1_dataset_is_upgraded_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workbench_reseeds_its_own_format_1_dataset() {
     let ds = dataset(Kind::Sqlite, spec(65, 200, 3), 2).await;
-    let path = Manifest::path_in(ds.dir());
-    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["format"] = 1.into();
-    std::fs::write(&path, manifest.to_string()).unwrap();
+    mark_format_1(ds.dir());
     let reseeded = flightbench::workbench::ensure_dataset(ds.dir(), &ds.spec, 2, &|_| {}).await.unwrap();
     assert_eq!(reseeded.format, MANIFEST_FORMAT);
     assert_eq!(Manifest::load(ds.dir()).unwrap(), reseeded);
