@@ -21,6 +21,10 @@
 //!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
 //!   scatter-gather for queries not keyed by flight. One append (`store::path::append`)
 //!   and one row mapping per table (`store::row`) serve every path and the seeders.
+//! - [`projection`]: the async read models (a departures board per airport on the
+//!   airport's shard, per-airport-hour and per-carrier punctuality) and the runner that
+//!   follows each shard's events in commit order, with checkpoints written in the same
+//!   transaction as the rows.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
 //! - [`http`]: the server: hyper on tokio, HTTP/1.1, h2c and TLS on one port, the
 //!   flight API over the store (`route` → `extract` → `handlers`), negotiated
@@ -57,6 +61,7 @@ pub mod http;
 pub mod load;
 pub mod machine;
 pub mod profile;
+pub mod projection;
 pub mod routing;
 pub mod seed;
 pub mod store;

@@ -71,6 +71,15 @@ impl ShardCount {
     pub fn shard_for(self, flight_id: i64) -> usize {
         shard_for(flight_id, self.0) as usize
     }
+
+    /// The shard that owns a read-model row keyed by a name (an airport's departures
+    /// board, a carrier's figures): the name's bytes folded by FNV-1a, then the same
+    /// hash as flights.
+    pub fn shard_for_name(self, name: &str) -> usize {
+        let folded =
+            name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        shard_for(folded as i64, self.0) as usize
+    }
 }
 
 impl TryFrom<u32> for ShardCount {

@@ -1,6 +1,7 @@
 //! `flightbench events`: maintenance of the stored event streams.
 
 use super::DatasetArgs;
+use crate::dataset::MANIFEST_FORMAT;
 use crate::domain::SCHEMA_VERSION;
 use crate::store::{Store, upgrade_layout};
 use anyhow::Context;
@@ -47,8 +48,14 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let config = args.dataset.store_config();
-    if upgrade_layout(&args.dataset.dir, &config).await.context("cannot upgrade the dataset's layout")? {
-        eprintln!("added event schema v2's columns to every shard (manifest format 1 → 2)");
+    if let Some(found) =
+        upgrade_layout(&args.dataset.dir, &config).await.context("cannot upgrade the dataset's layout")?
+    {
+        eprintln!(
+            "upgraded every shard's tables in place (manifest format {found} → {MANIFEST_FORMAT}): {}numbered the \
+             stored events and added the async read models' tables, which the projection runner fills",
+            if found == 1 { "added event schema v2's columns, " } else { "" }
+        );
     }
     let store = Store::open(&args.dataset.dir, &config).await?;
     let old: u64 = store.old_event_counts().await?.iter().sum();

@@ -8,6 +8,8 @@ mod cert;
 mod events;
 mod load;
 mod profile;
+mod project;
+mod projections;
 mod query;
 mod run;
 mod seed;
@@ -53,6 +55,11 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Maintain the stored event streams (`events migrate`: old schema versions → current).
     Events(events::EventsArgs),
+    /// Keep the async read models up to date, apart from the API (`serve` runs the same
+    /// runner in-process unless told not to).
+    Project(project::ProjectArgs),
+    /// Inspect and rebuild the async read models (`projections rebuild NAME`: blue/green).
+    Projections(projections::ProjectionsArgs),
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
     Serve(serve::ServeArgs),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
@@ -108,6 +115,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Project(args) => project::run(args).await,
+        Command::Projections(args) => projections::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(args).await,
         Command::Cert(args) => cert::run(args),
@@ -192,6 +201,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
     use crate::http::TlsError;
     use crate::load::LoadError;
     use crate::load::workload::WorkloadError;
+    use crate::projection::ProjectionError;
     use crate::seed::SeedError;
     use crate::store::StoreError;
     use crate::telemetry::TelemetryError;
@@ -209,6 +219,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<LoadError>(cause))
                 .or_else(|| classified::<WorkloadError>(cause))
                 .or_else(|| classified::<SampleError>(cause))
+                .or_else(|| classified::<ProjectionError>(cause))
                 .or_else(|| classified::<StoreError>(cause))
                 .or_else(|| classified::<SeedError>(cause))
                 .or_else(|| classified::<ManifestError>(cause))

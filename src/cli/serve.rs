@@ -5,6 +5,7 @@ use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
 };
+use crate::projection::{Projector, ProjectorConfig};
 use crate::store::{ProbeConfig, QueryPath, Store};
 use crate::telemetry::{self, Traces, notice};
 use anyhow::Context;
@@ -92,6 +93,14 @@ pub struct ServeArgs {
     /// unless something wrote events around the server.
     #[arg(long, default_value_t = 0)]
     pub max_projection_lag: u64,
+    /// Who keeps the async read models (departures board, airport hours, carrier
+    /// on-time): this process (`in-process`), a separate `flightbench project`
+    /// (`external`: /readyz still checks their lag), or nobody (`off`: no lag probe).
+    #[arg(long, value_enum, env = "FLIGHTBENCH_PROJECTOR", default_value_t = ProjectorMode::InProcess)]
+    pub projector: ProjectorMode,
+    /// Events an async read model may lag behind any shard and still be ready.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_async_lag: u64,
     /// How often the probes re-read the projection lag, which scans both tables
     /// (about 20 ms per 100,000 flights on SQLite); in between /readyz and /metrics
     /// report the last reading and its age. 0s reads it on every call.
@@ -197,6 +206,14 @@ impl RuntimeArgs {
     }
 }
 
+/// Where the async read models' runner runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProjectorMode {
+    InProcess,
+    External,
+    Off,
+}
+
 /// `on` / `off` for feature switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -231,6 +248,11 @@ impl ServeArgs {
                 deadline: self.readiness_timeout,
                 max_projection_lag: self.max_projection_lag,
                 projection_every: self.projection_check_every,
+                async_projections: match self.projector {
+                    ProjectorMode::Off => &[],
+                    ProjectorMode::InProcess | ProjectorMode::External => crate::projection::ASYNC_NAMES,
+                },
+                max_async_lag: self.max_async_lag,
             },
             metrics: self.metrics == Switch::On,
             trace_sample_ratio: (self.otlp_endpoint.is_some() || self.trace_without_export)
@@ -292,7 +314,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let default_path = config.default_path;
     let metrics_on = config.metrics;
-    let state = AppState::new(Arc::new(store), config);
+    let store = Arc::new(store);
+    // The runner shares the store (so appends wake it) on this (main) runtime.
+    let (projector_stop, projector_stopped) = tokio::sync::watch::channel(false);
+    let projector =
+        (args.projector == ProjectorMode::InProcess).then(|| Projector::new(store.clone(), ProjectorConfig::default()));
+    let projector_stats = projector.as_ref().map(Projector::stats);
+    let projecting = projector.map(|p| tokio::spawn(async move { p.run(projector_stopped).await }));
+    let state = AppState::new(store, config);
+    if let Some(stats) = projector_stats {
+        state.report_projector(stats);
+    }
     let cpu_at_start = crate::machine::CpuTime::of_process();
     // The admin listener runs on this (main) runtime, beside the API's threads.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -335,6 +367,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = admin_stop.send(true);
     if let Some(admin) = admin {
         let _ = admin.await;
+    }
+    let _ = projector_stop.send(true);
+    if let Some(projecting) = projecting {
+        let _ = projecting.await;
     }
     state.store.close().await;
     if let (Ok(()), Some(metrics), Some(start), Some(end)) =

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Bumped when the manifest or the table layout changes incompatibly. Format 2: event
-/// schema v2 (`delay_events.cause`, `delay_events.reported_by`); `events migrate`
-/// upgrades a format-1 dataset in place.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// schema v2 (`delay_events.cause`, `delay_events.reported_by`). Format 3: the
+/// per-shard event sequence (`delay_events.seq`, `event_sequence`) and the async read
+/// models' tables. `events migrate` upgrades a format-1 or 2 dataset in place.
+pub const MANIFEST_FORMAT: u32 = 3;
 
 crate::choices! {
     /// Where a dataset's shards live.
@@ -81,7 +82,7 @@ pub enum ManifestError {
 /// How to get from a manifest format to this build's.
 fn upgrade_hint(found: u32) -> &'static str {
     match found {
-        1 => "upgrade it in place with `flightbench events migrate` (or re-seed with `flightbench seed --force`)",
+        1 | 2 => "upgrade it in place with `flightbench events migrate` (or re-seed with `flightbench seed --force`)",
         _ => "re-seed with `flightbench seed --force`",
     }
 }
@@ -101,7 +102,7 @@ impl Manifest {
     }
 
     /// Reads and checks a manifest of an older `format` whose fields this build still
-    /// reads (1: only the events' table lacked the v2 columns), for the command that
+    /// reads (1 and 2: only the tables differ), for the command that
     /// upgrades it (`events migrate`). The manifest comes back with `format` as found.
     pub fn load_format(dir: &Path, expected: u32) -> Result<Self, ManifestError> {
         let path = Self::path_in(dir);

@@ -7,6 +7,7 @@
 
 mod event;
 mod ids;
+mod performance;
 mod reporting;
 mod status;
 mod time;
@@ -15,6 +16,7 @@ mod views;
 
 pub use event::{DelayEvent, EventKind, EventKindError, Reason, ReasonError, SCHEMA_VERSION};
 pub use ids::{AirportCode, Carrier, FlightId, FlightNumber, IdError};
+pub use performance::{ON_TIME_MINUTES, Tally};
 pub use reporting::{DelayCode, ReportingError, SubjectId};
 pub use status::{FlightState, FlightStatus, TransitionError};
 pub use time::{TimeError, TimeWindow, UtcTime};

@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::service::QUERY_PATH_HEADER;
-use crate::domain::{AirportCode, DelayCode, DelayEvent, EventKind, FlightId, TimeWindow, UtcTime};
+use crate::domain::{AirportCode, Carrier, DelayCode, DelayEvent, EventKind, FlightId, TimeWindow, UtcTime};
 use crate::store::QueryPath;
 use http::Request;
 use http::header::HeaderValue;
@@ -19,6 +19,10 @@ pub(super) fn flight_id(segment: &str) -> Result<FlightId, ApiError> {
 
 pub(super) fn airport(segment: &str) -> Result<AirportCode, ApiError> {
     AirportCode::parse(segment).map_err(bad)
+}
+
+pub(super) fn carrier(segment: &str) -> Result<Carrier, ApiError> {
+    Carrier::parse(segment).map_err(bad)
 }
 
 pub(super) fn query_path<B>(state: &AppState, request: &Request<B>) -> Result<QueryPath, ApiError> {

@@ -23,12 +23,15 @@ use http_body_util::{BodyExt, Limited};
 /// and projection lag without anyone calling `/readyz`.
 pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     let Some(metrics) = &state.metrics else { unreachable!("routed only with metrics on") };
+    let readiness = state.store.readiness(state.config.probes).await;
     let scraped = Scraped {
         in_flight: state.config.max_in_flight - state.in_flight.available_permits(),
         max_in_flight: state.config.max_in_flight,
         cache: state.cache.as_ref().map(|c| c.stats()),
         pools: state.store.pool_stats(),
-        shards: state.store.readiness(state.config.probes).await.shards,
+        shards: readiness.shards,
+        async_lags: readiness.probes.async_projections.lags,
+        projector: state.projector.get().cloned(),
         cpu: crate::machine::CpuTime::of_process(),
     };
     let openmetrics = metrics.encode(scraped);

@@ -12,8 +12,11 @@
 
 use super::cache::CacheStats;
 use super::route::{Route, method_label, protocol_label};
+use crate::choice::Choice;
 use crate::compression::Encoding;
-use crate::store::{PoolStats, ShardHealth, StoreMetrics, latency_histogram};
+use crate::projection::ProjectorStats;
+use crate::projection::runner::FollowerStats;
+use crate::store::{AsyncLag, PoolStats, ShardHealth, StoreMetrics, latency_histogram};
 use http::{Method, StatusCode, Version};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
@@ -23,6 +26,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -244,12 +248,22 @@ pub struct Scraped {
     pub pools: Vec<PoolStats>,
     /// The readiness probes, run for this scrape (`store::health`).
     pub shards: Vec<ShardHealth>,
+    /// Each async read model's lag behind each shard, read for this scrape.
+    pub async_lags: Vec<AsyncLag>,
+    /// The counters of the projection runner in this process, if it runs here.
+    pub projector: Option<Arc<ProjectorStats>>,
     /// The process's CPU time so far (user + system, every thread).
     pub cpu: Option<crate::machine::CpuTime>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShardLabels {
+    shard: usize,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabels {
+    projection: &'static str,
     shard: usize,
 }
 
@@ -308,6 +322,46 @@ impl Collector for Scraped {
         )?;
         gauges(
             e,
+            "async_projection_lag_events",
+            "Events on the shard not yet applied to the async read model (every event before the runner started on it); read from the checkpoints, which trail the runner by at most 0.5 s when idle",
+            self.async_lags
+                .iter()
+                .map(|l| (ProjectionLabels { projection: l.projection, shard: l.shard }, l.lag_events)),
+        )?;
+        if let Some(projector) = &self.projector {
+            let each = |read: fn(&FollowerStats) -> u64| {
+                projector
+                    .followers
+                    .iter()
+                    .map(move |(m, s, f)| (ProjectionLabels { projection: m.name(), shard: *s }, read(f)))
+            };
+            counters(
+                e,
+                "projection_events_applied",
+                "Events the in-process runner applied, per read model and source shard",
+                each(|f| f.applied.load(Relaxed)),
+            )?;
+            counters(
+                e,
+                "projection_batches",
+                "Batches the in-process runner committed, per read model and source shard",
+                each(|f| f.batches.load(Relaxed)),
+            )?;
+            counters(
+                e,
+                "projection_errors",
+                "Batches that failed and were rolled back to be retried (the log says why)",
+                each(|f| f.errors.load(Relaxed)),
+            )?;
+            counters(
+                e,
+                "projection_sequence_gaps",
+                "Event numbers missing from a shard's sequence (only if events were deleted outside the service)",
+                each(|f| f.gaps.load(Relaxed)),
+            )?;
+        }
+        gauges(
+            e,
             "shard_probe_duration_seconds",
             "How long the shard took to answer its readiness probes in this scrape",
             self.shards.iter().filter_map(|s| Some((shard(s), s.answered_ms? / 1e3))),
@@ -349,6 +403,21 @@ fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue>(
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in values {
         ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A labelled family of counters kept elsewhere (the projection runner's), read at
+/// scrape time.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in values {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -396,7 +465,24 @@ mod tests {
         };
         let shards = vec![shard(0, true, Some(0)), shard(1, false, None)];
         let cpu = Some(crate::machine::CpuTime { user_s: 1.5, system_s: 0.25 });
-        let scraped = Scraped { in_flight: 2, max_in_flight: 8, cache: None, pools: Vec::new(), shards, cpu };
+        let async_lags = vec![AsyncLag { projection: "carrier_on_time", shard: 1, lag_events: 7, started: true }];
+        let projector = ProjectorStats {
+            followers: vec![(
+                crate::projection::ReadModel::CarrierOnTime,
+                1,
+                Arc::new(FollowerStats { applied: 42.into(), ..FollowerStats::default() }),
+            )],
+        };
+        let scraped = Scraped {
+            in_flight: 2,
+            max_in_flight: 8,
+            cache: None,
+            pools: Vec::new(),
+            shards,
+            async_lags,
+            projector: Some(Arc::new(projector)),
+            cpu,
+        };
         let text = to_prometheus_text(&metrics.encode(scraped));
         let sample = |prefix: &str| {
             text.lines()
@@ -423,5 +509,9 @@ mod tests {
             r#"flightbench_projection_lag_events{shard="0"} 0"#
         );
         assert!(!text.contains(r#"flightbench_projection_lag_events{shard="1"}"#), "unknown lag is absent, not 0");
+        let lag = r#"flightbench_async_projection_lag_events{projection="carrier_on_time",shard="1"}"#;
+        assert_eq!(sample(lag), format!("{lag} 7"));
+        let applied = r#"flightbench_projection_events_applied_total{projection="carrier_on_time",shard="1"}"#;
+        assert_eq!(sample(applied), format!("{applied} 42"));
     }
 }

@@ -35,6 +35,7 @@ pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
 pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
 pub use tls::TlsError;
 
+use crate::projection::ProjectorStats;
 use crate::store::Store;
 use bytes::Bytes;
 use cache::FlightCache;
@@ -61,6 +62,8 @@ pub struct AppState {
     in_flight: Semaphore,
     /// `None` with `ServerConfig::metrics` off: nothing is recorded, `/metrics` is 404.
     pub metrics: Option<Arc<ServerMetrics>>,
+    /// The in-process projection runner's counters, when it runs here.
+    pub projector: std::sync::OnceLock<Arc<ProjectorStats>>,
 }
 
 impl AppState {
@@ -72,7 +75,12 @@ impl AppState {
             store.record_metrics(metrics.store.clone());
             metrics
         });
-        Arc::new(Self { store, config, cache, in_flight, metrics })
+        Arc::new(Self { store, config, cache, in_flight, metrics, projector: Default::default() })
+    }
+
+    /// Reports the counters of the projection runner in this process (set once).
+    pub fn report_projector(&self, projector: Arc<ProjectorStats>) {
+        let _ = self.projector.set(projector);
     }
 }
 

@@ -15,11 +15,14 @@ pub enum Route {
     FlightDelays,
     Departures,
     AirportDelays,
+    Board,
+    AirportHours,
+    CarrierOnTime,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 12] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -28,6 +31,9 @@ impl Route {
         Route::FlightDelays,
         Route::Departures,
         Route::AirportDelays,
+        Route::Board,
+        Route::AirportHours,
+        Route::CarrierOnTime,
         Route::Unmatched,
     ];
 
@@ -55,6 +61,9 @@ impl Route {
             (Some("flights"), Some(id), Some("delays"), None) => (Route::FlightDelays, id),
             (Some("airports"), Some(code), Some("departures"), None) => (Route::Departures, code),
             (Some("airports"), Some(code), Some("delays"), None) => (Route::AirportDelays, code),
+            (Some("airports"), Some(code), Some("board"), None) => (Route::Board, code),
+            (Some("airports"), Some(code), Some("hourly"), None) => (Route::AirportHours, code),
+            (Some("carriers"), Some(code), Some("on-time"), None) => (Route::CarrierOnTime, code),
             _ => (Route::Unmatched, ""),
         }
     }
@@ -69,6 +78,9 @@ impl Route {
             Route::FlightDelays => "/flights/{id}/delays",
             Route::Departures => "/airports/{code}/departures",
             Route::AirportDelays => "/airports/{code}/delays",
+            Route::Board => "/airports/{code}/board",
+            Route::AirportHours => "/airports/{code}/hourly",
+            Route::CarrierOnTime => "/carriers/{code}/on-time",
             Route::Unmatched => "unmatched",
         }
     }
@@ -107,6 +119,9 @@ mod tests {
         assert_eq!(Route::parse("/flights/42/delays"), (Route::FlightDelays, "42"));
         assert_eq!(Route::parse("/airports/AMS/departures"), (Route::Departures, "AMS"));
         assert_eq!(Route::parse("/airports/AMS/delays"), (Route::AirportDelays, "AMS"));
+        assert_eq!(Route::parse("/airports/AMS/board"), (Route::Board, "AMS"));
+        assert_eq!(Route::parse("/airports/AMS/hourly"), (Route::AirportHours, "AMS"));
+        assert_eq!(Route::parse("/carriers/KL/on-time"), (Route::CarrierOnTime, "KL"));
         assert_eq!(Route::parse("/metrics"), (Route::Metrics, ""));
         assert_eq!(Route::parse("//healthz"), (Route::Healthz, ""), "leading slashes are one");
         assert_eq!(Route::parse("/flights/"), (Route::Flight, ""), "an empty id is the handler's to refuse");

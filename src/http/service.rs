@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Params, airport, bad, flight_id, query_path};
+use super::extract::{Params, airport, bad, carrier, flight_id, query_path};
 use super::handlers::{flight, metrics, readyz, report_delay};
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, json, problem};
@@ -174,8 +174,43 @@ where
             let stats = Box::pin(state.store.delay_stats(query_path, airport(param)?, params.window()?)).await?;
             json(StatusCode::OK, &stats, &accept, state).await
         }
-        (Route::Departures | Route::AirportDelays, _) => Err(allow("GET")),
+        (Route::Board, &Method::GET) => {
+            let params = Params::parse(request.uri().query(), &["from", "to", "limit"])?;
+            let limit = params.get("limit").map(Limit::parse).transpose().map_err(bad)?.unwrap_or(Limit::DEFAULT);
+            let board = Box::pin(state.store.board(airport(param)?, params.window()?, limit)).await?;
+            json(StatusCode::OK, &board, &accept, state).await
+        }
+        (Route::AirportHours, &Method::GET) => {
+            let params = Params::parse(request.uri().query(), &["from", "to"])?;
+            let hours = Box::pin(state.store.airport_hours(airport(param)?, params.window()?)).await?;
+            let hours: Vec<_> = hours.iter().map(|(hour, tally)| Punctuality::of(Some(*hour), tally)).collect();
+            json(StatusCode::OK, &hours, &accept, state).await
+        }
+        (Route::CarrierOnTime, &Method::GET) => {
+            let tally = Box::pin(state.store.carrier_on_time(carrier(param)?)).await?;
+            json(StatusCode::OK, &Punctuality::of(None, &tally), &accept, state).await
+        }
+        (Route::Departures | Route::AirportDelays | Route::Board | Route::AirportHours | Route::CarrierOnTime, _) => {
+            Err(allow("GET"))
+        }
         (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
+    }
+}
+
+/// A tally as the API returns it, with its ratios.
+#[derive(serde::Serialize)]
+struct Punctuality<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hour: Option<crate::domain::UtcTime>,
+    #[serde(flatten)]
+    tally: &'a crate::domain::Tally,
+    on_time_ratio: Option<f64>,
+    mean_delay_minutes: Option<f64>,
+}
+
+impl<'a> Punctuality<'a> {
+    fn of(hour: Option<crate::domain::UtcTime>, tally: &'a crate::domain::Tally) -> Self {
+        Self { hour, tally, on_time_ratio: tally.on_time_ratio(), mean_delay_minutes: tally.mean_delay_minutes() }
     }
 }
 

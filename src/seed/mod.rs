@@ -20,11 +20,13 @@ use crate::dataset::{
     SqliteSettings,
 };
 use crate::domain::SCHEMA_VERSION;
+use crate::projection::{ProjectionError, Projector, ProjectorConfig, ReadModel};
 use crate::routing::ShardCount;
 use crate::store::row::EventRow;
-use crate::store::{Durability, redact_password};
+use crate::store::{Durability, Store, StoreConfig, redact_password};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use postgres::PgShards;
@@ -64,6 +66,8 @@ pub enum SeedError {
     Config(String),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("the dataset is seeded, but building its read models failed: {0}")]
+    Projection(ProjectionError),
 }
 
 /// What a finished seed reports.
@@ -124,7 +128,36 @@ pub async fn seed(config: &SeedConfig) -> Result<SeedReport, SeedError> {
         postgres,
     };
     manifest.save(&config.dir).map_err(|cause| SeedError::Io { path: manifest_path, cause })?;
+    project(config, manifest.counts.events).await?;
     Ok(SeedReport { manifest, elapsed: started.elapsed() })
+}
+
+/// Builds the async read models from the seeded events, so a fresh dataset serves
+/// them current. The dataset is complete before this (its manifest is written): a
+/// seed interrupted here leaves read models that the runner finishes when it starts.
+async fn project(config: &SeedConfig, events: u64) -> Result<(), SeedError> {
+    let store_config = match &config.target {
+        SeedTarget::Sqlite { durability } => StoreConfig { durability: *durability, ..StoreConfig::default() },
+        SeedTarget::Postgres { password, .. } => {
+            StoreConfig { pg_password: password.clone(), ..StoreConfig::default() }
+        }
+    };
+    let store = Arc::new(Store::open(&config.dir, &store_config).await.map_err(|e| SeedError::Projection(e.into()))?);
+    let bar =
+        if config.progress { ProgressBar::new(events * ReadModel::ALL.len() as u64) } else { ProgressBar::hidden() };
+    // Cannot fail: the template is a literal.
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} projecting [{bar:30}] {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let projector = Projector::new(store.clone(), ProjectorConfig { batch: 5000, ..ProjectorConfig::default() });
+    let done = projector.catch_up(&|n| bar.inc(n)).await;
+    bar.finish_and_clear();
+    store.close().await;
+    done.map(drop).map_err(SeedError::Projection)
 }
 
 fn remove_if_present(path: &std::path::Path) -> Result<(), SeedError> {
@@ -193,6 +226,7 @@ impl crate::failure::Classify for SeedError {
             SeedError::Sqlite { .. } => Failure::Internal,
             SeedError::Postgres { cause, .. } | SeedError::PostgresAdmin { cause, .. } => postgres(cause),
             SeedError::Manifest(_) => Failure::BadInput,
+            SeedError::Projection(e) => crate::failure::Classify::failure(e),
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::store::row::{
     EVENT_PG_TYPES, FLIGHT_PG_TYPES, FlightRow, STATUS_PG_TYPES, StatusRow, event_columns, flight_columns,
     status_columns,
 };
-use crate::store::schema::{INDEXES, POSTGRES_DROP, POSTGRES_TABLES, postgres_partitions};
+use crate::store::schema::{
+    INDEXES, NUMBER_EVENTS, POSTGRES_DROP, POSTGRES_SEQUENCING, POSTGRES_TABLES, postgres_partitions, projection_tables,
+};
 use futures_util::future::try_join_all;
 use indicatif::ProgressBar;
 use std::pin::pin;
@@ -205,8 +207,12 @@ async fn seed_shard(
     }
     writer.finish().await?;
 
-    for ddl in INDEXES {
+    client.batch_execute(NUMBER_EVENTS).await?;
+    for ddl in INDEXES.iter().chain(POSTGRES_SEQUENCING) {
         client.batch_execute(ddl).await?;
+    }
+    for ddl in projection_tables() {
+        client.batch_execute(&ddl).await?;
     }
     client.batch_execute("ANALYZE").await?;
     Ok(Counts { flights: flights.len() as u64, events })

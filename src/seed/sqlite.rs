@@ -5,7 +5,7 @@ use crate::dataset::{Counts, Generator};
 use crate::routing::ShardCount;
 use crate::store::Durability;
 use crate::store::row::{FlightRow, StatusRow, event_columns, flight_columns, status_columns};
-use crate::store::schema::{INDEXES, SQLITE_TABLES};
+use crate::store::schema::{INDEXES, NUMBER_EVENTS, SQLITE_SEQUENCING, SQLITE_TABLES, projection_tables};
 use indicatif::ProgressBar;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -134,8 +134,12 @@ fn seed_shard(
         }
         tx.commit()?;
     }
-    for ddl in INDEXES {
-        conn.execute(ddl, [])?;
+    conn.execute(NUMBER_EVENTS, [])?;
+    for ddl in INDEXES.iter().chain(SQLITE_SEQUENCING) {
+        conn.execute_batch(ddl)?;
+    }
+    for ddl in projection_tables() {
+        conn.execute_batch(&ddl)?;
     }
     // Serving settings, persistent in the file: WAL, and statistics for the planner.
     conn.execute_batch("ANALYZE; PRAGMA locking_mode = NORMAL;")?;

@@ -28,7 +28,25 @@ pub(crate) trait Columns {
 
 /// A row of `sql::flight_view_columns!`.
 pub(crate) fn flight_view(c: &impl Columns) -> Result<FlightView, StoreError> {
-    let flight = FlightRow {
+    let flight = flight(c)?;
+    let status = StatusRow {
+        flight_id: flight.id.get(),
+        version: c.int(7)?,
+        state: c.text(8)?,
+        delay_minutes: c.int(9)?,
+        updated_at: c.opt_int(10)?,
+    };
+    Ok(FlightView { status: status_of(c.shard(), status)?, flight })
+}
+
+/// A flight and its status as the domain's view.
+pub(crate) fn flight_view_of(shard: usize, f: FlightRow<'_>, s: StatusRow<'_>) -> Result<FlightView, StoreError> {
+    Ok(FlightView { flight: flight_of(shard, f)?, status: status_of(shard, s)? })
+}
+
+/// The first seven columns of `sql::flight_view_columns!` (a `flights` row).
+pub(crate) fn flight(c: &impl Columns) -> Result<Flight, StoreError> {
+    let row = FlightRow {
         id: c.int(0)?,
         carrier: c.text(1)?,
         number: c.int(2)?,
@@ -37,30 +55,41 @@ pub(crate) fn flight_view(c: &impl Columns) -> Result<FlightView, StoreError> {
         sched_dep: c.int(5)?,
         sched_arr: c.int(6)?,
     };
-    let status = StatusRow {
-        flight_id: flight.id,
-        version: c.int(7)?,
-        state: c.text(8)?,
-        delay_minutes: c.int(9)?,
-        updated_at: c.opt_int(10)?,
-    };
-    flight_view_of(c.shard(), flight, status)
+    flight_of(c.shard(), row)
 }
 
-/// A flight and its status as the domain's view.
-pub(crate) fn flight_view_of(shard: usize, f: FlightRow<'_>, s: StatusRow<'_>) -> Result<FlightView, StoreError> {
-    Ok(FlightView {
-        flight: Flight {
-            id: FlightId::new(f.id).on_shard(shard)?,
-            carrier: Carrier::parse(f.carrier).on_shard(shard)?,
-            number: FlightNumber::new(f.number).on_shard(shard)?,
-            origin: AirportCode::parse(f.origin).on_shard(shard)?,
-            destination: AirportCode::parse(f.destination).on_shard(shard)?,
-            scheduled_departure: UtcTime::from_unix(f.sched_dep).on_shard(shard)?,
-            scheduled_arrival: UtcTime::from_unix(f.sched_arr).on_shard(shard)?,
-        },
-        status: status_of(shard, s)?,
+fn flight_of(shard: usize, f: FlightRow<'_>) -> Result<Flight, StoreError> {
+    Ok(Flight {
+        id: FlightId::new(f.id).on_shard(shard)?,
+        carrier: Carrier::parse(f.carrier).on_shard(shard)?,
+        number: FlightNumber::new(f.number).on_shard(shard)?,
+        origin: AirportCode::parse(f.origin).on_shard(shard)?,
+        destination: AirportCode::parse(f.destination).on_shard(shard)?,
+        scheduled_departure: UtcTime::from_unix(f.sched_dep).on_shard(shard)?,
+        scheduled_arrival: UtcTime::from_unix(f.sched_arr).on_shard(shard)?,
     })
+}
+
+/// A row's columns from `offset` on, as if they were the whole row: a reader of one
+/// column list applied to a row that joins two.
+pub(crate) struct Offset<'c, C>(pub &'c C, pub usize);
+
+impl<C: Columns> Columns for Offset<'_, C> {
+    fn shard(&self) -> usize {
+        self.0.shard()
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.0.int(self.1 + i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.0.opt_int(self.1 + i)
+    }
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        self.0.text(self.1 + i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        self.0.opt_text(self.1 + i)
+    }
 }
 
 /// A status row as the domain's status.

@@ -38,11 +38,67 @@ pub struct ProbeConfig {
     /// How often the projection lag is read again (it scans both tables); the other
     /// probes run on every call.
     pub projection_every: Duration,
+    /// The async read models whose lag is probed (their checkpoints against each
+    /// shard's newest event: a few key lookups per shard, read on every call); none
+    /// when no runner keeps them.
+    pub async_projections: &'static [&'static str],
+    /// Largest async lag, in events, that is still ready.
+    pub max_async_lag: u64,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { deadline: Duration::from_secs(2), max_projection_lag: 0, projection_every: Duration::from_secs(10) }
+        Self {
+            deadline: Duration::from_secs(2),
+            max_projection_lag: 0,
+            projection_every: Duration::from_secs(10),
+            async_projections: &[],
+            max_async_lag: 1_000,
+        }
+    }
+}
+
+/// One async read model's lag behind one source shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsyncLag {
+    pub projection: &'static str,
+    pub shard: usize,
+    /// Events on the shard not yet in the read model (all of them before the runner
+    /// has started on every target shard).
+    pub lag_events: i64,
+    pub started: bool,
+}
+
+/// Every async read model keeps within the threshold of every shard.
+#[derive(Debug, Clone, Serialize)]
+pub struct AsyncProbe {
+    pub ready: bool,
+    pub threshold_events: u64,
+    pub max_lag_events: Option<i64>,
+    /// Why the lag could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub lags: Vec<AsyncLag>,
+}
+
+impl AsyncProbe {
+    fn of(lags: Result<Vec<AsyncLag>, String>, config: ProbeConfig) -> Self {
+        match lags {
+            Ok(lags) => Self {
+                ready: lags.iter().all(|l| l.lag_events.unsigned_abs() <= config.max_async_lag),
+                threshold_events: config.max_async_lag,
+                max_lag_events: lags.iter().map(|l| l.lag_events).max(),
+                error: None,
+                lags,
+            },
+            Err(error) => Self {
+                ready: false,
+                threshold_events: config.max_async_lag,
+                max_lag_events: None,
+                error: Some(error),
+                lags: Vec::new(),
+            },
+        }
     }
 }
 
@@ -58,6 +114,7 @@ pub struct Readiness {
 pub struct Probes {
     pub shard_query: ShardQueryProbe,
     pub projection_lag: ProjectionProbe,
+    pub async_projections: AsyncProbe,
 }
 
 /// Every shard answered within the deadline.
@@ -96,7 +153,7 @@ pub struct ShardHealth {
 }
 
 impl Readiness {
-    pub fn of(shards: Vec<ShardHealth>, config: ProbeConfig) -> Self {
+    pub fn of(shards: Vec<ShardHealth>, lags: Result<Vec<AsyncLag>, String>, config: ProbeConfig) -> Self {
         let failed_shards: Vec<usize> = shards.iter().filter(|s| s.error.is_some()).map(|s| s.shard).collect();
         let lagging_shards: Vec<usize> = shards
             .iter()
@@ -121,9 +178,10 @@ impl Readiness {
                 s
             })
             .collect();
+        let async_projections = AsyncProbe::of(lags, config);
         Self {
-            ready: shard_query.ready && projection_lag.ready,
-            probes: Probes { shard_query, projection_lag },
+            ready: shard_query.ready && projection_lag.ready && async_projections.ready,
+            probes: Probes { shard_query, projection_lag, async_projections },
             shards,
         }
     }
@@ -233,18 +291,27 @@ mod tests {
     #[test]
     fn readiness_names_the_failing_probe() {
         let config = ProbeConfig { max_projection_lag: 2, ..ProbeConfig::default() };
-        let all_well = Readiness::of(vec![shard(0, Some(0), None), shard(1, Some(2), None)], config);
+        let all_well = Readiness::of(vec![shard(0, Some(0), None), shard(1, Some(2), None)], Ok(vec![]), config);
         assert!(all_well.ready && all_well.probes.shard_query.ready && all_well.probes.projection_lag.ready);
         assert_eq!(all_well.probes.projection_lag.max_lag_events, Some(2));
 
-        let lagging = Readiness::of(vec![shard(0, Some(3), None), shard(1, Some(0), None)], config);
+        let lagging = Readiness::of(vec![shard(0, Some(3), None), shard(1, Some(0), None)], Ok(vec![]), config);
         assert!(!lagging.ready && lagging.probes.shard_query.ready && !lagging.probes.projection_lag.ready);
         assert_eq!(lagging.probes.projection_lag.lagging_shards, [0]);
         assert_eq!(lagging.shards.iter().map(|s| s.ready).collect::<Vec<_>>(), [false, true]);
 
-        let down = Readiness::of(vec![shard(0, Some(0), None), shard(1, None, Some("gone"))], config);
+        let down = Readiness::of(vec![shard(0, Some(0), None), shard(1, None, Some("gone"))], Ok(vec![]), config);
         assert!(!down.ready && !down.probes.shard_query.ready && down.probes.projection_lag.ready);
         assert_eq!(down.probes.shard_query.failed_shards, [1]);
         assert!(!down.shards[1].ready);
+
+        let lag = |lag_events| AsyncLag { projection: "departures_board", shard: 1, lag_events, started: true };
+        let behind = Readiness::of(vec![shard(0, Some(0), None)], Ok(vec![lag(1_001)]), config);
+        assert!(!behind.ready && !behind.probes.async_projections.ready && behind.probes.projection_lag.ready);
+        assert_eq!(behind.probes.async_projections.max_lag_events, Some(1_001));
+        let within = Readiness::of(vec![shard(0, Some(0), None)], Ok(vec![lag(1_000)]), config);
+        assert!(within.ready);
+        let unread = Readiness::of(vec![shard(0, Some(0), None)], Err("shard 1: gone".into()), config);
+        assert!(!unread.ready && unread.probes.async_projections.error.is_some());
     }
 }

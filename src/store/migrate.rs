@@ -23,6 +23,7 @@
 use super::decode::{self, Columns};
 use super::path::{OnShard, PgCols, sqlite_rows};
 use super::row::{EventRow, event_columns};
+use super::schema::{NUMBER_EVENTS, POSTGRES_SEQUENCING, SQLITE_SEQUENCING, projection_tables};
 use super::{Shard, ShardConn, Store, StoreConfig, StoreError};
 use crate::dataset::{MANIFEST_FORMAT, Manifest, ManifestError};
 use crate::domain::{RecordedEvent, SCHEMA_VERSION};
@@ -344,17 +345,27 @@ impl MigrateTx for PgTx<'_, '_> {
 /// Event schema v2's columns, as `ALTER TABLE` adds them to a format-1 dataset.
 const V2_COLUMNS: [&str; 2] = ["cause", "reported_by"];
 
-/// Upgrades a format-1 dataset's table layout in place: adds event schema v2's
-/// columns to every shard, then marks the manifest format 2 (written last, so a run
-/// killed in between finds format 1 again and adds only what is missing). Returns
-/// whether there was anything to upgrade. Old rows keep NULL in the new columns,
-/// which is exactly how a v1 row reads (`EventRow::as_version_1`).
-pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<bool, StoreError> {
+/// Format 3's event number, as `ALTER TABLE` adds it to a format-1 or 2 dataset
+/// (`STRICT` SQLite tables take only INTEGER).
+const SQLITE_SEQ_COLUMN: &str = "ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
+const POSTGRES_SEQ_COLUMN: &str = "ADD COLUMN seq BIGINT NOT NULL DEFAULT 0";
+
+/// Upgrades an older dataset's table layout in place to this build's (format 3):
+/// format 1 gains event schema v2's columns; formats 1 and 2 gain the per-shard event
+/// sequence (existing events numbered oldest first), its trigger and the async read
+/// models' tables. Each shard is upgraded in one transaction (both databases make DDL
+/// transactional), skipped if it already has the sequence, and the manifest is
+/// written last, so a run killed at any point is simply run again. Returns the format
+/// found, or `None` when the dataset is already current. Old rows keep NULL in the v2
+/// columns, which is exactly how a v1 row reads (`EventRow::as_version_1`).
+pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u32>, StoreError> {
     let mut manifest = match Manifest::load_format(dir, 1) {
         Ok(manifest) => manifest,
-        Err(ManifestError::Format { found, .. }) if found == MANIFEST_FORMAT => return Ok(false),
+        Err(ManifestError::Format { found, .. }) if found == MANIFEST_FORMAT => return Ok(None),
+        Err(ManifestError::Format { found: 2, .. }) => Manifest::load_format(dir, 2)?,
         Err(e) => return Err(e.into()),
     };
+    let found = manifest.format;
     for shard in 0..manifest.shards.get() as usize {
         match (&manifest.sqlite, &manifest.postgres) {
             (Some(sqlite), _) => {
@@ -376,6 +387,16 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<bool, St
                 for column in V2_COLUMNS.iter().filter(|c| !present.iter().any(|p| p == *c)) {
                     tx.execute_batch(&format!("ALTER TABLE delay_events ADD COLUMN {column} TEXT")).on(shard)?;
                 }
+                if !present.iter().any(|p| p == "seq") {
+                    tx.execute_batch(&format!("ALTER TABLE delay_events {SQLITE_SEQ_COLUMN}")).on(shard)?;
+                    tx.execute_batch(NUMBER_EVENTS).on(shard)?;
+                    for ddl in SQLITE_SEQUENCING {
+                        tx.execute_batch(ddl).on(shard)?;
+                    }
+                    for ddl in projection_tables() {
+                        tx.execute_batch(&ddl).on(shard)?;
+                    }
+                }
                 tx.commit().on(shard)?;
             }
             (None, Some(pg)) => {
@@ -389,10 +410,27 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<bool, St
                 if let Some(password) = &config.pg_password {
                     pg_config.password(password);
                 }
-                let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await.map_err(unavailable)?;
+                let (mut client, connection) = pg_config.connect(tokio_postgres::NoTls).await.map_err(unavailable)?;
                 let driver = tokio::spawn(connection);
+                let tx = client.transaction().await.on(shard)?;
                 let add = V2_COLUMNS.map(|c| format!("ADD COLUMN IF NOT EXISTS {c} TEXT")).join(", ");
-                client.batch_execute(&format!("ALTER TABLE delay_events {add}")).await.on(shard)?;
+                tx.batch_execute(&format!("ALTER TABLE delay_events {add}")).await.on(shard)?;
+                let sequenced = tx
+                    .query_one("SELECT to_regclass('event_sequence') IS NOT NULL", &[])
+                    .await
+                    .on(shard)?
+                    .get::<_, bool>(0);
+                if !sequenced {
+                    tx.batch_execute(&format!("ALTER TABLE delay_events {POSTGRES_SEQ_COLUMN}")).await.on(shard)?;
+                    tx.batch_execute(NUMBER_EVENTS).await.on(shard)?;
+                    for ddl in POSTGRES_SEQUENCING {
+                        tx.batch_execute(ddl).await.on(shard)?;
+                    }
+                    for ddl in projection_tables() {
+                        tx.batch_execute(&ddl).await.on(shard)?;
+                    }
+                }
+                tx.commit().await.on(shard)?;
                 drop(client);
                 let _ = driver.await;
             }
@@ -401,5 +439,5 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<bool, St
     }
     manifest.format = MANIFEST_FORMAT;
     manifest.save(dir).map_err(|e| StoreError::Config(format!("cannot write the upgraded manifest: {e}")))?;
-    Ok(true)
+    Ok(Some(found))
 }

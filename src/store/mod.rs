@@ -11,6 +11,24 @@
 //! What the store leaves to others: validation of user input (`domain` types arrive
 //! already valid), and HTTP concerns.
 
+/// Expands `$body` once per backend with `$pool` bound to that backend's sqlx pool, so
+/// the same code is type-checked against both drivers (`path::prepared`, `path::adhoc`,
+/// `projection`).
+macro_rules! with_pool {
+    ($shard:expr, |$pool:ident| $body:expr) => {
+        match &$shard.conn {
+            ShardConn::Sqlite(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+            ShardConn::Postgres(p) => {
+                let $pool = &p.pool;
+                $body
+            }
+        }
+    };
+}
+
 mod decode;
 mod digest;
 mod error;
@@ -20,17 +38,19 @@ mod metrics;
 mod migrate;
 mod path;
 mod postgres;
+mod projection;
 pub mod row;
 pub mod schema;
 pub mod sql;
 mod sqlite;
 
 pub use error::{DriverError, StoreError};
-pub use health::{PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
+pub use health::{AsyncLag, PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
 pub use merge::merge_departures;
 pub use metrics::{Op, PoolStats, StoreMetrics, latency_buckets, latency_histogram};
 pub use migrate::{ShardMigration, upgrade_layout};
 pub use postgres::redact_password;
+pub use projection::{Generation, ProjectionTx, SequencedEvent, TallyKey};
 pub use sqlite::sqlite_pragmas;
 
 use crate::dataset::{Backend, Manifest};
@@ -150,6 +170,9 @@ pub struct Store {
     /// Per-shard query durations, when a server records metrics. Set once: a store
     /// shared by two servers records into the first one's registry.
     metrics: OnceLock<Arc<StoreMetrics>>,
+    /// Per shard, bumped after every append this store commits, so an in-process
+    /// projection runner wakes at once instead of at its next poll.
+    appended: Vec<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -173,7 +196,9 @@ impl Store {
             }
         });
         let shards = try_join_all(opening).await?;
+        let appended = shards.iter().map(|_| tokio::sync::watch::Sender::new(0)).collect();
         Ok(Self {
+            appended,
             shard_count: manifest.shards,
             manifest,
             shards,
@@ -298,9 +323,22 @@ impl Store {
     ) -> Result<AppendOutcome, StoreError> {
         event.kind.validate().map_err(StoreError::InvalidEvent)?;
         let shard = self.owner(id);
-        self.on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, event))
+        let outcome = self
+            .on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, event))
             .instrument(op_span(Op::Append, path))
-            .await
+            .await?;
+        self.appended[shard.index].send_modify(|n| *n = n.wrapping_add(1));
+        Ok(outcome)
+    }
+
+    /// Changes whenever this store commits an append on `shard` (see `appended`).
+    pub fn watch_appends(&self, shard: usize) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.appended.get(shard).map(|s| s.subscribe())
+    }
+
+    /// The shard count, for routing read-model keys.
+    pub fn shards(&self) -> ShardCount {
+        self.shard_count
     }
 
     /// One BLAKE3 digest per shard over all rows in primary-key order: equal digests
@@ -312,8 +350,24 @@ impl Store {
     /// Runs the readiness probes (`store::health`) on every shard, concurrently.
     pub async fn readiness(&self, config: ProbeConfig) -> Readiness {
         let probes = self.shards.iter().map(|s| health::probe(s, config, &self.lags));
-        let shards = futures_util::future::join_all(probes).await;
-        Readiness::of(shards, config)
+        let lags = async {
+            let mut lags = Vec::new();
+            for &projection in config.async_projections {
+                let positions = self.projection_positions(projection).await.map_err(|e| e.to_string())?;
+                lags.extend(positions.into_iter().enumerate().map(|(shard, (head, low))| health::AsyncLag {
+                    projection,
+                    shard,
+                    lag_events: head - low.unwrap_or(0),
+                    started: low.is_some(),
+                }));
+            }
+            Ok(lags)
+        };
+        let lags = async {
+            tokio::time::timeout(config.deadline, lags).await.unwrap_or_else(|_| Err("no answer in time".into()))
+        };
+        let (shards, lags) = futures_util::join!(futures_util::future::join_all(probes), lags);
+        Readiness::of(shards, lags, config)
     }
 
     /// Closes every pool; in-flight queries finish first.

@@ -17,6 +17,7 @@ mod partitions;
 mod paths;
 mod probes;
 mod profile;
+mod projections;
 mod seeding;
 mod traces;
 mod versions;

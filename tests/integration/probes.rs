@@ -50,6 +50,7 @@ fn config() -> ServerConfig {
             deadline: Duration::from_secs(1),
             max_projection_lag: 0,
             projection_every: Duration::ZERO,
+            ..ProbeConfig::default()
         },
         ..ServerConfig::default()
     }

@@ -203,12 +203,21 @@ async fn format_1_upgrades_in_place(ds: &TestDataset, downgrade: impl AsyncFnOnc
 
     let out = migrate(ds.dir(), "200");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("manifest format 1 → 2"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("manifest format 1 → 3"));
     let total = ds.store.manifest().counts.events;
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("migrated {total} of {total}")));
 
     let store = Store::open(ds.dir(), &StoreConfig::default()).await.unwrap();
     assert_eq!(store.manifest().format, MANIFEST_FORMAT);
+    // The stored events were numbered 1..=n per shard, and new appends continue there.
+    let mut numbered = 0;
+    for shard in 0..store.shard_count() {
+        let head = store.event_head(shard).await.unwrap();
+        let seqs: Vec<i64> = store.events_after(shard, 0, i64::MAX).await.unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "shard {shard}");
+        numbered += head as u64;
+    }
+    assert_eq!(numbered, total);
     for id in 1..=ds.flight_count() {
         // Written before reporters existed: the same events, none with a reporter.
         let expected: Vec<_> = ds
@@ -232,7 +241,11 @@ async fn sqlite_a_format_1_dataset_is_upgraded_in_place() {
             let conn = rusqlite::Connection::open(file).unwrap();
             conn.execute_batch(
                 "UPDATE delay_events SET schema_version = 1, cause = NULL, reported_by = NULL;
-                 ALTER TABLE delay_events DROP COLUMN cause; ALTER TABLE delay_events DROP COLUMN reported_by;",
+                 ALTER TABLE delay_events DROP COLUMN cause; ALTER TABLE delay_events DROP COLUMN reported_by;
+                 DROP TRIGGER delay_events_sequence; DROP INDEX delay_events_seq;
+                 ALTER TABLE delay_events DROP COLUMN seq; DROP TABLE event_sequence;
+                 DROP TABLE projection_checkpoints; DROP TABLE board_departures;
+                 DROP TABLE airport_hour_stats; DROP TABLE carrier_on_time;",
             )
             .unwrap();
         }
@@ -251,7 +264,10 @@ async fn postgres_a_format_1_dataset_is_upgraded_in_place() {
             client
                 .batch_execute(
                     "UPDATE delay_events SET schema_version = 1, cause = NULL, reported_by = NULL;
-                     ALTER TABLE delay_events DROP COLUMN cause, DROP COLUMN reported_by;",
+                     ALTER TABLE delay_events DROP COLUMN cause, DROP COLUMN reported_by, DROP COLUMN seq;
+                     DROP TABLE event_sequence, projection_checkpoints, board_departures, airport_hour_stats,
+                         carrier_on_time;
+                     DROP FUNCTION next_event_seq() CASCADE;",
                 )
                 .await
                 .unwrap();

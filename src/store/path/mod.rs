@@ -6,23 +6,6 @@
 //! reaches the database. Dispatch is a `match` on a
 //! `Copy` enum, not a trait object: no boxing or vtable on the hot path.
 
-/// Expands `$body` once per backend with `$pool` bound to that backend's sqlx pool, so
-/// the same code is type-checked against both drivers (`prepared` and `adhoc`).
-macro_rules! with_pool {
-    ($shard:expr, |$pool:ident| $body:expr) => {
-        match &$shard.conn {
-            ShardConn::Sqlite(s) => {
-                let $pool = &s.pool;
-                $body
-            }
-            ShardConn::Postgres(p) => {
-                let $pool = &p.pool;
-                $body
-            }
-        }
-    };
-}
-
 /// Opens an append's transaction on the shard's sqlx pool (SQLite: `BEGIN IMMEDIATE`,
 /// see `append::AppendTx`) and expands `$body` once per backend with `$tx` bound to it.
 macro_rules! with_write_tx {
@@ -48,7 +31,7 @@ mod orm;
 mod prepared;
 mod raw;
 pub(crate) use raw::{PgCols, sqlite as sqlite_rows};
-mod sqlx_rows;
+pub(crate) mod sqlx_rows;
 
 use super::{QueryPath, Shard, StoreError};
 use crate::domain::{
