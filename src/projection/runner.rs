@@ -307,13 +307,16 @@ impl<'s> Follower<'s> {
             expected = e.seq + 1;
         }
         let shards = self.store.shards();
-        for target in 0..self.checkpoints.len() {
-            let mine: Vec<&SequencedEvent> = events
-                .iter()
-                .filter(|e| e.seq > self.checkpoints[target] && self.model.target(shards, &e.flight) == target)
-                .collect();
+        let mut by_target: Vec<Vec<&SequencedEvent>> = vec![Vec::new(); self.checkpoints.len()];
+        for e in &events {
+            let target = self.model.target(shards, &e.flight);
+            if e.seq > self.checkpoints[target] {
+                by_target[target].push(e);
+            }
+        }
+        for (target, mine) in by_target.iter().enumerate() {
             if !mine.is_empty() {
-                self.apply(target, &mine, last).await?;
+                self.apply(target, mine, last).await?;
             }
         }
         self.position = last;

@@ -35,7 +35,7 @@
 //! constants and `Generation`, never from input.
 
 use super::decode::{self, Columns, Offset};
-use super::path::OnShard;
+use super::path::{OnShard, sqlite_rows};
 use super::path::sqlx_rows::SqlxCols;
 use super::row::event_columns;
 use super::{Shard, ShardConn, Store, StoreError};
@@ -185,22 +185,34 @@ impl Store {
     }
 
     /// Up to `limit` events of a shard numbered after `after`, in commit order, each
-    /// decoded (and upcast) as every reader sees it.
+    /// decoded (and upcast) as every reader sees it. SQLite reads through rusqlite on
+    /// the blocking pool: through sqlx every row crossed a thread (its worker's
+    /// channel), and a profile of a rebuild showed those wake-ups and value copies as
+    /// the largest cost.
     pub async fn events_after(&self, shard: usize, after: i64, limit: i64) -> Result<Vec<SequencedEvent>, StoreError> {
         let shard = self.shard(shard)?;
-        with_pool!(shard, |pool| {
-            let rows = sqlx::query(EVENTS_AFTER).bind(after).bind(limit).fetch_all(pool).await.on(shard)?;
-            rows.iter()
-                .map(|r| {
-                    let c = SqlxCols::new(r, shard.index);
-                    Ok(SequencedEvent {
-                        recorded: decode::recorded_event(&c)?,
-                        seq: c.int(SEQ_COLUMN)?,
-                        flight: decode::flight(&Offset(&c, SEQ_COLUMN + 1))?,
+        let index = shard.index;
+        match &shard.conn {
+            ShardConn::Sqlite(s) => {
+                let raw = s.raw.clone();
+                tokio::task::spawn_blocking(move || {
+                    raw.with(|c| {
+                        let mut stmt = c.prepare_cached(EVENTS_AFTER)?;
+                        let rows = stmt.query_map([after, limit], sqlite_rows(index, |c| sequenced_event(c)))?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()
                     })
+                    .on(index)?
+                    .into_iter()
+                    .collect()
                 })
-                .collect()
-        })
+                .await
+                .on(shard)?
+            }
+            ShardConn::Postgres(p) => {
+                let rows = sqlx::query(EVENTS_AFTER).bind(after).bind(limit).fetch_all(&p.pool).await.on(shard)?;
+                rows.iter().map(|r| sequenced_event(&SqlxCols::new(r, index))).collect()
+            }
+        }
     }
 
     /// Up to `limit` of a shard's flights with ids above `after`, in id order.
@@ -326,6 +338,27 @@ impl Store {
     }
 }
 
+/// A row of `EVENTS_AFTER`.
+fn sequenced_event(c: &impl Columns) -> Result<SequencedEvent, StoreError> {
+    Ok(SequencedEvent {
+        recorded: decode::recorded_event(c)?,
+        seq: c.int(SEQ_COLUMN)?,
+        flight: decode::flight(&Offset(c, SEQ_COLUMN + 1))?,
+    })
+}
+
+/// A board row's flight and status (`board_statuses`' columns).
+fn board_status(c: &impl Columns) -> Result<(i64, FlightStatus), StoreError> {
+    let row = super::row::StatusRow {
+        flight_id: c.int(0)?,
+        version: c.int(1)?,
+        state: c.text(2)?,
+        delay_minutes: c.int(3)?,
+        updated_at: c.opt_int(4)?,
+    };
+    Ok((row.flight_id, decode::status_of(c.shard(), row)?))
+}
+
 enum Tx<'s> {
     Sqlite(sqlx::Transaction<'s, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'s, sqlx::Postgres>),
@@ -423,36 +456,31 @@ impl ProjectionTx<'_> {
         Ok(())
     }
 
-    /// The board's current status of each flight in `ids` that has a row.
+    /// The board's current status of each flight in `ids` that has a row: one query
+    /// per batch (PostgreSQL binds the ids as an array, SQLite as a JSON array it
+    /// expands), not one round trip per flight.
     pub async fn board_statuses(
         &mut self,
         generation: Generation,
         ids: &[i64],
     ) -> Result<HashMap<i64, FlightStatus>, StoreError> {
         let shard = self.shard;
-        let sql = format!(
-            "SELECT version, state, delay_minutes, updated_at FROM {} WHERE flight_id = $1",
-            generation.table("board_departures")
-        );
-        let mut found = HashMap::with_capacity(ids.len());
-        on_tx!(self, |tx, _Db| {
-            for &id in ids {
-                let row =
-                    sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&mut **tx).await.on(shard)?;
-                if let Some(r) = row {
-                    let c = SqlxCols::new(&r, shard);
-                    let row = super::row::StatusRow {
-                        flight_id: id,
-                        version: c.int(0)?,
-                        state: c.text(1)?,
-                        delay_minutes: c.int(2)?,
-                        updated_at: c.opt_int(3)?,
-                    };
-                    found.insert(id, decode::status_of(shard, row)?);
-                }
+        let table = generation.table("board_departures");
+        let columns = "flight_id, version, state, delay_minutes, updated_at";
+        match &mut self.tx {
+            Tx::Sqlite(tx) => {
+                let sql = format!("SELECT {columns} FROM {table} WHERE flight_id IN (SELECT value FROM json_each($1))");
+                // Cannot fail: a slice of integers.
+                let ids = serde_json::to_string(ids).expect("serialisable");
+                let rows = sqlx::query(AssertSqlSafe(sql)).bind(ids).fetch_all(&mut **tx).await.on(shard)?;
+                rows.iter().map(|r| board_status(&SqlxCols::new(r, shard))).collect()
             }
-        });
-        Ok(found)
+            Tx::Postgres(tx) => {
+                let sql = format!("SELECT {columns} FROM {table} WHERE flight_id = ANY($1)");
+                let rows = sqlx::query(AssertSqlSafe(sql)).bind(ids).fetch_all(&mut **tx).await.on(shard)?;
+                rows.iter().map(|r| board_status(&SqlxCols::new(r, shard))).collect()
+            }
+        }
     }
 
     /// Writes each flight's new board status where the row is still at the version the
