@@ -29,6 +29,10 @@ pub struct ProjectArgs {
     /// How often an idle follower looks for events written by other processes.
     #[arg(long, default_value = "250ms", value_parser = super::parse_duration)]
     pub poll: Duration,
+    /// While events keep coming, the least time between batches (more: fewer write
+    /// transactions, more lag).
+    #[arg(long, default_value = "250ms", value_parser = super::parse_duration)]
+    pub gather: Duration,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -37,7 +41,8 @@ pub struct ProjectArgs {
 pub async fn run(args: ProjectArgs) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&args.dataset.dir, &args.dataset.store_config()).await?);
     let models = if args.models.is_empty() { ReadModel::ALL.to_vec() } else { args.models.clone() };
-    let config = ProjectorConfig { models: models.clone(), batch: i64::from(args.batch), poll: args.poll };
+    let config =
+        ProjectorConfig { models: models.clone(), batch: i64::from(args.batch), poll: args.poll, gather: args.gather };
     let projector = Projector::new(store.clone(), config);
     let names: Vec<_> = models.iter().map(|m| m.name()).collect();
     if args.once {

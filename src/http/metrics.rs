@@ -323,7 +323,7 @@ impl Collector for Scraped {
         gauges(
             e,
             "async_projection_lag_events",
-            "Events on the shard not yet applied to the async read model (every event before the runner started on it); read from the checkpoints, which trail the runner by at most 0.5 s when idle",
+            "Events on the shard not yet applied to the async read model (every event before the runner started on it): exact with the runner in this process, else read from the checkpoints, which may overstate under steady writes",
             self.async_lags
                 .iter()
                 .map(|l| (ProjectionLabels { projection: l.projection, shard: l.shard }, l.lag_events)),

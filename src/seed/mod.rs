@@ -1,9 +1,11 @@
 //! `flightbench seed`: writes a generated dataset into fresh shards.
 //!
 //! Safe by construction: an existing dataset is replaced only with `force`; shard data
-//! is written first and the manifest last (atomically), so an interrupted seed leaves
-//! no manifest and every other command refuses the half-written shards until a new
-//! seed completes.
+//! is written first and the manifest after it (atomically), so an interrupted seed
+//! leaves no manifest and every other command refuses the half-written shards until a
+//! new seed completes. Then the async read models are built from the events
+//! (`project`); interrupted there, the dataset is complete and the runner finishes
+//! them.
 //!
 //! Fast by construction: one writer per shard running in parallel, each generating
 //! only its own flights (generation is a pure function of the flight id, see

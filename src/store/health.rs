@@ -239,7 +239,12 @@ pub(crate) async fn probe(shard: &Shard, config: ProbeConfig, lags: &LagCache) -
 async fn probe_unbounded(shard: &Shard, deadline: Duration, read_lag: bool) -> Result<Option<i64>, String> {
     match &shard.conn {
         ShardConn::Sqlite(s) => {
-            sqlx::query("SELECT 1").execute(&s.pool).await.map_err(|e| format!("serving pool: {e}"))?;
+            // The file is named whichever probe fails: when it has moved, the pool
+            // fails too if it has to open a connection for this probe.
+            sqlx::query("SELECT 1")
+                .execute(&s.pool)
+                .await
+                .map_err(|e| format!("serving pool ({}): {e}", s.file.display()))?;
             let file = s.file.clone();
             tokio::task::spawn_blocking(move || read_file(file, deadline, read_lag))
                 .await

@@ -173,6 +173,8 @@ pub struct Store {
     /// Per shard, bumped after every append this store commits, so an in-process
     /// projection runner wakes at once instead of at its next poll.
     appended: Vec<tokio::sync::watch::Sender<u64>>,
+    /// Positions runners in this process have reached, by (projection, source shard).
+    positions: std::sync::Mutex<std::collections::HashMap<(String, usize), i64>>,
 }
 
 impl Store {
@@ -199,6 +201,7 @@ impl Store {
         let appended = shards.iter().map(|_| tokio::sync::watch::Sender::new(0)).collect();
         Ok(Self {
             appended,
+            positions: Default::default(),
             shard_count: manifest.shards,
             manifest,
             shards,

@@ -9,6 +9,7 @@
 use super::{StoreConfig, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +31,11 @@ impl PostgresShard {
         }
         let plan_cache_mode = config.plan_cache_mode.as_str();
         options = options.options([("standard_conforming_strings", "on"), ("plan_cache_mode", plan_cache_mode)]);
+        // sqlx logs every statement slower than 1 s as a warning on stderr, bypassing
+        // the service's log format; a projection batch on a busy machine takes that
+        // long by design (`seed` printed pages of them). Query durations are in
+        // `/metrics` per shard and operation instead.
+        options = options.disable_statement_logging();
         raw_config.options(format!("-c standard_conforming_strings=on -c plan_cache_mode={plan_cache_mode}"));
         raw_config.connect_timeout(Duration::from_secs(5));
         let pool = PgPoolOptions::new()

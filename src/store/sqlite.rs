@@ -13,6 +13,7 @@
 use super::{Durability, StoreConfig, StoreError};
 use rusqlite::OpenFlags;
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,7 +64,9 @@ impl SqliteShard {
                 Durability::Full => SqliteSynchronous::Full,
             })
             .busy_timeout(config.busy_timeout)
-            .pragma("mmap_size", MMAP_SIZE.to_string());
+            .pragma("mmap_size", MMAP_SIZE.to_string())
+            // See `postgres::PostgresShard::open`.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(config.pool_size)
             .acquire_timeout(config.busy_timeout + Duration::from_secs(5))
