@@ -23,7 +23,8 @@ if ! pg_ready; then
 fi
 
 # Real HTTP clients for the end-to-end server test (scripts/e2e-http.sh), headless
-# Chromium, which loads the workbench report's HTML in tests/integration/workbench.rs,
+# Chromium, which loads the workbench report's HTML in tests/integration/workbench.rs
+# and drives the live dashboard over the DevTools protocol in tests/integration/dashboard.rs,
 # and Prometheus with promtool for tests/integration/metrics.rs (check metrics, alert
 # rule tests, a real scrape).
 missing=()

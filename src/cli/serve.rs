@@ -5,6 +5,7 @@ use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, serve_fixed, tls,
 };
+use crate::projection::live::LiveFeed;
 use crate::projection::{Projector, ProjectorConfig};
 use crate::store::{ProbeConfig, QueryPath, Store};
 use crate::telemetry::{self, Traces, notice};
@@ -101,6 +102,14 @@ pub struct ServeArgs {
     /// Events an async read model may lag behind any shard and still be ready.
     #[arg(long, default_value_t = 1_000)]
     pub max_async_lag: u64,
+    /// Clients that may follow GET /live (the dashboard's feed) at once; more get 503.
+    /// The feed needs --projector in-process.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_live_subscribers: u64,
+    /// Close a connection whose client has read nothing the server is sending for
+    /// this long (a /live subscriber that stopped reading, say).
+    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    pub write_stall_timeout: Duration,
     /// How often the probes re-read the projection lag, which scans both tables
     /// (about 20 ms per 100,000 flights on SQLite); in between /readyz and /metrics
     /// report the last reading and its age. 0s reads it on every call.
@@ -255,6 +264,8 @@ impl ServeArgs {
                 max_async_lag: self.max_async_lag,
             },
             metrics: self.metrics == Switch::On,
+            max_live_subscribers: self.max_live_subscribers,
+            write_stall_timeout: self.write_stall_timeout,
             trace_sample_ratio: (self.otlp_endpoint.is_some() || self.trace_without_export)
                 .then_some(self.trace_sample_ratio),
             ..ServerConfig::default()
@@ -317,13 +328,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(store);
     // The runner shares the store (so appends wake it) on this (main) runtime.
     let (projector_stop, projector_stopped) = tokio::sync::watch::channel(false);
+    let feed = (args.projector == ProjectorMode::InProcess).then(|| LiveFeed::new(config.max_live_subscribers));
     let projector =
-        (args.projector == ProjectorMode::InProcess).then(|| Projector::new(store.clone(), ProjectorConfig::default()));
+        feed.as_ref().map(|feed| Projector::new(store.clone(), ProjectorConfig::default()).with_feed(feed.clone()));
     let projector_stats = projector.as_ref().map(Projector::stats);
     let projecting = projector.map(|p| tokio::spawn(async move { p.run(projector_stopped).await }));
     let state = AppState::new(store, config);
     if let Some(stats) = projector_stats {
         state.report_projector(stats);
+    }
+    if let Some(feed) = feed {
+        state.serve_live(feed);
     }
     let cpu_at_start = crate::machine::CpuTime::of_process();
     // The admin listener runs on this (main) runtime, beside the API's threads.
@@ -340,6 +355,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin::AdminState::new(args.max_profile_seconds, args.profile_frequency, Arc::new(crate::profile::Sampler));
         Some(tokio::spawn(admin::serve_admin(listener, admin_state, Stopped::new(admin_stopped).wait())))
     };
+    let live_on = state.live.get().is_some();
     let announce = |local: SocketAddr, shape: String| {
         let listening = protocols.replace("{local}", &local.to_string());
         // The first line is what scripts and tests read the address from.
@@ -354,6 +370,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let scheme = if listening.starts_with("https") { "https" } else { "http" };
         let metrics = if metrics_on { format!("metrics on {scheme}://{local}/metrics, ") } else { String::new() };
         let _ = writeln!(out, "{metrics}probes on {scheme}://{local}/healthz and /readyz");
+        if live_on {
+            let _ = writeln!(out, "live dashboard on {scheme}://{local}/dashboard");
+        }
         let _ = out.flush();
     };
     let shared = state.clone();

@@ -70,7 +70,7 @@ pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown
     let profiler = state.profiler.clone();
     tokio::task::spawn_blocking(move || profiler.prime());
     let handler = move |request| handle_admin(state.clone(), request);
-    accept_loop(listener, &config, None, shutdown, handler).await;
+    accept_loop(listener, &config, None, shutdown, Default::default(), handler).await;
 }
 
 async fn handle_admin<B>(state: Arc<AdminState>, request: Request<B>) -> Response<Body> {

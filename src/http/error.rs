@@ -31,6 +31,12 @@ pub enum ApiError {
     Overloaded(usize),
     #[error("a profile is already running; request another when it finishes")]
     ProfileBusy,
+    /// `/live` on a server whose projection runner is elsewhere (or off): the feed
+    /// comes from the runner's commits.
+    #[error("the live feed needs the projection runner in this server (serve --projector in-process)")]
+    LiveOff,
+    #[error(transparent)]
+    Live(#[from] crate::projection::live::LiveError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A failure inside the server itself (logged; the client sees a generic detail).
@@ -61,7 +67,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::ProfileBusy => StatusCode::CONFLICT,
-            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {
                 StoreError::FlightNotFound(_) => StatusCode::NOT_FOUND,
@@ -90,6 +96,8 @@ impl ApiError {
             ApiError::PreconditionRequired => "Precondition required",
             ApiError::Overloaded(_) => "Overloaded",
             ApiError::ProfileBusy => "Profile already running",
+            ApiError::LiveOff => "Live feed not served here",
+            ApiError::Live(_) => "Live feed unavailable",
             ApiError::Internal(_) => "Internal server error",
             ApiError::Store(e) => match e {
                 StoreError::FlightNotFound(_) => "Flight not found",

@@ -32,6 +32,12 @@ pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Respon
         shards: readiness.shards,
         async_lags: readiness.probes.async_projections.lags,
         projector: state.projector.get().cloned(),
+        stalled_writes: state.stalled_writes.load(std::sync::atomic::Ordering::Relaxed),
+        live: state.live.get().map(|feed| {
+            let stats = feed.stats();
+            let read = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            (read(&stats.subscribers), read(&stats.published), read(&stats.dropped))
+        }),
         cpu: crate::machine::CpuTime::of_process(),
     };
     let openmetrics = metrics.encode(scraped);

@@ -254,6 +254,11 @@ pub struct Scraped {
     pub projector: Option<Arc<ProjectorStats>>,
     /// The process's CPU time so far (user + system, every thread).
     pub cpu: Option<crate::machine::CpuTime>,
+    /// The live feed's (subscribers, changes published, subscribers dropped), when
+    /// this server has one.
+    pub live: Option<(u64, u64, u64)>,
+    /// Connections closed because their peer stopped reading.
+    pub stalled_writes: u64,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -358,6 +363,22 @@ impl Collector for Scraped {
                 "projection_sequence_gaps",
                 "Event numbers missing from a shard's sequence (only if events were deleted outside the service)",
                 each(|f| f.gaps.load(Relaxed)),
+            )?;
+        }
+        counter(
+            e,
+            "http_connections_write_stalled",
+            "Connections closed because the client read nothing the server was sending for --write-stall-timeout",
+            self.stalled_writes,
+        )?;
+        if let Some((subscribers, published, dropped)) = self.live {
+            gauges(e, "live_subscribers", "Clients following /live now", one(subscribers as i64))?;
+            counter(e, "live_updates_published", "Board changes sent to airports with subscribers", published)?;
+            counter(
+                e,
+                "live_subscribers_dropped",
+                "Subscribers disconnected for falling too far behind (their client stopped reading)",
+                dropped,
             )?;
         }
         gauges(
@@ -482,6 +503,8 @@ mod tests {
             async_lags,
             projector: Some(Arc::new(projector)),
             cpu,
+            live: Some((3, 40, 1)),
+            stalled_writes: 2,
         };
         let text = to_prometheus_text(&metrics.encode(scraped));
         let sample = |prefix: &str| {
@@ -513,5 +536,12 @@ mod tests {
         assert_eq!(sample(lag), format!("{lag} 7"));
         let applied = r#"flightbench_projection_events_applied_total{projection="carrier_on_time",shard="1"}"#;
         assert_eq!(sample(applied), format!("{applied} 42"));
+        assert_eq!(sample("flightbench_live_subscribers "), "flightbench_live_subscribers 3");
+        let stalled = "flightbench_http_connections_write_stalled_total ";
+        assert_eq!(sample(stalled), format!("{stalled}2"));
+        assert_eq!(
+            sample("flightbench_live_subscribers_dropped_total "),
+            "flightbench_live_subscribers_dropped_total 1"
+        );
     }
 }

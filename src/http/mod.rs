@@ -17,12 +17,14 @@ mod config;
 mod error;
 mod extract;
 mod handlers;
+mod live;
 mod metrics;
 mod negotiate;
 mod response;
 mod route;
 mod runtime;
 mod service;
+mod stall;
 pub mod tls;
 
 pub use config::{CompressionLevels, ServerConfig};
@@ -36,6 +38,7 @@ pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
 pub use tls::TlsError;
 
 use crate::projection::ProjectorStats;
+use crate::projection::live::LiveFeed;
 use crate::store::Store;
 use bytes::Bytes;
 use cache::FlightCache;
@@ -64,6 +67,10 @@ pub struct AppState {
     pub metrics: Option<Arc<ServerMetrics>>,
     /// The in-process projection runner's counters, when it runs here.
     pub projector: std::sync::OnceLock<Arc<ProjectorStats>>,
+    /// The board's changes as the in-process runner commits them, for `/live`.
+    pub live: std::sync::OnceLock<Arc<LiveFeed>>,
+    /// Connections closed because the peer stopped reading (`stall`).
+    pub stalled_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -75,12 +82,26 @@ impl AppState {
             store.record_metrics(metrics.store.clone());
             metrics
         });
-        Arc::new(Self { store, config, cache, in_flight, metrics, projector: Default::default() })
+        Arc::new(Self {
+            store,
+            config,
+            cache,
+            in_flight,
+            metrics,
+            projector: Default::default(),
+            live: Default::default(),
+            stalled_writes: Default::default(),
+        })
     }
 
     /// Reports the counters of the projection runner in this process (set once).
     pub fn report_projector(&self, projector: Arc<ProjectorStats>) {
         let _ = self.projector.set(projector);
+    }
+
+    /// Serves `/live` from `feed` (set once, by whoever runs the projector here).
+    pub fn serve_live(&self, feed: Arc<LiveFeed>) {
+        let _ = self.live.set(feed);
     }
 }
 
@@ -135,7 +156,15 @@ pub async fn serve_connections(
 ) {
     let shared = state.clone();
     let handler = move |request| handle(shared.clone(), request);
-    accept_loop(listener, &state.config, tls, shutdown, handler).await;
+    // Live streams never end by themselves: end them first, so the drain does not
+    // wait out its grace period for them.
+    let shutdown = async {
+        shutdown.await;
+        if let Some(feed) = state.live.get() {
+            feed.close();
+        }
+    };
+    accept_loop(listener, &state.config, tls, shutdown, state.stalled_writes.clone(), handler).await;
 }
 
 /// The ceiling for load tests: the same listener, connection settings and runtime as
@@ -152,7 +181,7 @@ pub async fn serve_fixed(
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         std::future::ready(response)
     };
-    accept_loop(listener, config, None, shutdown, handler).await;
+    accept_loop(listener, config, None, shutdown, Default::default(), handler).await;
 }
 
 /// Accepts connections until `shutdown`, serving each with `handler`, then drains them
@@ -162,6 +191,7 @@ async fn accept_loop<H, F>(
     config: &ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
+    stalled: Arc<std::sync::atomic::AtomicU64>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -193,6 +223,7 @@ async fn accept_loop<H, F>(
         let watcher = graceful.watcher();
         let (builder, tls) = (builder.clone(), tls.clone());
         let handshake_timeout = config.header_read_timeout;
+        let stream = stall::StallGuard::new(stream, config.write_stall_timeout, stalled.clone());
         tokio::spawn(async move {
             let served = match tls {
                 None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,

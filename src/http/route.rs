@@ -18,11 +18,13 @@ pub enum Route {
     Board,
     AirportHours,
     CarrierOnTime,
+    Live,
+    Dashboard,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 14] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -34,6 +36,8 @@ impl Route {
         Route::Board,
         Route::AirportHours,
         Route::CarrierOnTime,
+        Route::Live,
+        Route::Dashboard,
         Route::Unmatched,
     ];
 
@@ -56,6 +60,8 @@ impl Route {
             (Some("healthz"), None, _, _) => (Route::Healthz, ""),
             (Some("readyz"), None, _, _) => (Route::Readyz, ""),
             (Some("metrics"), None, _, _) => (Route::Metrics, ""),
+            (Some("live"), None, _, _) => (Route::Live, ""),
+            (Some("dashboard"), None, _, _) => (Route::Dashboard, ""),
             (Some("flights"), Some(id), None, _) => (Route::Flight, id),
             (Some("flights"), Some(id), Some("events"), None) => (Route::FlightEvents, id),
             (Some("flights"), Some(id), Some("delays"), None) => (Route::FlightDelays, id),
@@ -81,6 +87,8 @@ impl Route {
             Route::Board => "/airports/{code}/board",
             Route::AirportHours => "/airports/{code}/hourly",
             Route::CarrierOnTime => "/carriers/{code}/on-time",
+            Route::Live => "/live",
+            Route::Dashboard => "/dashboard",
             Route::Unmatched => "unmatched",
         }
     }

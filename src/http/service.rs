@@ -193,6 +193,9 @@ where
         (Route::Departures | Route::AirportDelays | Route::Board | Route::AirportHours | Route::CarrierOnTime, _) => {
             Err(allow("GET"))
         }
+        (Route::Live, &Method::GET) => super::live::live(state, &request),
+        (Route::Dashboard, &Method::GET) => super::live::dashboard(state, &request),
+        (Route::Live | Route::Dashboard, _) => Err(allow("GET")),
         (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
     }
 }

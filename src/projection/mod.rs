@@ -17,6 +17,7 @@
 //! read model does with them; [`rebuild`] replays one into a new table beside the live
 //! one and swaps them.
 
+pub mod live;
 pub mod model;
 pub mod rebuild;
 pub mod runner;

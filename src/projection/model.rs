@@ -51,16 +51,17 @@ impl ReadModel {
     }
 
     /// Applies `events` (in commit order, all for `target`) to this model's rows of
-    /// `generation` in `tx`.
+    /// `generation` in `tx`. The board returns each event's flight status after it, in
+    /// the events' order (for the live feed); the tallies return nothing.
     pub async fn apply(
         self,
         tx: &mut ProjectionTx<'_>,
         generation: Generation,
         target: usize,
         events: &[&SequencedEvent],
-    ) -> Result<(), ProjectionError> {
+    ) -> Result<Vec<FlightStatus>, ProjectionError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         match self {
             ReadModel::DeparturesBoard => apply_board(tx, generation, target, events).await,
@@ -71,7 +72,8 @@ impl ReadModel {
                     tallies.entry(key).or_default().add(&e.recorded.event);
                 }
                 let rows: Vec<_> = tallies.into_iter().map(|((a, h), t)| (TallyKey::AirportHour(a, h), t)).collect();
-                Ok(tx.add_tallies(generation, &rows).await?)
+                tx.add_tallies(generation, &rows).await?;
+                Ok(Vec::new())
             }
             ReadModel::CarrierOnTime => {
                 let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
@@ -79,7 +81,8 @@ impl ReadModel {
                     tallies.entry(e.flight.carrier.as_str()).or_default().add(&e.recorded.event);
                 }
                 let rows: Vec<_> = tallies.into_iter().map(|(c, t)| (TallyKey::Carrier(c), t)).collect();
-                Ok(tx.add_tallies(generation, &rows).await?)
+                tx.add_tallies(generation, &rows).await?;
+                Ok(Vec::new())
             }
         }
     }
@@ -93,7 +96,7 @@ async fn apply_board(
     generation: Generation,
     target: usize,
     events: &[&SequencedEvent],
-) -> Result<(), ProjectionError> {
+) -> Result<Vec<FlightStatus>, ProjectionError> {
     let diverged = |problem: String| ProjectionError::Diverged { model: ReadModel::DeparturesBoard, target, problem };
     let mut ids: Vec<i64> = events.iter().map(|e| e.recorded.flight_id.get()).collect();
     ids.sort_unstable();
@@ -101,6 +104,7 @@ async fn apply_board(
     let found = tx.board_statuses(generation, &ids).await?;
     // flight → (version the row is at now, status after this batch)
     let mut folded: BTreeMap<i64, (i64, FlightStatus)> = BTreeMap::new();
+    let mut after = Vec::with_capacity(events.len());
     for e in events {
         let id = e.recorded.flight_id.get();
         let (_, current) = match folded.get_mut(&id) {
@@ -119,6 +123,7 @@ async fn apply_board(
         *current = current.apply(&e.recorded.event).map_err(|rule| {
             diverged(format!("flight {id}'s board row cannot take event {}: {rule}", e.recorded.version))
         })?;
+        after.push(current.clone());
     }
     let changes: Vec<_> = folded.into_iter().map(|(id, (from, status))| (id, from, status)).collect();
     let changed = tx.update_board(generation, &changes).await?;
@@ -129,7 +134,7 @@ async fn apply_board(
             changes.len()
         )));
     }
-    Ok(())
+    Ok(after)
 }
 
 #[cfg(test)]

@@ -192,5 +192,5 @@ async fn catch_up_in(
         return Err(ProjectionError::LostRace { model, from_shard: source, target });
     }
     let events: Vec<&SequencedEvent> = events.iter().collect();
-    model.apply(tx, generation, target, &events).await
+    model.apply(tx, generation, target, &events).await.map(drop)
 }

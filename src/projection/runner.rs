@@ -14,6 +14,7 @@
 //! Errors never skip: the batch is rolled back, the error counted and logged, and the
 //! follower starts again from the checkpoints after a back-off (1 s doubling to 30 s).
 
+use super::live::{LiveFeed, LiveUpdate};
 use super::{ProjectionError, ReadModel};
 use crate::choice::Choice;
 use crate::store::{Generation, SequencedEvent, Store};
@@ -101,6 +102,8 @@ pub struct Projector {
     store: Arc<Store>,
     config: ProjectorConfig,
     stats: Arc<ProjectorStats>,
+    /// Where the board's changes go as they commit (`serve`'s `/live`).
+    feed: Option<Arc<LiveFeed>>,
 }
 
 impl Projector {
@@ -110,7 +113,13 @@ impl Projector {
             .iter()
             .flat_map(|&m| (0..store.shard_count()).map(move |s| (m, s, Arc::new(FollowerStats::default()))))
             .collect();
-        Self { store, config, stats: Arc::new(ProjectorStats { followers }) }
+        Self { store, config, stats: Arc::new(ProjectorStats { followers }), feed: None }
+    }
+
+    /// Sends every departures-board change to `feed` once it commits.
+    pub fn with_feed(mut self, feed: Arc<LiveFeed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     pub fn stats(&self) -> Arc<ProjectorStats> {
@@ -168,6 +177,7 @@ impl Projector {
                 let mut follower =
                     Follower::start(&self.store, model, Generation::Live, source, self.config.batch, stats.clone())
                         .await?;
+                follower.feed = self.feed.as_deref();
                 record_error(&stats, None);
                 backoff = Duration::from_secs(1);
                 loop {
@@ -248,6 +258,8 @@ pub(super) struct Follower<'s> {
     position: i64,
     last_flush: Instant,
     last_batch: u64,
+    /// Gets the board's changes after each commit (live generation only).
+    feed: Option<&'s LiveFeed>,
 }
 
 impl<'s> Follower<'s> {
@@ -301,6 +313,7 @@ impl<'s> Follower<'s> {
             position,
             last_flush: Instant::now(),
             last_batch: 0,
+            feed: None,
         })
     }
 
@@ -366,9 +379,23 @@ impl<'s> Follower<'s> {
         if !tx.advance_checkpoint(&self.name, self.source, from, to).await? {
             return Err(ProjectionError::LostRace { model: self.model, from_shard: self.source, target });
         }
-        self.model.apply(&mut tx, self.generation, target, events).await?;
+        let statuses = self.model.apply(&mut tx, self.generation, target, events).await?;
         tx.commit().await?;
         self.checkpoints[target] = to;
+        if let Some(feed) = self.feed.filter(|_| self.generation == Generation::Live) {
+            for (e, status) in events.iter().zip(statuses) {
+                if feed.watched(&e.flight.origin) {
+                    let update = LiveUpdate {
+                        seq: e.seq,
+                        shard: self.source,
+                        flight: e.flight.clone(),
+                        event: e.recorded.clone(),
+                        status,
+                    };
+                    feed.publish(&e.flight.origin, &update);
+                }
+            }
+        }
         Ok(())
     }
 

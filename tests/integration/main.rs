@@ -8,6 +8,7 @@ mod app;
 mod cli;
 mod client;
 mod crash;
+mod dashboard;
 mod e2e;
 mod helpers;
 mod injection;
