@@ -66,7 +66,7 @@ pub struct LoadArgs {
     /// A request without a complete answer after this is a timeout error.
     #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
     pub timeout: Duration,
-    /// Request mix for the API, as kind=weight: read, events, departures, delays, write.
+    /// Request mix for the API, as kind=weight: read, events, departures, board, delays, write.
     #[arg(long, default_value = "read=80,departures=15,write=5", value_parser = super::parse_with(Mix::parse))]
     pub mix: Mix,
     /// Flight and airport draws: uniform, zipf (exponent 1) or a Zipf exponent such as 1.2.

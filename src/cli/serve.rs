@@ -106,6 +106,12 @@ pub struct ServeArgs {
     /// The feed needs --projector in-process.
     #[arg(long, default_value_t = 10_000)]
     pub max_live_subscribers: u64,
+    /// async: a delay report is answered at its commit and the read models follow;
+    /// inline: it is answered once the runner has applied it to every read model
+    /// (needs --projector in-process; `flightbench run --only projections` measures
+    /// what that costs the writers).
+    #[arg(long, value_enum, default_value_t = ReadModels::Async)]
+    pub read_models: ReadModels,
     /// Close a connection whose client has read nothing the server is sending for
     /// this long (a /live subscriber that stopped reading, say).
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
@@ -223,6 +229,15 @@ pub enum ProjectorMode {
     Off,
 }
 
+/// When the async read models are brought up to date for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadModels {
+    /// The write is answered at its commit; the runner follows (the lag).
+    Async,
+    /// The write is answered once the runner has applied it to every read model.
+    Inline,
+}
+
 /// `on` / `off` for feature switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -237,6 +252,10 @@ impl ServeArgs {
             levels.set(spec).map_err(|e| super::usage!("--compression-level {e}"))?;
         }
         super::ensure_usage!(self.max_body_bytes > 0, "--max-body-bytes must be at least 1");
+        super::ensure_usage!(
+            self.read_models == ReadModels::Async || self.projector == ProjectorMode::InProcess,
+            "--read-models inline needs --projector in-process: the writes wait for this process's runner"
+        );
         super::ensure_usage!(self.max_concurrent_streams > 0, "--max-concurrent-streams must be at least 1");
         Ok(ServerConfig {
             default_path: self.path,
@@ -266,6 +285,7 @@ impl ServeArgs {
             metrics: self.metrics == Switch::On,
             max_live_subscribers: self.max_live_subscribers,
             write_stall_timeout: self.write_stall_timeout,
+            inline_read_models: self.read_models == ReadModels::Inline,
             trace_sample_ratio: (self.otlp_endpoint.is_some() || self.trace_without_export)
                 .then_some(self.trace_sample_ratio),
             ..ServerConfig::default()

@@ -144,10 +144,34 @@ where
         cache.invalidate(id);
     }
     let outcome = outcome?;
+    if state.config.inline_read_models {
+        wait_for_read_models(state, id).await;
+    }
     let version = outcome.status.version;
     let mut response = json(StatusCode::CREATED, &outcome, accept, state).await?;
     response.headers_mut().insert(ETAG, etag(version));
     // Cannot fail: the path is ASCII digits and slashes.
     response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));
     Ok(response)
+}
+
+/// How long a write with inline read models waits for the runner before it answers
+/// anyway (the event is committed; the runner will apply it once it can).
+pub const INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With inline read models: waits until the in-process runner has applied every
+/// event committed on the flight's shard so far (this write's included) to every
+/// read model. The rows live on other shards than the event, so one transaction
+/// cannot hold both; this is Marten's inline in what the writer is promised (its
+/// change is in every model when it is answered), not in atomicity.
+async fn wait_for_read_models(state: &AppState, id: FlightId) {
+    let Some(projector) = state.projector.get() else { return };
+    let shard = state.store.shards().shard_for(id.get());
+    let head = match state.store.event_head(shard).await {
+        Ok(head) => head,
+        Err(error) => return tracing::warn!(%error, "inline read models: cannot read the shard's newest event"),
+    };
+    if !projector.applied_through(shard, head, INLINE_WAIT).await {
+        tracing::warn!(shard, head, "inline read models: the runner did not apply the write within {INLINE_WAIT:?}");
+    }
 }

@@ -57,6 +57,15 @@ impl Default for ProjectorConfig {
     }
 }
 
+impl ProjectorConfig {
+    /// The defaults, or with inline read models no gathering: every write waits for
+    /// its batch, so batches form from the writes in flight instead of a timer.
+    pub fn for_writes(inline: bool) -> Self {
+        let default = Self::default();
+        if inline { Self { gather: Duration::ZERO, ..default } } else { default }
+    }
+}
+
 /// One follower's counters, for `/metrics` and the command's summary.
 #[derive(Debug, Default)]
 pub struct FollowerStats {
@@ -76,9 +85,40 @@ pub struct FollowerStats {
 #[derive(Debug, Default)]
 pub struct ProjectorStats {
     pub followers: Vec<(ReadModel, usize, Arc<FollowerStats>)>,
+    /// Woken after every batch any follower applies.
+    progressed: tokio::sync::Notify,
 }
 
 impl ProjectorStats {
+    pub fn new(followers: Vec<(ReadModel, usize, Arc<FollowerStats>)>) -> Self {
+        Self { followers, progressed: tokio::sync::Notify::new() }
+    }
+
+    /// Waits until every follower of `source` has applied its events up to `seq`, or
+    /// `within` has passed; returns whether they had. What an inline read model's
+    /// writer waits for before it answers (`serve --read-models inline`).
+    pub async fn applied_through(&self, source: usize, seq: i64, within: Duration) -> bool {
+        let caught_up = || {
+            self.followers
+                .iter()
+                .filter(|(_, s, _)| *s == source)
+                .all(|(_, _, f)| f.position.load(Ordering::Acquire) >= seq)
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let progressed = self.progressed.notified();
+            tokio::pin!(progressed);
+            // Registered before the check, so a batch between the two still wakes us.
+            progressed.as_mut().enable();
+            if caught_up() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return caught_up();
+            }
+        }
+    }
+
     /// The errors followers are currently stopped on, as (model, shard, message).
     pub fn errors(&self) -> Vec<(ReadModel, usize, String)> {
         self.followers
@@ -113,7 +153,7 @@ impl Projector {
             .iter()
             .flat_map(|&m| (0..store.shard_count()).map(move |s| (m, s, Arc::new(FollowerStats::default()))))
             .collect();
-        Self { store, config, stats: Arc::new(ProjectorStats { followers }), feed: None }
+        Self { store, config, stats: Arc::new(ProjectorStats::new(followers)), feed: None }
     }
 
     /// Sends every departures-board change to `feed` once it commits.
@@ -183,6 +223,9 @@ impl Projector {
                 loop {
                     let started = tokio::time::Instant::now();
                     let read = follower.step().await? as i64;
+                    if read > 0 {
+                        self.stats.progressed.notify_waiters();
+                    }
                     if read >= self.config.batch {
                         continue;
                     }
@@ -364,7 +407,7 @@ impl<'s> Follower<'s> {
         }
         self.position = last;
         self.last_batch = events.len() as u64;
-        self.stats.position.store(last, Ordering::Relaxed);
+        self.stats.position.store(last, Ordering::Release);
         self.store.note_position(&self.name, self.source, last);
         self.stats.applied.fetch_add(events.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);

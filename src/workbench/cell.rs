@@ -6,7 +6,7 @@
 //! finding over a run of every cell the plan makes). [`CellId::of`] is the one list of
 //! a part's cells: the plan counts and runs exactly those.
 
-use super::plan::{CODECS, Part, SHARD_SERIES};
+use super::plan::{CODECS, PROJECTION_SHARDS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
 use crate::load::conn::Protocol;
 use crate::store::QueryPath;
@@ -32,6 +32,19 @@ impl Wire {
     }
 }
 
+crate::choices! {
+    /// Who keeps the read models during a `projections` write cell.
+    #[derive(Debug, Hash, PartialOrd, Ord)]
+    pub enum Keeping as "read-model keeping" {
+        /// No runner: what the writes cost alone.
+        Off = "off",
+        /// The in-process runner follows the commits (`serve`'s default).
+        Async = "async",
+        /// Each write is answered once the runner has applied it (`--read-models inline`).
+        Inline = "inline",
+    }
+}
+
 /// One configuration of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CellId {
@@ -49,6 +62,11 @@ pub enum CellId {
     Cache(bool),
     /// `mixed/open-loop`: the read/departures/write mix at a fixed rate.
     OpenLoop,
+    /// `projections/writes-<keeping>`: delay reports with the read models kept so.
+    ProjectionWrites(Keeping),
+    /// `projections/board-16` (the airport-keyed read model) or `projections/scatter-16`
+    /// (departures merged from every shard), on the 16-shard dataset.
+    Board { read_model: bool },
 }
 
 impl CellId {
@@ -63,6 +81,11 @@ impl CellId {
             }
             Part::Cache => vec![CellId::Cache(false), CellId::Cache(true)],
             Part::Mixed => vec![CellId::OpenLoop],
+            Part::Projections => Keeping::ALL
+                .iter()
+                .map(|&k| CellId::ProjectionWrites(k))
+                .chain([CellId::Board { read_model: false }, CellId::Board { read_model: true }])
+                .collect(),
             Part::Profile => Vec::new(),
         }
     }
@@ -80,6 +103,7 @@ impl CellId {
             CellId::ShardReads(_) | CellId::ShardDepartures(_) => Part::Shards,
             CellId::Cache(_) => Part::Cache,
             CellId::OpenLoop => Part::Mixed,
+            CellId::ProjectionWrites(_) | CellId::Board { .. } => Part::Projections,
         }
     }
 
@@ -103,6 +127,10 @@ impl fmt::Display for Label {
             CellId::ShardDepartures(n) => write!(f, "departures-{n}"),
             CellId::Cache(on) => f.write_str(if on { "on" } else { "off" }),
             CellId::OpenLoop => f.write_str("open-loop"),
+            CellId::ProjectionWrites(keeping) => write!(f, "writes-{keeping}"),
+            CellId::Board { read_model } => {
+                write!(f, "{}-{PROJECTION_SHARDS}", if read_model { "board" } else { "scatter" })
+            }
         }
     }
 }
@@ -139,6 +167,8 @@ mod tests {
         assert_eq!(CellId::Path(QueryPath::Raw).to_string(), "paths/raw");
         assert_eq!(CellId::ShardDepartures(16).to_string(), "shards/departures-16");
         assert_eq!(CellId::Protocol(Wire::H2c).to_string(), "protocols/h2c");
+        assert_eq!(CellId::ProjectionWrites(Keeping::Inline).to_string(), "projections/writes-inline");
+        assert_eq!(CellId::Board { read_model: true }.to_string(), "projections/board-16");
         for bad in ["paths/fast", "shards/read-8", "compression/deflate", "cache", ""] {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }

@@ -40,6 +40,9 @@ pub struct RunData {
     pub headlines: Vec<super::headline::Headline>,
     /// The flamegraph of the hottest configuration, when the profile part ran.
     pub profile: Option<ProfileSummary>,
+    /// The projections part's rebuilds.
+    #[serde(default)]
+    pub rebuilds: Vec<RebuildRate>,
 }
 
 /// Where the figures come from.
@@ -139,6 +142,47 @@ pub struct Cell {
     /// Every round's figures, in the order measured; the figures above are the median
     /// round's.
     pub rounds: Vec<Round>,
+    /// Writes answered 201 per second (the projections part's write cells: a 409 or
+    /// 422 commits nothing, so only these cost the read models anything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_writes_per_s: Option<f64>,
+    /// The slowest follower's lag while the cell measured (runner in-process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_lag: Option<ProjectionLag>,
+}
+
+/// Events committed but not yet applied by the slowest read-model follower, sampled
+/// every 10 ms.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProjectionLag {
+    pub samples: u64,
+    pub p50_events: u64,
+    pub p99_events: u64,
+    pub max_events: u64,
+}
+
+impl ProjectionLag {
+    /// From samples in any order; `None` without any.
+    pub fn of(mut samples: Vec<u64>) -> Option<Self> {
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        (!samples.is_empty()).then(|| Self {
+            samples: samples.len() as u64,
+            p50_events: at(0.5),
+            p99_events: at(0.99),
+            max_events: at(1.0),
+        })
+    }
+}
+
+/// One read model's blue/green rebuild on the main dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RebuildRate {
+    pub model: crate::projection::ReadModel,
+    pub flights: u64,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
 }
 
 /// One measurement of a cell.
@@ -253,6 +297,8 @@ impl Cell {
             rate_kept: report.rate_kept,
             server_cpu_us_per_request: report.server_cpu_us_per_request,
             rounds: Vec::new(),
+            acknowledged_writes_per_s: None,
+            projection_lag: None,
         }
     }
 
@@ -316,136 +362,7 @@ impl RunData {
 
 /// A small run for tests: the cells `findings` and `compare` read, with figures the
 /// tests set.
+/// A run of every planned cell with made-up figures, for the report and findings tests.
 #[cfg(test)]
-pub(crate) mod fixture {
-    use super::*;
-
-    pub fn cell(id: &str, requests_per_s: f64, p99_ms: f64) -> Cell {
-        let id: CellId = id.parse().unwrap();
-        let h2 = id == CellId::Protocol(Wire::H2c);
-        let (connections, streams) = if h2 { (16, 16) } else { (64, 1) };
-        Cell {
-            id,
-            config: super::super::plan::CellPlan::of(id).config(connections, streams).unwrap(),
-            requests_per_s,
-            responses: (requests_per_s * 4.0) as u64,
-            errors: 0,
-            latency: Latency {
-                p50_ms: p99_ms / 4.0,
-                p90_ms: p99_ms / 2.0,
-                p99_ms,
-                p999_ms: p99_ms * 2.0,
-                max_ms: p99_ms * 3.0,
-            },
-            latency_curve: vec![(0.0, 0.1), (50.0, p99_ms / 4.0), (99.0, p99_ms)],
-            throughput_per_second: vec![requests_per_s as u64; 4],
-            wire_bytes: (requests_per_s * 4.0) as u64 * 260,
-            decoded_bytes: (requests_per_s * 4.0) as u64 * 260,
-            cache_hit_ratio: None,
-            target_rate: None,
-            rate_kept: None,
-            // A server that spends 1.6 cores' worth of CPU on its throughput.
-            server_cpu_us_per_request: Some(1.6e6 / requests_per_s),
-            rounds: NOISE
-                .iter()
-                .map(|d| Round {
-                    requests_per_s: requests_per_s * (1.0 + d),
-                    server_cpu_us_per_request: Some(1.6e6 / requests_per_s * (1.0 - d / 2.0)),
-                    p99_ms,
-                    errors: 0,
-                    disturbance: None,
-                    disturbed: false,
-                    attempts: 1,
-                })
-                .collect(),
-        }
-    }
-
-    /// Five rounds around each cell's figure, throughput within ±2%, CPU within ±1%.
-    const NOISE: [f64; 5] = [0.0, 0.02, -0.02, 0.01, -0.01];
-
-    pub fn run() -> RunData {
-        let mut cells = vec![
-            cell("paths/prepared", 9_000.0, 4.0),
-            cell("paths/adhoc", 5_000.0, 6.0),
-            cell("paths/orm", 4_000.0, 7.0),
-            cell("paths/raw", 12_000.0, 3.0),
-            cell("protocols/h1", 30_000.0, 5.0),
-            cell("protocols/h2c", 36_000.0, 6.0),
-        ];
-        for (codec, wire, rps) in
-            [("identity", 6_000u64, 1_000.0), ("br", 660, 700.0), ("zstd", 900, 900.0), ("gzip", 1_100, 800.0)]
-        {
-            let mut c = cell(&format!("compression/{codec}"), rps, 20.0);
-            c.wire_bytes = wire * c.responses;
-            c.decoded_bytes = 6_000 * c.responses;
-            cells.push(c);
-        }
-        for (n, read, departures) in [(1, 10_000.0, 2_000.0), (4, 11_000.0, 1_000.0), (16, 10_500.0, 300.0)] {
-            cells.push(cell(&format!("shards/read-{n}"), read, 4.0));
-            cells.push(cell(&format!("shards/departures-{n}"), departures, 30.0));
-        }
-        cells.push(cell("cache/off", 10_000.0, 5.0));
-        let mut on = cell("cache/on", 25_000.0, 4.0);
-        on.cache_hit_ratio = Some(0.9);
-        cells.push(on);
-        let mut mixed = cell("mixed/open-loop", 2_000.0, 9.0);
-        mixed.target_rate = Some(2_000.0);
-        mixed.rate_kept = Some(true);
-        mixed.config.loop_model = LoopKind::Open;
-        cells.push(mixed);
-        let mut run = RunData {
-            schema_version: RUN_SCHEMA_VERSION,
-            started_at: "2026-11-27T06:00:00Z".into(),
-            elapsed_s: 120.0,
-            preset: Preset::Default,
-            parts: Part::ALL.to_vec(),
-            provenance: Provenance {
-                flightbench_version: "0.1.0".into(),
-                commit: "abc1234".into(),
-                toolchain: "rustc 1.95.0".into(),
-                build: "release".into(),
-                host: "bench".into(),
-                os: "linux".into(),
-                cpu: "AMD EPYC".into(),
-                cores: 2,
-                dataset: DatasetInfo {
-                    seed: 42,
-                    flights: 100_000,
-                    days: 30,
-                    shards: 8,
-                    events: 300_000,
-                    backend: "sqlite".into(),
-                    sqlite_pragmas: vec![("journal_mode".into(), "WAL".into())],
-                },
-            },
-            settings: RunSettings {
-                warmup_s: 0.5,
-                measure_s: 4.0,
-                server_threads: 2,
-                load_threads: 2,
-                placement: Placement { pinned: false, server_cores: Vec::new(), load_cores: Vec::new() },
-                h1_connections: 64,
-                h2_connections: 16,
-                h2_streams: 16,
-                compression_min_bytes: 1_024,
-                page_cache_prewarmed: true,
-                rounds: 5,
-                noise_threshold: 0.1,
-                noise_retries: 2,
-            },
-            headlines: Vec::new(),
-            cells,
-            profile: Some(ProfileSummary {
-                cell: CellId::Protocol(Wire::H2c),
-                svg: "flamegraph.svg".into(),
-                folded: "flamegraph.folded".into(),
-                samples: 500,
-                frequency_hz: 99,
-                top_frames: vec![("memcpy_avx".into(), 0.12), ("hyper::parse".into(), 0.05)],
-            }),
-        };
-        run.headlines = super::super::headline::headlines(&run);
-        run
-    }
-}
+#[path = "fixture.rs"]
+pub(crate) mod fixture;

@@ -39,6 +39,8 @@ pub enum WorkbenchError {
     Plan { cell: CellId, problem: String },
     #[error("a workbench task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the read models: {0}")]
+    Projection(#[from] crate::projection::ProjectionError),
 }
 
 impl Classify for WorkbenchError {
@@ -50,6 +52,7 @@ impl Classify for WorkbenchError {
             WorkbenchError::Read { cause, .. } | WorkbenchError::Server { cause, .. } => cause.failure(),
             WorkbenchError::Load { cause, .. } => cause.failure(),
             WorkbenchError::Profile { cause, .. } => cause.failure(),
+            WorkbenchError::Projection(e) => e.failure(),
             WorkbenchError::NoSamples(_)
             | WorkbenchError::Flamegraph(_)
             | WorkbenchError::Plan { .. }

@@ -3,10 +3,10 @@
 //! is missing (a part was skipped), so every sentence in a report is backed by a
 //! figure in its `run.json`.
 
-use super::cell::{CellId, Wire};
+use super::cell::{CellId, Keeping, Wire};
 use super::data::{Cell, RunData};
 use super::headline::headline;
-use super::plan::{CODECS, Part, SHARD_SERIES};
+use super::plan::{CODECS, PROJECTION_SHARDS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
 use crate::store::QueryPath;
 
@@ -37,6 +37,10 @@ const RULES: &[Rule] = &[
     }),
     (Part::Cache, |run| cache(run).into_iter().collect()),
     (Part::Mixed, |run| mixed(run).into_iter().collect()),
+    (Part::Projections, |run| read_model_writes(run).into_iter().collect()),
+    (Part::Projections, |run| projection_lag(run).into_iter().collect()),
+    (Part::Projections, |run| rebuilds(run).into_iter().collect()),
+    (Part::Projections, |run| board(run).into_iter().collect()),
     (Part::Profile, |run| profile(run).into_iter().collect()),
 ];
 
@@ -242,6 +246,63 @@ fn mixed(run: &RunData) -> Option<String> {
         cell.latency.p99_ms,
         cell.latency.p999_ms,
         cell.latency.max_ms
+    ))
+}
+
+/// What keeping the read models costs the writers: committed writes/s and p99 with
+/// no runner, async and inline.
+fn read_model_writes(run: &RunData) -> Option<String> {
+    let cell = |k| run.cell(CellId::ProjectionWrites(k));
+    let (off, asynchronous, inline) = (cell(Keeping::Off)?, cell(Keeping::Async)?, cell(Keeping::Inline)?);
+    let committed = |c: &Cell| c.acknowledged_writes_per_s.unwrap_or(0.0);
+    let share = |a: &Cell, b: &Cell| times(committed(a) / committed(b).max(f64::MIN_POSITIVE));
+    Some(format!(
+        "Keeping the three read models async cost the writers {} of their committed writes with no runner ({} vs {} writes/s; p99 {:.2} vs {:.2} ms); inline, each write answered once the runner had applied it, {} of async ({} writes/s, p99 {:.2} ms).",
+        share(asynchronous, off),
+        count(committed(asynchronous)),
+        count(committed(off)),
+        asynchronous.latency.p99_ms,
+        off.latency.p99_ms,
+        share(inline, asynchronous),
+        count(committed(inline)),
+        inline.latency.p99_ms,
+    ))
+}
+
+fn projection_lag(run: &RunData) -> Option<String> {
+    let cell = run.cell(CellId::ProjectionWrites(Keeping::Async))?;
+    let lag = cell.projection_lag?;
+    Some(format!(
+        "Under that async write load the slowest read model lagged p50 {} and p99 {} events behind the commits (max {}; {} samples, every 10 ms), at {} committed writes/s.",
+        count(lag.p50_events as f64),
+        count(lag.p99_events as f64),
+        count(lag.max_events as f64),
+        count(lag.samples as f64),
+        count(cell.acknowledged_writes_per_s.unwrap_or(0.0)),
+    ))
+}
+
+fn rebuilds(run: &RunData) -> Option<String> {
+    let first = run.rebuilds.first()?;
+    let rates: Vec<String> =
+        run.rebuilds.iter().map(|r| format!("{} {} events/s", r.model, count(r.events_per_s))).collect();
+    Some(format!(
+        "Rebuilt from the events beside the live tables ({} flights, {} events): {}.",
+        count(first.flights as f64),
+        count(first.events as f64),
+        rates.join(", ")
+    ))
+}
+
+fn board(run: &RunData) -> Option<String> {
+    let (board, scatter) =
+        (run.cell(CellId::Board { read_model: true })?, run.cell(CellId::Board { read_model: false })?);
+    Some(format!(
+        "At {PROJECTION_SHARDS} shards the airport-keyed board (one shard's query) against the departures scatter-gather for the same rows: {} ({}; p99 {:.2} vs {:.2} ms).",
+        versus("board/scatter", board, scatter),
+        figures(board, scatter),
+        board.latency.p99_ms,
+        scatter.latency.p99_ms
     ))
 }
 

@@ -10,7 +10,7 @@
 
 use super::cell::{CellId, Wire};
 use super::data::{Cell, RunData};
-use super::plan::SHARD_SERIES;
+use super::plan::{PROJECTION_SHARDS, SHARD_SERIES};
 use super::stats::Interval;
 use crate::choice::as_text;
 use crate::compression::Encoding;
@@ -77,7 +77,7 @@ impl Headline {
 
 /// The headline ratios, `a` over `b`: the issue that asked for them lists exactly
 /// these (each path against the next, the protocols, each codec, the shard series'
-/// ends, the cache).
+/// ends, the cache), and the read-model board against the scatter-gather.
 pub fn planned() -> Vec<(String, CellId, CellId)> {
     let (fewest, most) = (SHARD_SERIES[0], SHARD_SERIES[SHARD_SERIES.len() - 1]);
     let mut out = vec![
@@ -95,6 +95,11 @@ pub fn planned() -> Vec<(String, CellId, CellId)> {
         CellId::ShardDepartures(fewest),
     ));
     out.push(("cache on/off".to_owned(), CellId::Cache(true), CellId::Cache(false)));
+    out.push((
+        format!("board/scatter ({PROJECTION_SHARDS} shards)"),
+        CellId::Board { read_model: true },
+        CellId::Board { read_model: false },
+    ));
     out
 }
 

@@ -1,16 +1,18 @@
 //! Measuring: each part's cells in interleaved rounds (ABCD DCBA …), each measurement
 //! guarded against a busy machine, and the profile of the fastest configuration.
 
-use super::cell::{CellId, Wire};
-use super::data::{Cell, LoopKind, ProfileSummary, Round};
-use super::plan::{CellPlan, MIXED_LOAD_SHARE, PROFILE_HZ, Part, Plan};
+use super::cell::{CellId, Keeping, Wire};
+use super::data::{Cell, LoopKind, ProfileSummary, ProjectionLag, RebuildRate, Round};
+use super::plan::{CellPlan, MAIN_SHARDS, MIXED_LOAD_SHARE, PROFILE_HZ, Part, Plan};
 use super::{Progress, WorkbenchError};
 use crate::compression::Encoding;
+use crate::domain::FlightId;
 use crate::harness::{LoadShape, LocalServer, sample_under_load};
 use crate::http::{QUERY_PATH_HEADER, ServerConfig};
 use crate::load::Workload;
 use crate::load::workload::{DatasetShape, Mix};
 use crate::machine::{CpuTime, Disturbance, MachineCpu};
+use crate::projection::{Projector, ProjectorConfig, ProjectorStats, ReadModel};
 use crate::store::{QueryPath, Store};
 use http::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
@@ -23,16 +25,24 @@ pub(super) const H1_CONNECTIONS: usize = 64;
 pub(super) const H2_CONNECTIONS: usize = 16;
 pub(super) const H2_STREAMS: usize = 16;
 
-/// Measures every part of the plan; returns the cells (each with every round) and the
-/// profile.
+/// What [`measure`] measured.
+pub(super) struct Measured {
+    pub cells: Vec<Cell>,
+    pub profile: Option<ProfileSummary>,
+    pub rebuilds: Vec<RebuildRate>,
+}
+
+/// Measures every part of the plan; returns the cells (each with every round), the
+/// profile and the projections part's rebuilds.
 pub(super) async fn measure(
     plan: &Plan,
     datasets: &Datasets,
     progress: &dyn Fn(Progress<'_>),
-) -> Result<(Vec<Cell>, Option<ProfileSummary>), WorkbenchError> {
+) -> Result<Measured, WorkbenchError> {
     let total = plan.cell_count();
     let per_cell = plan.estimate() / total.max(1) as u32;
     let mut cells: Vec<Cell> = Vec::new();
+    let mut rebuilds = Vec::new();
     let mut index = 0;
     for &part in &plan.parts {
         if part == Part::Profile {
@@ -63,6 +73,9 @@ pub(super) async fn measure(
             }
         }
         cells.extend(rounds.into_iter().filter_map(median_round));
+        if part == Part::Projections {
+            rebuilds = rebuild_rates(&datasets[&MAIN_SHARDS].0).await?;
+        }
     }
     let profile = if plan.parts.contains(&Part::Profile) {
         index += 1;
@@ -71,7 +84,103 @@ pub(super) async fn measure(
     } else {
         None
     };
-    Ok((cells, profile))
+    Ok(Measured { cells, profile, rebuilds })
+}
+
+/// Rebuilds each read model of the main dataset (blue/green, as `projections
+/// rebuild` does), timed. The live models are caught up first (a run's last write
+/// cell may have had no runner), untimed.
+async fn rebuild_rates(store: &Arc<Store>) -> Result<Vec<RebuildRate>, WorkbenchError> {
+    Projector::new(store.clone(), ProjectorConfig::default()).catch_up(&|_| {}).await?;
+    let flights = store.manifest().counts.flights;
+    let mut rates = Vec::new();
+    for &model in ReadModel::ALL {
+        let started = std::time::Instant::now();
+        let rebuilt = crate::projection::rebuild::rebuild(store, model, 5_000, false, &|_| {}, &|_| {}).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        rates.push(RebuildRate {
+            model,
+            flights,
+            events: rebuilt.replayed,
+            seconds,
+            events_per_s: rebuilt.replayed as f64 / seconds.max(1e-9),
+        });
+    }
+    Ok(rates)
+}
+
+/// Flights a write cell writes to: of the first [`WRITABLE_SCAN`] ids, those that
+/// still take events, with their versions now (earlier cells and rounds moved them).
+/// Read before the load, untimed.
+async fn writable_flights(store: &Store) -> Result<std::sync::Arc<[(FlightId, i64)]>, WorkbenchError> {
+    let mut pool = Vec::new();
+    let last = (store.manifest().counts.flights as i64).min(WRITABLE_SCAN);
+    for id in (1..=last).filter_map(|id| FlightId::new(id).ok()) {
+        let view = store.flight(QueryPath::Raw, id).await?;
+        if !view.status.state.is_terminal() {
+            pool.push((id, view.status.version));
+        }
+    }
+    Ok(pool.into())
+}
+
+/// Flight ids a write cell looks at for its pool: enough that 64 connections rarely
+/// write the same flight at once (a 409), few enough to read in well under a second.
+const WRITABLE_SCAN: i64 = 20_000;
+
+/// The in-process runner of a projections write cell, and its lag sampler.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
+    sampler: tokio::task::JoinHandle<Vec<u64>>,
+}
+
+/// How often the lag is sampled while a write cell runs.
+const LAG_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Catches the read models up (untimed), then starts the runner and samples the
+/// slowest follower's lag: each shard's newest event (read once, then counted from
+/// this store's appends, which are every write of the cell) less its position.
+async fn start_runner(store: &Arc<Store>, inline: bool) -> Result<(Running, Arc<ProjectorStats>), WorkbenchError> {
+    let projector = Projector::new(store.clone(), ProjectorConfig::for_writes(inline));
+    projector.catch_up(&|_| {}).await?;
+    let stats = projector.stats();
+    let mut base = Vec::new();
+    for shard in 0..store.shard_count() {
+        let head = store.event_head(shard).await?;
+        let appends = store.watch_appends(shard);
+        let counted = appends.as_ref().map_or(0, |rx| *rx.borrow());
+        base.push((head, counted, appends));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn({
+        let stopped = stopped.clone();
+        async move { projector.run(stopped).await }
+    });
+    let sampled = stats.clone();
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut every = tokio::time::interval(LAG_EVERY);
+        while !*stopped.borrow() {
+            every.tick().await;
+            let heads: Vec<i64> = base
+                .iter()
+                .map(|(head, counted, rx)| {
+                    let now = rx.as_ref().map_or(*counted, |rx| *rx.borrow());
+                    head + now.wrapping_sub(*counted) as i64
+                })
+                .collect();
+            let lag = sampled
+                .followers
+                .iter()
+                .map(|(_, shard, f)| (heads[*shard] - f.position.load(std::sync::atomic::Ordering::Acquire)).max(0))
+                .max()
+                .unwrap_or(0);
+            samples.push(lag as u64);
+        }
+        samples
+    });
+    Ok((Running { stop, runner, sampler }, stats))
 }
 
 /// The round with the median throughput (the lower middle of an even count), whole,
@@ -149,6 +258,7 @@ fn server_config(cell: &CellPlan) -> ServerConfig {
     ServerConfig {
         default_path: cell.path,
         cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
+        inline_read_models: cell.keeping == Some(Keeping::Inline),
         ..ServerConfig::default()
     }
 }
@@ -172,16 +282,45 @@ async fn measure_cell(
         .config(connections, streams)
         .map_err(|e| WorkbenchError::Plan { cell: cell.id, problem: e.to_string() })?;
     let placement = &plan.placement;
+    let running = match cell.keeping {
+        Some(keeping @ (Keeping::Async | Keeping::Inline)) => {
+            Some(start_runner(&store, keeping == Keeping::Inline).await?)
+        }
+        _ => None,
+    };
     let server = LocalServer::start(store, server_config(cell), plan.server_threads, &placement.server_cores)
         .map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
-    let load = load_shape(plan, cell, shape)?.config(server.addr, plan.load_threads, &placement.load_cores);
+    if let Some((_, stats)) = &running {
+        server.state.report_projector(stats.clone());
+    }
+    let mut load_shape = load_shape(plan, cell, shape)?;
+    if cell.keeping.is_some()
+        && let Workload::Mix { shape, .. } = &mut load_shape.workload
+    {
+        shape.writable = Some(writable_flights(&server.state.store).await?);
+    }
+    let load = load_shape.config(server.addr, plan.load_threads, &placement.load_cores);
     let before = server.state.cache.as_ref().map(|c| c.stats());
     // The load runs on its own threads and blocks its caller until it ends.
     let report = tokio::task::spawn_blocking(move || crate::load::run(&load, |_, _| {})).await?;
     let after = server.state.cache.as_ref().map(|c| c.stats());
     server.stop().await.map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
+    let lag = match running {
+        Some((running, _)) => {
+            let _ = running.stop.send(true);
+            running.runner.await?;
+            ProjectionLag::of(running.sampler.await?)
+        }
+        None => None,
+    };
     let report = report.map_err(|cause| WorkbenchError::Load { cell: cell.id, cause })?;
     let mut measured = Cell::from_report(cell.id, config, &report);
+    measured.projection_lag = lag;
+    if cell.keeping.is_some() {
+        let committed = report.status_counts.get(&201).copied().unwrap_or(0);
+        let answered = report.status_counts.values().sum::<u64>().max(1);
+        measured.acknowledged_writes_per_s = Some(report.achieved_rate * committed as f64 / answered as f64);
+    }
     if let (Some(before), Some(after)) = (before, after) {
         let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
         measured.cache_hit_ratio = Some(hits as f64 / (hits + misses).max(1) as f64);

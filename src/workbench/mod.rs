@@ -20,11 +20,11 @@ mod provenance;
 pub mod report;
 pub mod stats;
 
-pub use cell::{CellId, Wire};
+pub use cell::{CellId, Keeping, Wire};
 pub use error::WorkbenchError;
 pub use plan::{
-    CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, NOISE_RETRIES, NOISE_THRESHOLD, PROFILE_HZ, Part, Placement,
-    Plan, Preset, SHARD_SERIES,
+    CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, NOISE_RETRIES, NOISE_THRESHOLD, PROFILE_HZ, PROJECTION_SHARDS,
+    Part, Placement, Plan, Preset, SHARD_SERIES,
 };
 
 use crate::dataset::{DatasetSpec, Manifest};
@@ -113,26 +113,29 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
     let store_config = StoreConfig::default();
     let main = Arc::new(Store::open(&main_dir, &store_config).await?);
     datasets.insert(MAIN_SHARDS, (main, DatasetShape::from_manifest(&manifest)));
+    let mut series: Vec<u32> = Vec::new();
     if plan.parts.contains(&Part::Shards) {
-        for n in SHARD_SERIES {
-            let dir = plan.workbench_dir(n);
-            let manifest = ensure_dataset(&dir, &spec, n, progress).await?;
-            let store = Arc::new(Store::open(&dir, &store_config).await?);
-            datasets.insert(n, (store, DatasetShape::from_manifest(&manifest)));
-        }
+        series.extend(SHARD_SERIES);
+    }
+    if plan.parts.contains(&Part::Projections) && !series.contains(&PROJECTION_SHARDS) {
+        series.push(PROJECTION_SHARDS);
+    }
+    for &n in &series {
+        let dir = plan.workbench_dir(n);
+        let manifest = ensure_dataset(&dir, &spec, n, progress).await?;
+        let store = Arc::new(Store::open(&dir, &store_config).await?);
+        datasets.insert(n, (store, DatasetShape::from_manifest(&manifest)));
     }
     // Every cell starts with the data in the OS page cache (the shard files are mapped),
     // so no part's first cell pays for reading the disk on behalf of the others.
     let mut dirs = vec![main_dir.clone()];
-    if plan.parts.contains(&Part::Shards) {
-        dirs.extend(SHARD_SERIES.map(|n| plan.workbench_dir(n)));
-    }
+    dirs.extend(series.iter().map(|&n| plan.workbench_dir(n)));
     tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|dir| read_into_page_cache(dir))).await??;
     let result = measure(plan, &datasets, progress).await;
     for (store, _) in datasets.values() {
         store.close().await;
     }
-    let (cells, profile) = result?;
+    let measure::Measured { cells, profile, rebuilds } = result?;
     let mut run = RunData {
         schema_version: data::RUN_SCHEMA_VERSION,
         started_at,
@@ -162,6 +165,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
         cells,
         headlines: Vec::new(),
         profile,
+        rebuilds,
     };
     run.headlines = headline::headlines(&run);
     Ok(run)

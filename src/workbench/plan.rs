@@ -1,7 +1,7 @@
 //! What a workbench run measures: presets, parts and the cells of each part. Every
 //! cell of a part differs from its neighbours in the one setting the part is about.
 
-use super::cell::{CellId, Wire};
+use super::cell::{CellId, Keeping, Wire};
 use super::data::{CellConfig, LoopKind};
 use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
@@ -76,6 +76,9 @@ crate::choices! {
         Cache = "cache",
         /// An open-loop read/departures/write mix at a fixed rate: tail latency.
         Mixed = "mixed",
+        /// Writes with the read models off, async and inline (with projection lag);
+        /// rebuild rates; the airport-keyed board against the scatter-gather at 16 shards.
+        Projections = "projections",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",
     }
@@ -83,6 +86,9 @@ crate::choices! {
 
 /// Shard counts the shards part compares.
 pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
+/// Shards of the dataset the projections part compares the board and the
+/// scatter-gather on (the shards part's largest).
+pub const PROJECTION_SHARDS: u32 = 16;
 /// Shards of the main dataset (`flightbench seed`'s default).
 pub const MAIN_SHARDS: u32 = 8;
 /// Codings the compression part compares.
@@ -196,6 +202,8 @@ pub(crate) struct CellPlan {
     pub(super) skew: Skew,
     /// Open loop at this rate (the mixed part's is filled in when it runs).
     pub(super) rate: Option<f64>,
+    /// The projections part's write cells: who keeps the read models.
+    pub(super) keeping: Option<Keeping>,
 }
 
 impl CellPlan {
@@ -210,6 +218,7 @@ impl CellPlan {
             mix: "read=100",
             skew: Skew::Uniform,
             rate: None,
+            keeping: None,
         };
         let zipf = Skew::Zipf { exponent: 1.0 };
         match id {
@@ -227,6 +236,15 @@ impl CellPlan {
             CellId::ShardDepartures(n) => Self { shards: Some(n), mix: "departures=100", skew: zipf, ..base },
             CellId::Cache(cache) => Self { cache, skew: zipf, ..base },
             CellId::OpenLoop => Self { cache: true, skew: zipf, mix: MIXED_MIX, ..base },
+            CellId::ProjectionWrites(keeping) => Self { mix: "write=100", keeping: Some(keeping), ..base },
+            // The departures part's requests (busy airports, 2-hour windows, 50 rows),
+            // answered from the read model or merged from every shard: the same rows.
+            CellId::Board { read_model } => Self {
+                shards: Some(PROJECTION_SHARDS),
+                mix: if read_model { "board=100" } else { "departures=100" },
+                skew: zipf,
+                ..base
+            },
         }
     }
 

@@ -33,8 +33,42 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
             "Mixed load at a fixed rate",
             "Open loop: requests leave on a schedule and latency counts from each one's intended send time, so stalls show in the tail.",
         ),
+        Part::Projections => (
+            "Read models",
+            "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async) and each write answered once the runner has applied it (inline); then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board.",
+        ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
+}
+
+/// The projections part's own figures, beside its cells' table: committed writes and
+/// lag per write cell, then each rebuild.
+fn projection_tables(run: &RunData) -> Vec<Vec<Vec<String>>> {
+    let header = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let mut writes = vec![header(&["write cell", "committed writes/s", "lag p50 (events)", "lag p99", "lag max"])];
+    for cell in run.part(Part::Projections).filter(|c| c.acknowledged_writes_per_s.is_some()) {
+        let lag = |f: fn(&super::data::ProjectionLag) -> u64| {
+            cell.projection_lag.as_ref().map_or("–".into(), |l| count(f(l) as f64))
+        };
+        writes.push(vec![
+            cell.id.to_string(),
+            cell.acknowledged_writes_per_s.map_or("–".into(), count),
+            lag(|l| l.p50_events),
+            lag(|l| l.p99_events),
+            lag(|l| l.max_events),
+        ]);
+    }
+    let mut rebuilds = vec![header(&["rebuild", "flights", "events", "seconds", "events/s"])];
+    for r in &run.rebuilds {
+        rebuilds.push(vec![
+            r.model.to_string(),
+            count(r.flights as f64),
+            count(r.events as f64),
+            format!("{:.1}", r.seconds),
+            count(r.events_per_s),
+        ]);
+    }
+    [writes, rebuilds].into_iter().filter(|t| t.len() > 1).collect()
 }
 
 /// A chart's file name and its SVG.
@@ -215,25 +249,20 @@ pub fn markdown(run: &RunData) -> String {
     }
     if !run.headlines.is_empty() {
         let _ = writeln!(md, "\n### Headline ratios\n");
-        for (i, row) in headline_rows(run).iter().enumerate() {
-            let _ = writeln!(md, "| {} |", row.join(" | "));
-            if i == 0 {
-                let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
-            }
-        }
+        md_table(&mut md, &headline_rows(run));
     }
     for part in parts_with_cells(run) {
         let (title, about) = part_title(part);
         let _ = writeln!(md, "\n## {title}\n\n{about}\n");
         let cells: Vec<&Cell> = run.part(part).collect();
-        let rows = table(&cells);
-        for (i, row) in rows.iter().enumerate() {
-            let _ = writeln!(md, "| {} |", row.join(" | "));
-            if i == 0 {
-                let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
+        md_table(&mut md, &table(&cells));
+        md.push('\n');
+        if part == Part::Projections {
+            for table in projection_tables(run) {
+                md_table(&mut md, &table);
+                md.push('\n');
             }
         }
-        md.push('\n');
         for chart in charts_for(run, part) {
             let _ = writeln!(md, "![{}](charts/{})", chart.file, chart.file);
         }
@@ -324,14 +353,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     h.push_str("</ul>");
     if !run.headlines.is_empty() {
         h.push_str(r#"<h3>Headline ratios</h3><table id="headlines">"#);
-        for (i, row) in headline_rows(run).iter().enumerate() {
-            let tag = if i == 0 { "th" } else { "td" };
-            h.push_str("<tr>");
-            for cell in row {
-                let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
-            }
-            h.push_str("</tr>");
-        }
+        html_rows(&mut h, &headline_rows(run));
         h.push_str("</table>");
     }
     for part in parts_with_cells(run) {
@@ -339,15 +361,16 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         let _ =
             write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p><table>"#, part.as_str(), escape(title), escape(about));
         let cells: Vec<&Cell> = run.part(part).collect();
-        for (i, row) in table(&cells).iter().enumerate() {
-            let tag = if i == 0 { "th" } else { "td" };
-            h.push_str("<tr>");
-            for cell in row {
-                let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
+        html_rows(&mut h, &table(&cells));
+        h.push_str("</table>");
+        if part == Part::Projections {
+            for table in projection_tables(run) {
+                h.push_str(r#"<table class="projection-figures">"#);
+                html_rows(&mut h, &table);
+                h.push_str("</table>");
             }
-            h.push_str("</tr>");
         }
-        h.push_str(r#"</table><div class="charts">"#);
+        h.push_str(r#"<div class="charts">"#);
         for chart in charts_for(run, part) {
             let _ = write!(h, r#"<figure class="chart">{}</figure>"#, chart.svg);
         }
@@ -375,6 +398,28 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
     h
 }
 
+/// A markdown table whose first row is its header.
+fn md_table(md: &mut String, rows: &[Vec<String>]) {
+    for (i, row) in rows.iter().enumerate() {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+        if i == 0 {
+            let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
+        }
+    }
+}
+
+/// A table's rows in HTML, the first as its header, every cell escaped.
+fn html_rows(h: &mut String, rows: &[Vec<String>]) {
+    for (i, row) in rows.iter().enumerate() {
+        let tag = if i == 0 { "th" } else { "td" };
+        h.push_str("<tr>");
+        for cell in row {
+            let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
+        }
+        h.push_str("</tr>");
+    }
+}
+
 fn parts_with_cells(run: &RunData) -> Vec<Part> {
     run.parts.iter().copied().filter(|&p| run.part(p).next().is_some()).collect()
 }
@@ -399,4 +444,25 @@ pub fn write(run: &RunData, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workbench::data::fixture;
+
+    #[test]
+    fn the_projections_part_shows_its_writes_lag_and_rebuilds() {
+        let run = fixture::run();
+        let md = markdown(&run);
+        assert!(md.contains("## Read models"), "{md}");
+        assert!(md.contains("| projections/writes-async | 2,400 | 40 | 300 | 600 |"), "{md}");
+        assert!(md.contains("| projections/writes-off | 3,000 | – | – | – |"), "{md}");
+        assert!(md.contains("| departures_board | 100,000 | 300,000 | 3.0 | 100,000 |"), "{md}");
+        let html = html(&run);
+        assert_eq!(html.matches(r#"<table class="projection-figures">"#).count(), 2);
+        let mut without = run.clone();
+        without.rebuilds.clear();
+        assert_eq!(projection_tables(&without).len(), 1, "no empty rebuild table");
+    }
 }

@@ -134,7 +134,7 @@ fn bad_inputs_give_one_line_errors_and_their_exit_codes() {
     assert_fails_with(&profile(&attach), "cannot connect to http://127.0.0.1:9", UNREACHABLE);
     assert_fails_with(&["profile", "--dir", "/nonexistent/flightbench"], "flightbench seed", BAD_INPUT);
 
-    let all = "paths,protocols,compression,shards,cache,mixed,profile";
+    let all = "paths,protocols,compression,shards,cache,mixed,projections,profile";
     assert_fails_with(&["run", "--dir", d, "--skip", all], "--skip leaves nothing to run", USAGE);
     assert_fails_with(&["run", "--dir", d, "--only", "paths,speed"], "speed", USAGE);
     assert_fails_with(&["run", "--dir", d, "--out", d], "is not empty", USAGE);

@@ -204,6 +204,7 @@ async fn a_mix_hits_the_right_endpoints_in_the_right_proportions() {
     let server = TestServer::default();
     let addr = server.start().await;
     let shape = DatasetShape {
+        writable: None,
         flights: 5_000,
         popularity: Popularity { airport_exponent_centi: 110, flight_exponent_centi: 100, multiplier: 7, offset: 11 },
         airports: vec!["ATL".into(), "DXB".into(), "LHR".into()],

@@ -572,3 +572,49 @@ async fn rebuild_refuses_a_live_model_changed_by_hand_unless_forced() {
     assert_eq!(ds.store.carrier_on_time(carrier).await.unwrap().departed, before.departed - 1);
     assert_read_models_equal_replay(&ds).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_read_models_hold_every_write_before_it_is_answered() {
+    use crate::app::ServeProcess;
+    use crate::client::{PROTOS, get, post_delay, send};
+    use http_body_util::Full;
+    let ds = dataset(Kind::Sqlite, spec(77, 800, 6), 3).await;
+    // Without this process's runner, nobody would apply the writes it waits for.
+    let refused = Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--projector", "external", "--read-models", "inline", "--dir"])
+        .arg(ds.dir())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--read-models inline needs --projector in-process"));
+
+    let server = ServeProcess::start(ds.dir(), &[], &["--no-admin", "--read-models", "inline"], false).await;
+    let open: Vec<_> = (1..=800)
+        .map(|id| ds.expected_flight(id).unwrap())
+        .filter(|v| !v.status.state.is_terminal())
+        .take(20)
+        .collect();
+    assert_eq!(open.len(), 20);
+    let read = |uri: String| async move {
+        let reply = send(server.api, PROTOS[0], get(&uri).body(Full::default()).unwrap()).await;
+        assert_eq!(reply.status, 200, "{uri}: {:?}", reply.body);
+        reply.json()
+    };
+    for (i, view) in open.iter().enumerate() {
+        let (id, carrier) = (view.flight.id.get(), view.flight.carrier.as_str());
+        let before = read(format!("/carriers/{carrier}/on-time")).await;
+        let body = format!(r#"{{"kind":"departed","delay_minutes":{}}}"#, 5 + i);
+        let etag = format!("\"{}\"", view.status.version);
+        let posted = send(server.api, PROTOS[i % 2], post_delay(id, Some(&etag), &body)).await;
+        assert_eq!(posted.status, 201, "{:?}", posted.body);
+        // No waiting: once answered, the write is in every read model.
+        let after = read(format!("/carriers/{carrier}/on-time")).await;
+        assert_eq!(after["departed"], before["departed"].as_i64().unwrap() + 1, "flight {id}: {before} → {after}");
+        let origin = view.flight.origin.as_str();
+        let board =
+            read(format!("/airports/{origin}/board?from={}&to={}&limit=1000", ds.spec.start, ds.spec.end())).await;
+        let row = board.as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap();
+        assert_eq!(row["status"]["state"], "departed", "flight {id}: {row}");
+        assert_eq!(row["status"]["delay_minutes"], 5 + i as i64);
+    }
+}

@@ -71,12 +71,28 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Every cell ran and answered; the report is exactly what run.json renders to, so
     // every finding in it comes from the figures.
     let run: flightbench::workbench::data::RunData = serde_json::from_value(json).unwrap();
-    assert_eq!(run.cells.len(), 19, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    assert_eq!(run.cells.len(), 24, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
     for cell in &run.cells {
         assert!(cell.responses > 0 && cell.requests_per_s > 0.0, "{} measured nothing", cell.id);
         assert_eq!(cell.errors, 0, "{} had errors", cell.id);
     }
     assert!(run.profile.as_ref().is_some_and(|p| p.samples > 0));
+    // The projections part: committed writes in each write cell, the lag where a
+    // runner ran, a rebuild of each read model over every event.
+    use flightbench::workbench::{CellId, Keeping};
+    for keeping in [Keeping::Off, Keeping::Async, Keeping::Inline] {
+        let cell = run.cell(CellId::ProjectionWrites(keeping)).unwrap();
+        let committed = cell.acknowledged_writes_per_s.unwrap();
+        assert!(
+            committed > 0.5 * cell.requests_per_s,
+            "{}: {committed} of {} writes/s committed",
+            cell.id,
+            cell.requests_per_s
+        );
+        assert_eq!(cell.projection_lag.is_some(), keeping != Keeping::Off, "{}", cell.id);
+    }
+    assert_eq!(run.rebuilds.len(), 3, "{:?}", run.rebuilds);
+    assert!(run.rebuilds.iter().all(|r| r.events > 3_000 && r.events_per_s > 0.0), "{:?}", run.rebuilds);
     // The server ran in-process, so every cell has its CPU per request; quick takes one
     // round, and says its ratios have no interval.
     for cell in &run.cells {
