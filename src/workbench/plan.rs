@@ -16,7 +16,7 @@ crate::choices! {
     pub enum Preset as "preset" {
         /// 20,000 flights, one 1 s round per cell (no intervals): about a minute.
         Quick = "quick",
-        /// 100,000 flights (`flightbench seed`'s default), 5 rounds of 2 s per cell: about five minutes.
+        /// 100,000 flights (`flightbench seed`'s default), 5 rounds of 2 s per cell: about six minutes.
         Default = "default",
         /// 1,000,000 flights, 7 rounds of 4 s per cell.
         Full = "full",
