@@ -41,8 +41,13 @@ pub struct ProjectArgs {
 pub async fn run(args: ProjectArgs) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&args.dataset.dir, &args.dataset.store_config()).await?);
     let models = if args.models.is_empty() { ReadModel::ALL.to_vec() } else { args.models.clone() };
-    let config =
-        ProjectorConfig { models: models.clone(), batch: i64::from(args.batch), poll: args.poll, gather: args.gather };
+    let config = ProjectorConfig {
+        models: models.clone(),
+        batch: i64::from(args.batch),
+        poll: args.poll,
+        gather: args.gather,
+        inline: Vec::new(),
+    };
     let projector = Projector::new(store.clone(), config);
     let names: Vec<_> = models.iter().map(|m| m.name()).collect();
     if args.once {

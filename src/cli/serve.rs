@@ -6,7 +6,7 @@ use crate::http::{
     serve_connections, serve_fixed, tls,
 };
 use crate::projection::live::LiveFeed;
-use crate::projection::{Projector, ProjectorConfig};
+use crate::projection::{Projector, ProjectorConfig, ReadModel};
 use crate::store::{ProbeConfig, QueryPath, Store};
 use crate::telemetry::{self, Traces, notice};
 use anyhow::Context;
@@ -107,10 +107,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_live_subscribers: u64,
     /// async: a delay report is answered at its commit and the read models follow;
-    /// inline: it is answered once the runner has applied it to every read model
-    /// (needs --projector in-process; `flightbench run --only projections` measures
-    /// what that costs the writers).
-    #[arg(long, value_enum, default_value_t = ReadModels::Async)]
+    /// inline: it is answered once the runner has applied it to every read model; or
+    /// the models to keep inline, comma-separated (departures_board, airport_hours,
+    /// carrier_on_time). Inline needs --projector in-process; `flightbench run --only
+    /// projections` measures what each costs the writers.
+    #[arg(long, default_value = "async", value_parser = parse_read_models)]
     pub read_models: ReadModels,
     /// Close a connection whose client has read nothing the server is sending for
     /// this long (a /live subscriber that stopped reading, say).
@@ -229,13 +230,29 @@ pub enum ProjectorMode {
     Off,
 }
 
-/// When the async read models are brought up to date for a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReadModels {
-    /// The write is answered at its commit; the runner follows (the lag).
-    Async,
-    /// The write is answered once the runner has applied it to every read model.
-    Inline,
+/// The read models a write is answered after (`--read-models`); empty: all async.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadModels(pub Vec<ReadModel>);
+
+fn parse_read_models(text: &str) -> Result<ReadModels, String> {
+    match text {
+        "async" => Ok(ReadModels(Vec::new())),
+        "inline" => Ok(ReadModels(ReadModel::ALL.to_vec())),
+        list => {
+            let mut models = Vec::new();
+            for name in list.split(',').map(str::trim) {
+                let model: ReadModel = name.parse().map_err(|e| {
+                    format!(
+                        "{e}; expected async, inline or read models (departures_board, airport_hours, carrier_on_time)"
+                    )
+                })?;
+                if !models.contains(&model) {
+                    models.push(model);
+                }
+            }
+            Ok(ReadModels(models))
+        }
+    }
 }
 
 /// `on` / `off` for feature switches.
@@ -253,7 +270,7 @@ impl ServeArgs {
         }
         super::ensure_usage!(self.max_body_bytes > 0, "--max-body-bytes must be at least 1");
         super::ensure_usage!(
-            self.read_models == ReadModels::Async || self.projector == ProjectorMode::InProcess,
+            self.read_models.0.is_empty() || self.projector == ProjectorMode::InProcess,
             "--read-models inline needs --projector in-process: the writes wait for this process's runner"
         );
         super::ensure_usage!(self.max_concurrent_streams > 0, "--max-concurrent-streams must be at least 1");
@@ -285,7 +302,7 @@ impl ServeArgs {
             metrics: self.metrics == Switch::On,
             max_live_subscribers: self.max_live_subscribers,
             write_stall_timeout: self.write_stall_timeout,
-            inline_read_models: self.read_models == ReadModels::Inline,
+            inline_read_models: self.read_models.0.clone(),
             trace_sample_ratio: (self.otlp_endpoint.is_some() || self.trace_without_export)
                 .then_some(self.trace_sample_ratio),
             ..ServerConfig::default()
@@ -349,8 +366,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The runner shares the store (so appends wake it) on this (main) runtime.
     let (projector_stop, projector_stopped) = tokio::sync::watch::channel(false);
     let feed = (args.projector == ProjectorMode::InProcess).then(|| LiveFeed::new(config.max_live_subscribers));
-    let projector =
-        feed.as_ref().map(|feed| Projector::new(store.clone(), ProjectorConfig::default()).with_feed(feed.clone()));
+    let projector = feed.as_ref().map(|feed| {
+        Projector::new(store.clone(), ProjectorConfig::for_writes(&config.inline_read_models)).with_feed(feed.clone())
+    });
     let projector_stats = projector.as_ref().map(Projector::stats);
     let projecting = projector.map(|p| tokio::spawn(async move { p.run(projector_stopped).await }));
     let state = AppState::new(store, config);

@@ -104,10 +104,10 @@ pub struct ServerConfig {
     /// this long is closed (`stall`): a `/live` subscriber that stopped reading, or a
     /// client that sent requests and never reads the answers.
     pub write_stall_timeout: Duration,
-    /// The async read models kept inline: a delay report is answered only once the
-    /// in-process runner has applied it to every read model (at most
-    /// `INLINE_WAIT` later). Off: answered at the commit, the models follow.
-    pub inline_read_models: bool,
+    /// The read models kept inline: a delay report is answered only once the
+    /// in-process runner has applied it to each of them (at most `INLINE_WAIT`
+    /// later). Empty: answered at the commit, the models follow.
+    pub inline_read_models: Vec<crate::projection::ReadModel>,
 }
 
 impl Default for ServerConfig {
@@ -130,7 +130,7 @@ impl Default for ServerConfig {
             cache_capacity: 100_000,
             max_live_subscribers: 10_000,
             write_stall_timeout: Duration::from_secs(30),
-            inline_read_models: false,
+            inline_read_models: Vec::new(),
         }
     }
 }

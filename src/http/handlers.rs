@@ -144,7 +144,7 @@ where
         cache.invalidate(id);
     }
     let outcome = outcome?;
-    if state.config.inline_read_models {
+    if !state.config.inline_read_models.is_empty() {
         wait_for_read_models(state, id).await;
     }
     let version = outcome.status.version;
@@ -160,8 +160,8 @@ where
 pub const INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// With inline read models: waits until the in-process runner has applied every
-/// event committed on the flight's shard so far (this write's included) to every
-/// read model. The rows live on other shards than the event, so one transaction
+/// event committed on the flight's shard so far (this write's included) to each
+/// inline read model. The rows live on other shards than the event, so one transaction
 /// cannot hold both; this is Marten's inline in what the writer is promised (its
 /// change is in every model when it is answered), not in atomicity.
 async fn wait_for_read_models(state: &AppState, id: FlightId) {
@@ -171,7 +171,7 @@ async fn wait_for_read_models(state: &AppState, id: FlightId) {
         Ok(head) => head,
         Err(error) => return tracing::warn!(%error, "inline read models: cannot read the shard's newest event"),
     };
-    if !projector.applied_through(shard, head, INLINE_WAIT).await {
+    if !projector.applied_through(&state.config.inline_read_models, shard, head, INLINE_WAIT).await {
         tracing::warn!(shard, head, "inline read models: the runner did not apply the write within {INLINE_WAIT:?}");
     }
 }

@@ -44,6 +44,9 @@ pub struct ProjectorConfig {
     /// (results/projections.md); 250 ms keeps the lag well under the dashboard's
     /// one second. An idle follower still applies the first event at once.
     pub gather: Duration,
+    /// Models whose writers wait for them (`serve --read-models`): their followers
+    /// never gather, so batches form from the writes that are waiting.
+    pub inline: Vec<ReadModel>,
 }
 
 impl Default for ProjectorConfig {
@@ -53,16 +56,15 @@ impl Default for ProjectorConfig {
             batch: 1000,
             poll: Duration::from_millis(250),
             gather: Duration::from_millis(250),
+            inline: Vec::new(),
         }
     }
 }
 
 impl ProjectorConfig {
-    /// The defaults, or with inline read models no gathering: every write waits for
-    /// its batch, so batches form from the writes in flight instead of a timer.
-    pub fn for_writes(inline: bool) -> Self {
-        let default = Self::default();
-        if inline { Self { gather: Duration::ZERO, ..default } } else { default }
+    /// The defaults, with `inline` the models writers wait for.
+    pub fn for_writes(inline: &[ReadModel]) -> Self {
+        Self { inline: inline.to_vec(), ..Self::default() }
     }
 }
 
@@ -94,14 +96,14 @@ impl ProjectorStats {
         Self { followers, progressed: tokio::sync::Notify::new() }
     }
 
-    /// Waits until every follower of `source` has applied its events up to `seq`, or
-    /// `within` has passed; returns whether they had. What an inline read model's
-    /// writer waits for before it answers (`serve --read-models inline`).
-    pub async fn applied_through(&self, source: usize, seq: i64, within: Duration) -> bool {
+    /// Waits until the followers of `models` on `source` have applied its events up
+    /// to `seq`, or `within` has passed; returns whether they had. What an inline
+    /// read model's writer waits for before it answers (`serve --read-models`).
+    pub async fn applied_through(&self, models: &[ReadModel], source: usize, seq: i64, within: Duration) -> bool {
         let caught_up = || {
             self.followers
                 .iter()
-                .filter(|(_, s, _)| *s == source)
+                .filter(|(m, s, _)| *s == source && models.contains(m))
                 .all(|(_, _, f)| f.position.load(Ordering::Acquire) >= seq)
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -229,7 +231,7 @@ impl Projector {
                     if read >= self.config.batch {
                         continue;
                     }
-                    if read > 0 {
+                    if read > 0 && !self.config.inline.contains(&model) {
                         // Events are flowing: let them gather for a batch rather than
                         // take a write transaction per event on every target shard.
                         tokio::select! {

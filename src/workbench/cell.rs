@@ -9,6 +9,7 @@
 use super::plan::{CODECS, PROJECTION_SHARDS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
 use crate::load::conn::Protocol;
+use crate::projection::ReadModel;
 use crate::store::QueryPath;
 use std::fmt;
 
@@ -40,8 +41,28 @@ crate::choices! {
         Off = "off",
         /// The in-process runner follows the commits (`serve`'s default).
         Async = "async",
-        /// Each write is answered once the runner has applied it (`--read-models inline`).
+        /// Each write is answered once the runner has applied it to every read model
+        /// (`--read-models inline`).
         Inline = "inline",
+        /// Only the departures board inline, the others async.
+        InlineBoard = "inline-board",
+        /// Only the per-airport-hour tallies inline.
+        InlineHours = "inline-hours",
+        /// Only the per-carrier tallies inline.
+        InlineCarrier = "inline-carrier",
+    }
+}
+
+impl Keeping {
+    /// The read models writes wait for.
+    pub fn inline_models(self) -> Vec<ReadModel> {
+        match self {
+            Keeping::Off | Keeping::Async => Vec::new(),
+            Keeping::Inline => ReadModel::ALL.to_vec(),
+            Keeping::InlineBoard => vec![ReadModel::DeparturesBoard],
+            Keeping::InlineHours => vec![ReadModel::AirportHours],
+            Keeping::InlineCarrier => vec![ReadModel::CarrierOnTime],
+        }
     }
 }
 

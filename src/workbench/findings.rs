@@ -8,6 +8,7 @@ use super::data::{Cell, RunData};
 use super::headline::headline;
 use super::plan::{CODECS, PROJECTION_SHARDS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
+use crate::projection::ReadModel;
 use crate::store::QueryPath;
 
 /// One sentence and the part it is about (`None`: about the run as a whole).
@@ -38,6 +39,7 @@ const RULES: &[Rule] = &[
     (Part::Cache, |run| cache(run).into_iter().collect()),
     (Part::Mixed, |run| mixed(run).into_iter().collect()),
     (Part::Projections, |run| read_model_writes(run).into_iter().collect()),
+    (Part::Projections, |run| one_model_inline(run).into_iter().collect()),
     (Part::Projections, |run| projection_lag(run).into_iter().collect()),
     (Part::Projections, |run| rebuilds(run).into_iter().collect()),
     (Part::Projections, |run| board(run).into_iter().collect()),
@@ -267,6 +269,30 @@ fn read_model_writes(run: &RunData) -> Option<String> {
         count(committed(inline)),
         inline.latency.p99_ms,
     ))
+}
+
+/// Which read model costs the writers most when it alone is inline.
+fn one_model_inline(run: &RunData) -> Option<String> {
+    let committed = |k| run.cell(CellId::ProjectionWrites(k))?.acknowledged_writes_per_s;
+    let asynchronous = committed(Keeping::Async)?;
+    let each = [
+        (ReadModel::DeparturesBoard, Keeping::InlineBoard),
+        (ReadModel::AirportHours, Keeping::InlineHours),
+        (ReadModel::CarrierOnTime, Keeping::InlineCarrier),
+    ]
+    .iter()
+    .map(|&(model, keeping)| {
+        let cell = run.cell(CellId::ProjectionWrites(keeping))?;
+        let writes = cell.acknowledged_writes_per_s?;
+        Some(format!(
+            "{model} {} ({} writes/s, p99 {:.2} ms)",
+            times(writes / asynchronous.max(f64::MIN_POSITIVE)),
+            count(writes),
+            cell.latency.p99_ms
+        ))
+    })
+    .collect::<Option<Vec<_>>>()?;
+    Some(format!("One read model inline at a time, the others async, against all async: {}.", each.join("; ")))
 }
 
 fn projection_lag(run: &RunData) -> Option<String> {

@@ -82,6 +82,9 @@ pub fn run() -> RunData {
         ("off", 4_000.0, 3_000.0, 20.0, None),
         ("async", 3_000.0, 2_400.0, 30.0, Some((40, 300))),
         ("inline", 1_000.0, 800.0, 60.0, Some((2, 20))),
+        ("inline-board", 1_500.0, 1_200.0, 50.0, Some((5, 40))),
+        ("inline-hours", 2_500.0, 2_000.0, 35.0, Some((20, 200))),
+        ("inline-carrier", 2_800.0, 2_200.0, 32.0, Some((30, 250))),
     ] {
         let mut c = cell(&format!("projections/writes-{keeping}"), rps, p99);
         c.acknowledged_writes_per_s = Some(committed);

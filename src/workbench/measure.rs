@@ -141,7 +141,10 @@ const LAG_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Catches the read models up (untimed), then starts the runner and samples the
 /// slowest follower's lag: each shard's newest event (read once, then counted from
 /// this store's appends, which are every write of the cell) less its position.
-async fn start_runner(store: &Arc<Store>, inline: bool) -> Result<(Running, Arc<ProjectorStats>), WorkbenchError> {
+async fn start_runner(
+    store: &Arc<Store>,
+    inline: &[ReadModel],
+) -> Result<(Running, Arc<ProjectorStats>), WorkbenchError> {
     let projector = Projector::new(store.clone(), ProjectorConfig::for_writes(inline));
     projector.catch_up(&|_| {}).await?;
     let stats = projector.stats();
@@ -258,7 +261,7 @@ fn server_config(cell: &CellPlan) -> ServerConfig {
     ServerConfig {
         default_path: cell.path,
         cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
-        inline_read_models: cell.keeping == Some(Keeping::Inline),
+        inline_read_models: cell.keeping.map(Keeping::inline_models).unwrap_or_default(),
         ..ServerConfig::default()
     }
 }
@@ -283,9 +286,7 @@ async fn measure_cell(
         .map_err(|e| WorkbenchError::Plan { cell: cell.id, problem: e.to_string() })?;
     let placement = &plan.placement;
     let running = match cell.keeping {
-        Some(keeping @ (Keeping::Async | Keeping::Inline)) => {
-            Some(start_runner(&store, keeping == Keeping::Inline).await?)
-        }
+        Some(keeping) if keeping != Keeping::Off => Some(start_runner(&store, &keeping.inline_models()).await?),
         _ => None,
     };
     let server = LocalServer::start(store, server_config(cell), plan.server_threads, &placement.server_cores)

@@ -35,7 +35,7 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
         ),
         Part::Projections => (
             "Read models",
-            "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async) and each write answered once the runner has applied it (inline); then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board.",
+            "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async), each write answered once the runner has applied it to every model (inline) or to one model (inline-board, -hours, -carrier); then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board.",
         ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }

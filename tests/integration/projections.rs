@@ -587,6 +587,14 @@ async fn inline_read_models_hold_every_write_before_it_is_answered() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(64), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--read-models inline needs --projector in-process"));
+    let unknown = Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["serve", "--read-models", "departures_board,nonsense", "--dir"])
+        .arg(ds.dir())
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(64), "{unknown:?}");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("nonsense") && stderr.contains("expected async, inline or read models"), "{stderr}");
 
     let server = ServeProcess::start(ds.dir(), &[], &["--no-admin", "--read-models", "inline"], false).await;
     let open: Vec<_> = (1..=800)
@@ -616,5 +624,35 @@ async fn inline_read_models_hold_every_write_before_it_is_answered() {
         let row = board.as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap();
         assert_eq!(row["status"]["state"], "departed", "flight {id}: {row}");
         assert_eq!(row["status"]["delay_minutes"], 5 + i as i64);
+    }
+    drop(server);
+
+    // One model inline: its writes are there once answered, whatever the others do.
+    let server = ServeProcess::start(ds.dir(), &[], &["--no-admin", "--read-models", "carrier_on_time"], false).await;
+    let read = |uri: String| async move {
+        let reply = send(server.api, PROTOS[0], get(&uri).body(Full::default()).unwrap()).await;
+        assert_eq!(reply.status, 200, "{uri}: {:?}", reply.body);
+        reply.json()
+    };
+    let more: Vec<_> = (1..=800)
+        .map(|id| ds.expected_flight(id).unwrap())
+        .filter(|v| !v.status.state.is_terminal())
+        .skip(20)
+        .take(5)
+        .collect();
+    for view in &more {
+        let carrier = view.flight.carrier.as_str();
+        let before = read(format!("/carriers/{carrier}/on-time")).await;
+        let etag = format!("\"{}\"", view.status.version);
+        let posted = send(
+            server.api,
+            PROTOS[0],
+            post_delay(view.flight.id.get(), Some(&etag), r#"{"kind":"departed","delay_minutes":3}"#),
+        )
+        .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.body);
+        let after = read(format!("/carriers/{carrier}/on-time")).await;
+        assert_eq!(after["departed"], before["departed"].as_i64().unwrap() + 1, "{before} → {after}");
+        assert_eq!(after["on_time"], before["on_time"].as_i64().unwrap() + 1, "3 minutes late is on time");
     }
 }
