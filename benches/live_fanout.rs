@@ -117,8 +117,14 @@ fn main() {
         // `cargo test --benches` lists benches; nothing to list here.
         return;
     }
-    let (subscribers, rate, seconds, flights) =
-        (env("SUBSCRIBERS", 1_000), env("RATE", 100), env("SECONDS", 10), env("FLIGHTS", 20_000));
+    // `cargo bench` passes --bench; `cargo test` (every bench once, on small data) does
+    // not, and then every change must still reach every subscriber.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (subscribers, rate, seconds, flights) = if measuring {
+        (env("SUBSCRIBERS", 1_000), env("RATE", 100), env("SECONDS", 10), env("FLIGHTS", 20_000))
+    } else {
+        (20, 50, 1, 2_000)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
@@ -205,6 +211,9 @@ fn main() {
             ms(0.99),
             histogram.max() as f64 / 1e3,
         );
+        if !measuring {
+            assert_eq!(delivered, written * subscribers, "changes lost between the writes and the subscribers");
+        }
         if let Some(cpu) = cpu {
             println!(
                 "  process CPU {cpu:.1} s over {seconds} s of writes: {:.1} µs per delivered change",
