@@ -19,7 +19,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub full: bool,
     /// Run only these parts (comma-separated): paths, protocols, compression, shards,
-    /// cache, mixed, profile.
+    /// cache, mixed, projections, profile.
     #[arg(long, value_parser = super::choice::<Part>(), value_delimiter = ',', conflicts_with = "skip")]
     pub only: Vec<Part>,
     /// Run every part but these (comma-separated).
@@ -163,6 +163,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         Progress::Profiling { index, total, left } => {
             bar.set_message(format!("[{index}/{total}] profile, about {:.0} s left", left.as_secs_f64()));
+        }
+        Progress::Rebuilding { flights } => {
+            bar.set_message(format!("rebuilding the read models of {} flights", findings::count(flights as f64)));
         }
         Progress::CellDone { cell, round } => bar.suspend(|| {
             let cpu = round.server_cpu_us_per_request.map_or(String::new(), |c| format!("  {c:>6.1} µs CPU/req"));

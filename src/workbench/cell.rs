@@ -85,6 +85,9 @@ pub enum CellId {
     OpenLoop,
     /// `projections/writes-<keeping>`: delay reports with the read models kept so.
     ProjectionWrites(Keeping),
+    /// `projections/mix-async`: the mixed part's read/departures/write mix, closed
+    /// loop, with the runner following the commits: the lag readers meet.
+    ProjectionMix,
     /// `projections/board-16` (the airport-keyed read model) or `projections/scatter-16`
     /// (departures merged from every shard), on the 16-shard dataset.
     Board { read_model: bool },
@@ -105,7 +108,7 @@ impl CellId {
             Part::Projections => Keeping::ALL
                 .iter()
                 .map(|&k| CellId::ProjectionWrites(k))
-                .chain([CellId::Board { read_model: false }, CellId::Board { read_model: true }])
+                .chain([CellId::ProjectionMix, CellId::Board { read_model: false }, CellId::Board { read_model: true }])
                 .collect(),
             Part::Profile => Vec::new(),
         }
@@ -124,7 +127,7 @@ impl CellId {
             CellId::ShardReads(_) | CellId::ShardDepartures(_) => Part::Shards,
             CellId::Cache(_) => Part::Cache,
             CellId::OpenLoop => Part::Mixed,
-            CellId::ProjectionWrites(_) | CellId::Board { .. } => Part::Projections,
+            CellId::ProjectionWrites(_) | CellId::ProjectionMix | CellId::Board { .. } => Part::Projections,
         }
     }
 
@@ -149,6 +152,7 @@ impl fmt::Display for Label {
             CellId::Cache(on) => f.write_str(if on { "on" } else { "off" }),
             CellId::OpenLoop => f.write_str("open-loop"),
             CellId::ProjectionWrites(keeping) => write!(f, "writes-{keeping}"),
+            CellId::ProjectionMix => f.write_str("mix-async"),
             CellId::Board { read_model } => {
                 write!(f, "{}-{PROJECTION_SHARDS}", if read_model { "board" } else { "scatter" })
             }
@@ -190,6 +194,7 @@ mod tests {
         assert_eq!(CellId::Protocol(Wire::H2c).to_string(), "protocols/h2c");
         assert_eq!(CellId::ProjectionWrites(Keeping::Inline).to_string(), "projections/writes-inline");
         assert_eq!(CellId::Board { read_model: true }.to_string(), "projections/board-16");
+        assert_eq!(CellId::ProjectionMix.to_string(), "projections/mix-async");
         for bad in ["paths/fast", "shards/read-8", "compression/deflate", "cache", ""] {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }

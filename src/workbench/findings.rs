@@ -295,29 +295,55 @@ fn one_model_inline(run: &RunData) -> Option<String> {
     Some(format!("One read model inline at a time, the others async, against all async: {}.", each.join("; ")))
 }
 
+/// How far the slowest async read model trailed the commits, under the write-only
+/// load and under the mixed part's mix.
 fn projection_lag(run: &RunData) -> Option<String> {
-    let cell = run.cell(CellId::ProjectionWrites(Keeping::Async))?;
-    let lag = cell.projection_lag?;
-    Some(format!(
-        "Under that async write load the slowest read model lagged p50 {} and p99 {} events behind the commits (max {}; {} samples, every 10 ms), at {} committed writes/s.",
-        count(lag.p50_events as f64),
-        count(lag.p99_events as f64),
-        count(lag.max_events as f64),
-        count(lag.samples as f64),
-        count(cell.acknowledged_writes_per_s.unwrap_or(0.0)),
-    ))
+    let lag_of = |cell: &Cell| {
+        let lag = cell.projection_lag?;
+        Some(format!(
+            "p50 {} and p99 {} events behind the commits (max {}; {} samples, every 10 ms), at {} committed writes/s",
+            count(lag.p50_events as f64),
+            count(lag.p99_events as f64),
+            count(lag.max_events as f64),
+            count(lag.samples as f64),
+            count(cell.acknowledged_writes_per_s.unwrap_or(0.0)),
+        ))
+    };
+    let writes = run.cell(CellId::ProjectionWrites(Keeping::Async)).and_then(lag_of);
+    let mix = run.cell(CellId::ProjectionMix).and_then(|cell| {
+        Some(format!(
+            "under the mixed part's mix ({}, closed loop, {} req/s) it lagged {}",
+            cell.config.mix,
+            count(cell.requests_per_s),
+            lag_of(cell)?
+        ))
+    });
+    match (writes, mix) {
+        (Some(writes), Some(mix)) => {
+            Some(format!("Under the async write-only load the slowest read model lagged {writes}; {mix}."))
+        }
+        (Some(writes), None) => {
+            Some(format!("Under the async write-only load the slowest read model lagged {writes}."))
+        }
+        (None, Some(mix)) => Some(format!("With the runner async, {mix}.")),
+        (None, None) => None,
+    }
 }
 
+/// Each dataset's rebuild rates, the run's own first, then the 1,000,000 flights.
 fn rebuilds(run: &RunData) -> Option<String> {
-    let first = run.rebuilds.first()?;
-    let rates: Vec<String> =
-        run.rebuilds.iter().map(|r| format!("{} {} events/s", r.model, count(r.events_per_s))).collect();
-    Some(format!(
-        "Rebuilt from the events beside the live tables ({} flights, {} events): {}.",
-        count(first.flights as f64),
-        count(first.events as f64),
-        rates.join(", ")
-    ))
+    let mut datasets: Vec<u64> = run.rebuilds.iter().map(|r| r.flights).collect();
+    datasets.dedup();
+    let each: Vec<String> = datasets
+        .iter()
+        .map(|&flights| {
+            let of: Vec<&super::data::RebuildRate> = run.rebuilds.iter().filter(|r| r.flights == flights).collect();
+            let rates: Vec<String> =
+                of.iter().map(|r| format!("{} {} events/s", r.model, count(r.events_per_s))).collect();
+            format!("{} flights ({} events): {}", count(flights as f64), count(of[0].events as f64), rates.join(", "))
+        })
+        .collect();
+    (!each.is_empty()).then(|| format!("Rebuilt from the events beside the live tables, {}.", each.join("; ")))
 }
 
 fn board(run: &RunData) -> Option<String> {
@@ -392,6 +418,18 @@ mod tests {
         assert!(about(&before, "Open loop").contains("at 2,000 req/s of read=80,departures=15,write=5"));
         assert!(about(&before, "Open loop").ends_with("the rate was kept."));
         assert!(about(&before, "fastest configuration").contains("memcpy_avx 12.0%"));
+        let lag = about(&before, "lagged");
+        assert!(
+            lag.starts_with("Under the async write-only load the slowest read model lagged p50 40 and p99 300 events"),
+            "{lag}"
+        );
+        assert!(
+            lag.contains("under the mixed part's mix (read=80,departures=15,write=5, closed loop, 5,000 req/s) it lagged p50 6 and p99 40 events behind the commits (max 55; 250 samples, every 10 ms), at 240 committed writes/s."),
+            "{lag}"
+        );
+        let rebuilt = about(&before, "Rebuilt");
+        assert!(rebuilt.contains("live tables, 100,000 flights (300,000 events): "), "{rebuilt}");
+        assert!(rebuilt.contains("; 1,000,000 flights (3,000,000 events): "), "{rebuilt}");
 
         // Change the figures: the sentences change with them.
         let adhoc = run.cells.iter_mut().find(|c| c.id == id("paths/adhoc")).unwrap();

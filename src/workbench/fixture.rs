@@ -92,6 +92,10 @@ pub fn run() -> RunData {
             lag.map(|(p50, p99)| ProjectionLag { samples: 250, p50_events: p50, p99_events: p99, max_events: p99 * 2 });
         cells.push(c);
     }
+    let mut mix = cell("projections/mix-async", 5_000.0, 12.0);
+    mix.acknowledged_writes_per_s = Some(240.0);
+    mix.projection_lag = Some(ProjectionLag { samples: 250, p50_events: 6, p99_events: 40, max_events: 55 });
+    cells.push(mix);
     cells.push(cell("projections/scatter-16", 300.0, 30.0));
     cells.push(cell("projections/board-16", 1_200.0, 7.0));
     let mut run = RunData {
@@ -144,15 +148,18 @@ pub fn run() -> RunData {
             frequency_hz: 99,
             top_frames: vec![("memcpy_avx".into(), 0.12), ("hyper::parse".into(), 0.05)],
         }),
-        rebuilds: crate::projection::ReadModel::ALL
-            .iter()
-            .zip([100_000.0, 400_000.0, 700_000.0])
-            .map(|(&model, rate)| RebuildRate {
-                model,
-                flights: 100_000,
-                events: 300_000,
-                seconds: 300_000.0 / rate,
-                events_per_s: rate,
+        rebuilds: [(100_000, 300_000), (1_000_000, 3_000_000)]
+            .into_iter()
+            .flat_map(|(flights, events)| {
+                crate::projection::ReadModel::ALL.iter().zip([100_000.0, 400_000.0, 700_000.0]).map(
+                    move |(&model, rate)| RebuildRate {
+                        model,
+                        flights,
+                        events,
+                        seconds: events as f64 / rate,
+                        events_per_s: rate,
+                    },
+                )
             })
             .collect(),
     };

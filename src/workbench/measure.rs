@@ -33,10 +33,12 @@ pub(super) struct Measured {
 }
 
 /// Measures every part of the plan; returns the cells (each with every round), the
-/// profile and the projections part's rebuilds.
+/// profile and the projections part's rebuilds (of the main dataset, then of `large`,
+/// [`Plan::large_rebuild`]'s dataset).
 pub(super) async fn measure(
     plan: &Plan,
     datasets: &Datasets,
+    large: Option<&Arc<Store>>,
     progress: &dyn Fn(Progress<'_>),
 ) -> Result<Measured, WorkbenchError> {
     let total = plan.cell_count();
@@ -74,7 +76,10 @@ pub(super) async fn measure(
         }
         cells.extend(rounds.into_iter().filter_map(median_round));
         if part == Part::Projections {
-            rebuilds = rebuild_rates(&datasets[&MAIN_SHARDS].0).await?;
+            for store in std::iter::once(&datasets[&MAIN_SHARDS].0).chain(large) {
+                progress(Progress::Rebuilding { flights: store.manifest().counts.flights });
+                rebuilds.extend(rebuild_rates(store).await?);
+            }
         }
     }
     let profile = if plan.parts.contains(&Part::Profile) {

@@ -41,10 +41,30 @@ use std::time::{Duration, Instant};
 
 /// What the run is doing, for a progress display.
 pub enum Progress<'a> {
-    Seeding { dir: &'a Path, flights: u64, shards: u32 },
-    Cell { index: usize, total: usize, id: CellId, left: Duration },
-    Profiling { index: usize, total: usize, left: Duration },
-    CellDone { cell: &'a Cell, round: &'a Round },
+    Seeding {
+        dir: &'a Path,
+        flights: u64,
+        shards: u32,
+    },
+    Cell {
+        index: usize,
+        total: usize,
+        id: CellId,
+        left: Duration,
+    },
+    Profiling {
+        index: usize,
+        total: usize,
+        left: Duration,
+    },
+    /// The projections part rebuilds each read model of the dataset of `flights`.
+    Rebuilding {
+        flights: u64,
+    },
+    CellDone {
+        cell: &'a Cell,
+        round: &'a Round,
+    },
 }
 
 /// Makes sure `dir` holds the dataset `spec` with `shards` SQLite shards: reused when
@@ -126,13 +146,21 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
         let store = Arc::new(Store::open(&dir, &store_config).await?);
         datasets.insert(n, (store, DatasetShape::from_manifest(&manifest)));
     }
+    let large = match plan.large_rebuild() {
+        Some((dir, spec)) => {
+            ensure_dataset(&dir, &spec, MAIN_SHARDS, progress).await?;
+            Some((Arc::new(Store::open(&dir, &store_config).await?), dir))
+        }
+        None => None,
+    };
     // Every cell starts with the data in the OS page cache (the shard files are mapped),
     // so no part's first cell pays for reading the disk on behalf of the others.
     let mut dirs = vec![main_dir.clone()];
     dirs.extend(series.iter().map(|&n| plan.workbench_dir(n)));
+    dirs.extend(large.iter().map(|(_, dir)| dir.clone()));
     tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|dir| read_into_page_cache(dir))).await??;
-    let result = measure(plan, &datasets, progress).await;
-    for (store, _) in datasets.values() {
+    let result = measure(plan, &datasets, large.as_ref().map(|(store, _)| store), progress).await;
+    for store in datasets.values().map(|(store, _)| store).chain(large.iter().map(|(store, _)| store)) {
         store.close().await;
     }
     let measure::Measured { cells, profile, rebuilds } = result?;

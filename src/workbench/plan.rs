@@ -91,6 +91,9 @@ pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
 pub const PROJECTION_SHARDS: u32 = 16;
 /// Shards of the main dataset (`flightbench seed`'s default).
 pub const MAIN_SHARDS: u32 = 8;
+/// Flights of the second dataset the projections part rebuilds (see
+/// [`Plan::large_rebuild`]).
+pub const LARGE_REBUILD_FLIGHTS: u64 = 1_000_000;
 /// Codings the compression part compares.
 pub const CODECS: [Encoding; 4] = [Encoding::Identity, Encoding::Br, Encoding::Zstd, Encoding::Gzip];
 /// Open-loop rate of the mixed part, as a share of the capacity the closed-loop cells
@@ -180,13 +183,36 @@ impl Plan {
 
     /// `<dir>/workbench/<flights>-flights-<shards>-shards`: datasets only runs use.
     pub(super) fn workbench_dir(&self, shards: u32) -> PathBuf {
-        self.dir.join("workbench").join(format!("{}-flights-{shards}-shards", self.flights))
+        self.workbench_dir_of(self.flights, shards)
+    }
+
+    fn workbench_dir_of(&self, flights: u64, shards: u32) -> PathBuf {
+        self.dir.join("workbench").join(format!("{flights}-flights-{shards}-shards"))
     }
 
     pub(super) fn spec(&self) -> DatasetSpec {
-        let start = crate::domain::UtcTime::parse("2026-12-01").expect("a valid constant date");
-        DatasetSpec::new(42, self.flights, 30, start).expect("flights were validated")
+        spec_of(self.flights).expect("flights were validated")
     }
+
+    /// The 1,000,000-flight dataset (8 shards) the projections part rebuilds beside
+    /// the run's own, so the rebuild rate is known at the size a user outgrows: seeded
+    /// once in `workbench/` (about three minutes), never written by a cell, so its
+    /// figure does not grow with use as the main dataset's does. `None` for the quick
+    /// preset (a minute's run cannot seed it) and when the run's own dataset is that
+    /// large.
+    pub(super) fn large_rebuild(&self) -> Option<(PathBuf, DatasetSpec)> {
+        let wanted = self.parts.contains(&Part::Projections)
+            && self.preset != Preset::Quick
+            && self.flights < LARGE_REBUILD_FLIGHTS;
+        let spec = spec_of(LARGE_REBUILD_FLIGHTS).filter(|_| wanted)?;
+        Some((self.workbench_dir_of(LARGE_REBUILD_FLIGHTS, MAIN_SHARDS), spec))
+    }
+}
+
+/// Every run's datasets: seed 42, 30 days from 2026-12-01.
+fn spec_of(flights: u64) -> Option<DatasetSpec> {
+    let start = crate::domain::UtcTime::parse("2026-12-01").ok()?;
+    DatasetSpec::new(42, flights, 30, start).ok()
 }
 
 /// How one cell is served and loaded; everything but the setting its part is about
@@ -237,6 +263,11 @@ impl CellPlan {
             CellId::Cache(cache) => Self { cache, skew: zipf, ..base },
             CellId::OpenLoop => Self { cache: true, skew: zipf, mix: MIXED_MIX, ..base },
             CellId::ProjectionWrites(keeping) => Self { mix: "write=100", keeping: Some(keeping), ..base },
+            // The mixed part's requests, but closed loop: as many writes as the
+            // readers leave room for, so the lag is the one a reader of the models meets.
+            CellId::ProjectionMix => {
+                Self { cache: true, skew: zipf, mix: MIXED_MIX, keeping: Some(Keeping::Async), ..base }
+            }
             // The departures part's requests (busy airports, 2-hour windows, 50 rows),
             // answered from the read model or merged from every shard: the same rows.
             CellId::Board { read_model } => Self {
@@ -271,5 +302,39 @@ impl CellPlan {
             streams_per_connection,
             loop_model: if self.rate.is_some() { LoopKind::Open } else { LoopKind::Closed },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(preset: Preset, flights: u64, parts: &[Part]) -> Plan {
+        Plan {
+            preset,
+            parts: parts.to_vec(),
+            dir: PathBuf::from("shards"),
+            flights,
+            warmup: preset.warmup(),
+            measure: preset.measure(),
+            out: PathBuf::from("results"),
+            server_threads: 1,
+            load_threads: 1,
+            rounds: 1,
+            placement: Placement::default(),
+            noise_threshold: NOISE_THRESHOLD,
+            noise_retries: NOISE_RETRIES,
+        }
+    }
+
+    #[test]
+    fn the_million_flight_rebuild_comes_with_the_default_projections_part_only() {
+        let (dir, spec) = plan(Preset::Default, 100_000, &[Part::Projections]).large_rebuild().unwrap();
+        assert_eq!(dir, PathBuf::from("shards/workbench/1000000-flights-8-shards"));
+        assert_eq!(spec.flights, LARGE_REBUILD_FLIGHTS);
+        assert!(plan(Preset::Quick, 20_000, &[Part::Projections]).large_rebuild().is_none());
+        assert!(plan(Preset::Default, 100_000, &[Part::Paths, Part::Mixed]).large_rebuild().is_none());
+        assert!(plan(Preset::Full, 1_000_000, &[Part::Projections]).large_rebuild().is_none(), "its own is 1M");
+        assert!(plan(Preset::Default, 2_000_000, &[Part::Projections]).large_rebuild().is_none());
     }
 }

@@ -35,7 +35,7 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
         ),
         Part::Projections => (
             "Read models",
-            "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async), each write answered once the runner has applied it to every model (inline) or to one model (inline-board, -hours, -carrier); then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board.",
+            "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async), each write answered once the runner has applied it to every model (inline) or to one model (inline-board, -hours, -carrier); the mixed part's read/departures/write mix, closed loop, with the runner async (mix-async), for the lag readers meet; then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board. Each read model is rebuilt from the events on the run's dataset and (default preset) on 1,000,000 flights.",
         ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
@@ -45,7 +45,8 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
 /// lag per write cell, then each rebuild.
 fn projection_tables(run: &RunData) -> Vec<Vec<Vec<String>>> {
     let header = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
-    let mut writes = vec![header(&["write cell", "committed writes/s", "lag p50 (events)", "lag p99", "lag max"])];
+    let mut writes =
+        vec![header(&["cell with writes", "committed writes/s", "lag p50 (events)", "lag p99", "lag max"])];
     for cell in run.part(Part::Projections).filter(|c| c.acknowledged_writes_per_s.is_some()) {
         let lag = |f: fn(&super::data::ProjectionLag) -> u64| {
             cell.projection_lag.as_ref().map_or("–".into(), |l| count(f(l) as f64))
