@@ -281,6 +281,12 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_writes_and_others_go_o
     let (mut slow, mut slow_seen) = subscribe(server.api, &origin).await;
     let (_never, _) = subscribe(server.api, &origin).await;
     let (mut fast, mut fast_seen) = subscribe(server.api, &origin).await;
+    // How many changes the reading subscriber has seen. The writes below stay at most
+    // half the feed's ring ahead of it: a reader starved of CPU by the other tests
+    // (cargo runs them in parallel) must not fall 256 behind and be dropped, which is
+    // the very thing this test expects of the other two.
+    let seen_by_reader = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader_count = seen_by_reader.clone();
     let reading = tokio::spawn(async move {
         let started = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
@@ -293,6 +299,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_writes_and_others_go_o
             // Frames are whole lines by the time a blank line follows them.
             let complete = fast_seen.rfind("\n\n").map_or(counted.1, |i| i + 2);
             counted = (counted.0 + fast_seen[counted.1..complete].matches("event: delay\n").count(), complete);
+            reader_count.store(counted.0, std::sync::atomic::Ordering::Release);
         }
         (fast, fast_seen)
     });
@@ -302,6 +309,11 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_writes_and_others_go_o
     let reason = flightbench::domain::Reason::parse(&"✈".repeat(200)).unwrap();
     let mut versions = flights.clone();
     for i in 0..WRITES {
+        let wait = Instant::now();
+        while i >= seen_by_reader.load(std::sync::atomic::Ordering::Acquire) + 128 {
+            assert!(wait.elapsed() < Duration::from_secs(60), "the reading subscriber stopped at {i} writes");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let (id, version) = &mut versions[i % WRITERS];
         let kind =
             flightbench::domain::EventKind::Revised { delay_minutes: 10 + (i % 50) as i64, reason: reason.clone() };
