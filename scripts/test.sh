@@ -32,6 +32,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nghttp >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
+# Node.js runs the OpenID Provider the token tests get their tokens from.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the end-to-end tests" >&2
     if [ "$(id -u)" = 0 ]; then
@@ -39,6 +42,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     else
         sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+fi
+
+# panva's oidc-provider (OpenID Certified) for tests/integration/oidc.rs, exactly as
+# scripts/oidc/package-lock.json pins it; installed again when the lockfile changes.
+oidc=scripts/oidc
+if [ ! -d "$oidc/node_modules/oidc-provider" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
+    echo "installing the test OpenID Provider (npm ci in $oidc)" >&2
+    (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== cargo fmt --check" >&2

@@ -26,6 +26,10 @@
 //!   follows each shard's events in commit order, with checkpoints written in the same
 //!   transaction as the rows.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`auth`]: who is calling: bearer tokens verified on `ring` against a static key
+//!   set or an OpenID Connect provider's (discovered, refreshed), roles, and the
+//!   development keys and tokens of `flightbench keys` and `token`. Uses [`load`]'s TLS
+//!   client settings for an https provider; knows nothing of the server.
 //! - [`http`]: the server: hyper on tokio, HTTP/1.1, h2c and TLS on one port, the
 //!   flight API over the store (`route` → `extract` → `handlers`), negotiated
 //!   compression, limits, graceful shutdown, and an admin listener that is handed its
@@ -48,6 +52,7 @@
 //! - [`cli`]: the command line: flags → validated config → the layers above; the only
 //!   module that knows clap or `anyhow`, and where errors become exit codes.
 
+pub mod auth;
 pub mod bench_report;
 pub mod chart;
 pub mod choice;

@@ -84,6 +84,12 @@ pub struct LoadArgs {
     /// Extra request header, `name: value` (repeatable).
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
+    /// Send `Authorization: Bearer TOKEN` with every request (see `flightbench token`).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub bearer_token: Option<String>,
+    /// Like --bearer-token, with the token read from FILE (kept out of the process list).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// PEM certificate to trust for https:// targets (e.g. from `flightbench cert`).
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
@@ -195,6 +201,22 @@ impl LoadArgs {
         }
         if let Some(path) = self.query_path {
             headers.push((HeaderName::from_static("x-query-path"), HeaderValue::from_static(path.as_str())));
+        }
+        let token = match (&self.bearer_token, &self.token_file) {
+            (Some(token), _) => Some(token.trim().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .refused(Failure::BadInput, || format!("--token-file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(token) = token {
+            super::ensure_usage!(!token.is_empty(), "the bearer token is empty");
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .refused(Failure::Usage, || "the bearer token is not a valid header value".into())?;
+            headers.push((http::header::AUTHORIZATION, value));
         }
         for header in &self.headers {
             let (name, value) =

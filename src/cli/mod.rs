@@ -3,6 +3,7 @@
 //! become `anyhow` with context and then a one-line message and an exit code
 //! ([`failure_of`]; the codes are in `failure`).
 
+mod auth;
 mod bench_report;
 mod cert;
 mod events;
@@ -61,7 +62,7 @@ pub enum Command {
     /// Inspect and rebuild the async read models (`projections rebuild NAME`: blue/green).
     Projections(projections::ProjectionsArgs),
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
     Ceiling(serve::CeilingArgs),
     /// Load-test a server: HTTP/1.1 or HTTP/2, closed or open loop, honest latencies.
@@ -70,6 +71,10 @@ pub enum Command {
     Profile(profile::ProfileArgs),
     /// Write a self-signed certificate for `serve --tls-cert` (local testing).
     Cert(cert::CertArgs),
+    /// Development signing keys for `flightbench token` and `serve --auth jwks`.
+    Keys(auth::KeysArgs),
+    /// Mint a development bearer token (role, subject, lifetime) from a key of `keys`.
+    Token(auth::TokenArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
     BenchReport(bench_report::BenchReportArgs),
 }
@@ -118,8 +123,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project(args) => project::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Cert(args) => cert::run(args),
+        Command::Keys(args) => auth::keys(args),
+        Command::Token(args) => auth::token(args),
         Command::Load(args) => load::run_load(args).await,
         Command::Profile(args) => profile::run(args).await,
         Command::Ceiling(args) => serve::ceiling(args).await,
@@ -193,6 +200,7 @@ impl<T> Refuse<T> for Option<T> {
 /// The kind of failure an error chain is, from the first error in it that knows
 /// (`failure::Classify`); an error no layer classified is internal.
 pub fn failure_of(error: &anyhow::Error) -> Failure {
+    use crate::auth::keydir::KeyDirError;
     use crate::bench_report::ReportError;
     use crate::choice::UnknownChoice;
     use crate::dataset::{ManifestError, SpecError};
@@ -225,6 +233,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<ManifestError>(cause))
                 .or_else(|| classified::<TelemetryError>(cause))
                 .or_else(|| classified::<TlsError>(cause))
+                .or_else(|| classified::<KeyDirError>(cause))
                 .or_else(|| classified::<ReportError>(cause))
                 .or_else(|| classified::<UnknownChoice>(cause))
                 .or_else(|| classified::<IdError>(cause))
@@ -254,9 +263,10 @@ pub(crate) fn parse_with<T, E: std::fmt::Display>(
     move |s| f(s).map_err(|e| e.to_string())
 }
 
-/// clap value parser for durations: `500ms`, `5s`, `2m` (a bare number is seconds).
+/// clap value parser for durations: `500ms`, `5s`, `2m`, `1h` (a bare number is
+/// seconds), up to a day.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration such as 500ms, 5s or 2m (up to a day)");
+    let bad = || format!("{text:?} is not a duration such as 500ms, 5s, 2m or 1h (up to a day)");
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
@@ -264,6 +274,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1_000.0,
         "" | "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3_600.0,
         _ => return Err(bad()),
     };
     if !(seconds > 0.0 && seconds <= 86_400.0) {
@@ -282,7 +293,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1_500)));
-        for bad in ["", "0s", "-1s", "5h", "fast", "2d", "100000s"] {
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(18_000)));
+        for bad in ["", "0s", "-1s", "25h", "fast", "2d", "100000s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

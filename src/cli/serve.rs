@@ -36,8 +36,8 @@ pub struct ServeArgs {
     /// Largest request body (413 beyond).
     #[arg(long, default_value_t = 16 * 1_024)]
     pub max_body_bytes: usize,
-    /// Largest request head.
-    #[arg(long, default_value_t = 16 * 1_024)]
+    /// Largest request head (room for a refused 16 KB bearer token to get its 401).
+    #[arg(long, default_value_t = 32 * 1_024)]
     pub max_header_bytes: usize,
     /// Time allowed to send a complete request head, e.g. 5s or 500ms.
     #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// The oldest TLS version accepted: 1.2 or 1.3.
+    #[arg(long, value_parser = super::choice::<tls::TlsMin>(), default_value = "1.2", requires = "tls_cert")]
+    pub tls_min: tls::TlsMin,
     /// How long shutdown waits for in-flight requests.
     #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
     pub shutdown_grace: Duration,
@@ -69,6 +72,8 @@ pub struct ServeArgs {
     pub cache_capacity: u32,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub auth: super::auth::AuthArgs,
     /// Admin listener for on-demand CPU profiles (GET /debug/pprof/profile), on its
     /// own address, never the API port; loopback with a free port by default.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -343,11 +348,16 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    // Before the store opens: a wrong issuer or key file fails the start at once.
+    config.auth = args.auth.verifier().await?;
     // Flag combinations first: a bad one should not wait for the store to open.
     args.runtime.threads()?;
     let acceptor = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => {
+            config.hsts = Some(http::HeaderValue::from_static(tls::HSTS));
+            Some(tls::acceptor(cert, key, args.tls_min)?)
+        }
         _ => None,
     };
     let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
@@ -371,6 +381,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let projector_stats = projector.as_ref().map(Projector::stats);
     let projecting = projector.map(|p| tokio::spawn(async move { p.run(projector_stopped).await }));
+    let auth = config.auth.clone();
     let state = AppState::new(store, config);
     if let Some(stats) = projector_stats {
         state.report_projector(stats);
@@ -389,8 +400,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
         admin_line = format!("admin (CPU profiles) on http://{}{}", listener.local_addr()?, admin::PROFILE_PATH);
-        let admin_state =
-            admin::AdminState::new(args.max_profile_seconds, args.profile_frequency, Arc::new(crate::profile::Sampler));
+        let admin_state = admin::AdminState::with_auth(
+            args.max_profile_seconds,
+            args.profile_frequency,
+            Arc::new(crate::profile::Sampler),
+            auth.clone(),
+        );
         Some(tokio::spawn(admin::serve_admin(listener, admin_state, Stopped::new(admin_stopped).wait())))
     };
     let live_on = state.live.get().is_some();

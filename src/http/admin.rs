@@ -52,11 +52,22 @@ pub struct AdminState {
     pub default_frequency: u32,
     profiler: Arc<dyn Profiler>,
     busy: AtomicBool,
+    /// With `--auth` on: every admin request needs a token with the `admin` role.
+    auth: Option<Arc<crate::auth::Verifier>>,
 }
 
 impl AdminState {
     pub fn new(max_seconds: u32, default_frequency: u32, profiler: Arc<dyn Profiler>) -> Arc<Self> {
-        Arc::new(Self { max_seconds, default_frequency, profiler, busy: AtomicBool::new(false) })
+        Self::with_auth(max_seconds, default_frequency, profiler, None)
+    }
+
+    pub fn with_auth(
+        max_seconds: u32,
+        default_frequency: u32,
+        profiler: Arc<dyn Profiler>,
+        auth: Option<Arc<crate::auth::Verifier>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { max_seconds, default_frequency, profiler, busy: AtomicBool::new(false), auth })
     }
 }
 
@@ -74,6 +85,13 @@ pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown
 }
 
 async fn handle_admin<B>(state: Arc<AdminState>, request: Request<B>) -> Response<Body> {
+    if let Some(verifier) = &state.auth {
+        let access = crate::auth::Access::Needs(crate::auth::Role::Admin);
+        let authorization = request.headers().get(http::header::AUTHORIZATION);
+        if let Err(refused) = crate::auth::authorize(verifier, access, authorization, crate::auth::now()).await {
+            return problem(&ApiError::Auth(refused));
+        }
+    }
     let path = request.uri().path();
     let result = match (request.method(), path) {
         (&Method::GET, PROFILE_PATH) => profile(&state, request.uri().query()).await,

@@ -73,7 +73,9 @@ pub struct ServerConfig {
     pub levels: CompressionLevels,
     /// Largest request body accepted (413 beyond, for fixed-length, chunked and h2).
     pub max_body_bytes: usize,
-    /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
+    /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list). 32 KiB: an
+    /// oversized bearer token (the auth check refuses those over 8 KiB) must reach the
+    /// check and get its 401, not be cut off with a 431 first.
     pub max_header_bytes: usize,
     /// A connection must deliver a complete request head within this time.
     pub header_read_timeout: Duration,
@@ -108,6 +110,10 @@ pub struct ServerConfig {
     /// in-process runner has applied it to each of them (at most `INLINE_WAIT`
     /// later). Empty: answered at the commit, the models follow.
     pub inline_read_models: Vec<crate::projection::ReadModel>,
+    /// Bearer-token checks (`--auth`); `None`: anyone may do anything.
+    pub auth: Option<std::sync::Arc<crate::auth::Verifier>>,
+    /// `Strict-Transport-Security` for every response (a TLS server's; `tls::HSTS`).
+    pub hsts: Option<http::HeaderValue>,
 }
 
 impl Default for ServerConfig {
@@ -118,7 +124,7 @@ impl Default for ServerConfig {
             stream_min_bytes: 256 * 1_024,
             levels: CompressionLevels::default(),
             max_body_bytes: 16 * 1_024,
-            max_header_bytes: 16 * 1_024,
+            max_header_bytes: 32 * 1_024,
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 128,
@@ -131,6 +137,8 @@ impl Default for ServerConfig {
             max_live_subscribers: 10_000,
             write_stall_timeout: Duration::from_secs(30),
             inline_read_models: Vec::new(),
+            auth: None,
+            hsts: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `application/problem+json` body (RFC 9457) in exactly one place, [`ApiError::status`]
 //! and [`ApiError::problem`].
 
+use crate::auth::AuthError;
 use crate::store::StoreError;
 use http::StatusCode;
 use serde::Serialize;
@@ -39,6 +40,10 @@ pub enum ApiError {
     Live(#[from] crate::projection::live::LiveError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// With `--auth` on: no token where one is needed, a token refused, or one without
+    /// the role.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// A failure inside the server itself (logged; the client sees a generic detail).
     #[error("internal: {0}")]
     Internal(String),
@@ -57,6 +62,22 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// `WWW-Authenticate` for a 401 or 403 (RFC 6750 §3): no error code when no
+    /// token was sent, `invalid_token` or `insufficient_scope` otherwise.
+    pub fn www_authenticate(&self) -> Option<String> {
+        let ApiError::Auth(error) = self else { return None };
+        Some(match error {
+            AuthError::Missing(role) => format!(r#"Bearer realm="flightbench", scope="{role}""#),
+            AuthError::Invalid(rejection) => format!(
+                r#"Bearer realm="flightbench", error="invalid_token", error_description="{}""#,
+                rejection.public()
+            ),
+            AuthError::Forbidden(role) => {
+                format!(r#"Bearer realm="flightbench", error="insufficient_scope", scope="{role}""#)
+            }
+        })
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -69,6 +90,8 @@ impl ApiError {
             ApiError::ProfileBusy => StatusCode::CONFLICT,
             ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(e) => match e {
                 StoreError::FlightNotFound(_) => StatusCode::NOT_FOUND,
                 StoreError::Conflict { .. } => StatusCode::CONFLICT,
@@ -99,6 +122,8 @@ impl ApiError {
             ApiError::LiveOff => "Live feed not served here",
             ApiError::Live(_) => "Live feed unavailable",
             ApiError::Internal(_) => "Internal server error",
+            ApiError::Auth(AuthError::Forbidden(_)) => "Forbidden",
+            ApiError::Auth(_) => "Unauthorized",
             ApiError::Store(e) => match e {
                 StoreError::FlightNotFound(_) => "Flight not found",
                 StoreError::Conflict { .. } => "Version conflict",

@@ -109,6 +109,7 @@ pub(super) async fn report_delay<B>(
     id: FlightId,
     request: Request<B>,
     accept: &AcceptEncoding,
+    caller: crate::auth::Caller,
 ) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -136,7 +137,8 @@ where
             bad(format!("reading the request body: {e}"))
         }
     })?;
-    let event = parse_event(&body.to_bytes())?;
+    // The reporter is whoever the verified token names (with auth off, nobody).
+    let event = parse_event(&body.to_bytes())?.with_reporter(caller.subject);
     let outcome = state.store.append(query_path, id, expected, &event).await;
     // Whatever the outcome: an error after the commit (a lost connection, say) may
     // still have changed the flight.

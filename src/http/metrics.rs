@@ -81,6 +81,11 @@ struct EncodingLabels {
     encoding: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    reason: &'static str,
+}
+
 const METHODS: [&str; 3] = ["GET", "POST", "other"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2"];
@@ -95,6 +100,7 @@ pub struct ServerMetrics {
     uncompressed_bytes: [Counter; ENCODINGS.len()],
     sent_bytes: [Counter; ENCODINGS.len()],
     load_shed: Counter,
+    auth_refused: Family<AuthLabels, Counter>,
     pub store: Arc<StoreMetrics>,
 }
 
@@ -138,6 +144,12 @@ impl ServerMetrics {
             "Requests answered 503 at once because --max-in-flight requests were already in flight",
             load_shed.clone(),
         );
+        let auth_refused = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_refused",
+            "Requests refused 401 or 403 (with --auth on), by reason: missing, insufficient_scope, or why the token was invalid",
+            auth_refused.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels::current()).set(1);
         registry.register("build_info", "The running binary: version, commit and compiler", build);
@@ -150,6 +162,7 @@ impl ServerMetrics {
             request_slots: (0..slots).map(|_| OnceLock::new()).collect(),
             requests,
             load_shed,
+            auth_refused,
             store,
         })
     }
@@ -192,6 +205,16 @@ impl ServerMetrics {
 
     pub fn observe_load_shed(&self) {
         self.load_shed.inc();
+    }
+
+    /// A request refused by the auth check.
+    pub fn observe_auth_refused(&self, error: crate::auth::AuthError) {
+        let reason = match error {
+            crate::auth::AuthError::Missing(_) => "missing",
+            crate::auth::AuthError::Forbidden(_) => "insufficient_scope",
+            crate::auth::AuthError::Invalid(rejection) => rejection.label(),
+        };
+        self.auth_refused.get_or_create(&AuthLabels { reason }).inc();
     }
 
     /// Requests handled so far, every route and status: the request histogram's counts

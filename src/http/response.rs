@@ -149,6 +149,9 @@ pub fn problem(error: &ApiError) -> Response<Body> {
     if let ApiError::MethodNotAllowed { allow, .. } = error {
         response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
     }
+    if let Some(challenge) = error.www_authenticate().and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+    }
     if matches!(error, ApiError::Overloaded(_)) {
         response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

@@ -74,6 +74,18 @@ impl Route {
         }
     }
 
+    /// What a request on this route needs when auth is on: probes and metrics are
+    /// open (orchestrators and scrapers carry no user's token), delay reports need
+    /// `reporter`, every other read is public.
+    pub fn access(self, method: &Method) -> crate::auth::Access {
+        use crate::auth::{Access, Role};
+        match (self, method) {
+            (Route::Healthz | Route::Readyz | Route::Metrics, _) => Access::Open,
+            (Route::FlightDelays, &Method::POST) => Access::Needs(Role::Reporter),
+            _ => Access::Public,
+        }
+    }
+
     pub fn template(self) -> &'static str {
         match self {
             Route::Healthz => "/healthz",

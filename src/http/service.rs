@@ -10,10 +10,11 @@ use super::handlers::{flight, metrics, readyz, report_delay};
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, json, problem};
 use super::route::{Route, method_label, protocol_label};
+use crate::auth::{self, Caller, authorize};
 use crate::compression::Encoding;
 use crate::domain::Limit;
 use bytes::Bytes;
-use http::header::ACCEPT_ENCODING;
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Body as _;
 use std::ops::Range;
@@ -52,7 +53,10 @@ where
     } else {
         tracing::Span::none()
     };
-    let response = handle_in(&state, route, param, request).instrument(span.clone()).await;
+    let mut response = handle_in(&state, route, param, request).instrument(span.clone()).await;
+    if let Some(hsts) = &state.config.hsts {
+        response.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     span.record("status", response.status().as_u16());
     if let Some(metrics) = &state.metrics {
         metrics.observe_request(route, &method, response.status(), version, start.elapsed());
@@ -98,7 +102,24 @@ where
         }
         return problem_counted(state, &ApiError::Overloaded(state.config.max_in_flight));
     };
-    match self::route(state, route, param, request).await {
+    let caller = match &state.config.auth {
+        None => Caller::default(),
+        Some(verifier) => {
+            let access = route.access(request.method());
+            // Boxed: only servers with auth on carry the check's future.
+            let checked = Box::pin(authorize(verifier, access, request.headers().get(AUTHORIZATION), auth::now()));
+            match checked.await {
+                Ok(caller) => caller,
+                Err(refused) => {
+                    if let Some(metrics) = &state.metrics {
+                        metrics.observe_auth_refused(refused);
+                    }
+                    return problem_counted(state, &ApiError::Auth(refused));
+                }
+            }
+        }
+    };
+    match self::route(state, route, param, request, caller).await {
         Ok(response) => response,
         Err(error) => problem_counted(state, &error),
     }
@@ -122,6 +143,7 @@ async fn route<B>(
     route: Route,
     param: Range<usize>,
     request: Request<B>,
+    caller: Caller,
 ) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -157,7 +179,7 @@ where
         (Route::FlightEvents, _) => Err(allow("GET")),
         (Route::FlightDelays, &Method::POST) => {
             let id = flight_id(param)?;
-            Box::pin(report_delay(state, id, request, &accept)).await
+            Box::pin(report_delay(state, id, request, &accept, caller)).await
         }
         (Route::FlightDelays, _) => Err(allow("POST")),
         (Route::Departures, &Method::GET) => {

@@ -52,13 +52,18 @@ impl From<Proto> for Transport {
 impl Transport {
     /// A TLS client trusting exactly `cert_pem`, offering `proto` by ALPN.
     pub fn tls(cert_pem: &str, proto: Proto) -> Self {
+        Self::tls_versions(cert_pem, proto, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`Transport::tls`] speaking only `versions`.
+    pub fn tls_versions(cert_pem: &str, proto: Proto, versions: &[&'static rustls::SupportedProtocolVersion]) -> Self {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()).unwrap();
         let mut config =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(versions)
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth();

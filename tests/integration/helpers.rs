@@ -147,6 +147,6 @@ pub fn test_tls() -> TestTls {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, &cert).unwrap();
     std::fs::write(&key_path, &key).unwrap();
-    let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path).unwrap();
+    let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path, Default::default()).unwrap();
     TestTls { cert_pem: cert, acceptor, _dir: dir }
 }
