@@ -19,7 +19,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub full: bool,
     /// Run only these parts (comma-separated): paths, protocols, compression, shards,
-    /// cache, mixed, projections, profile.
+    /// cache, mixed, projections, security, profile.
     #[arg(long, value_parser = super::choice::<Part>(), value_delimiter = ',', conflicts_with = "skip")]
     pub only: Vec<Part>,
     /// Run every part but these (comma-separated).

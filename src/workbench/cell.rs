@@ -66,6 +66,27 @@ impl Keeping {
     }
 }
 
+crate::choices! {
+    /// How a `security` cell's requests carry a bearer token, and how the server
+    /// verifies it.
+    #[derive(Debug, Hash, PartialOrd, Ord)]
+    pub enum Signing as "token signing" {
+        /// No token, auth off: the baseline.
+        Off = "off",
+        /// RS256 (RSA-2048), verified on every request.
+        Rs256 = "rs256",
+        /// ES256 (P-256), verified on every request.
+        Es256 = "es256",
+        /// EdDSA (Ed25519), verified on every request.
+        EdDsa = "eddsa",
+        /// HS256 with a shared secret, verified on every request.
+        Hs256 = "hs256",
+        /// ES256 with the server's verified-token cache (one token for every request:
+        /// the cache's best case).
+        Es256Cached = "es256-cached",
+    }
+}
+
 /// One configuration of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CellId {
@@ -91,6 +112,8 @@ pub enum CellId {
     /// `projections/board-16` (the airport-keyed read model) or `projections/scatter-16`
     /// (departures merged from every shard), on the 16-shard dataset.
     Board { read_model: bool },
+    /// `security/<signing>`: cached point reads carrying a token signed so.
+    Auth(Signing),
 }
 
 impl CellId {
@@ -110,6 +133,7 @@ impl CellId {
                 .map(|&k| CellId::ProjectionWrites(k))
                 .chain([CellId::ProjectionMix, CellId::Board { read_model: false }, CellId::Board { read_model: true }])
                 .collect(),
+            Part::Security => Signing::ALL.iter().map(|&s| CellId::Auth(s)).collect(),
             Part::Profile => Vec::new(),
         }
     }
@@ -128,6 +152,7 @@ impl CellId {
             CellId::Cache(_) => Part::Cache,
             CellId::OpenLoop => Part::Mixed,
             CellId::ProjectionWrites(_) | CellId::ProjectionMix | CellId::Board { .. } => Part::Projections,
+            CellId::Auth(_) => Part::Security,
         }
     }
 
@@ -153,6 +178,7 @@ impl fmt::Display for Label {
             CellId::OpenLoop => f.write_str("open-loop"),
             CellId::ProjectionWrites(keeping) => write!(f, "writes-{keeping}"),
             CellId::ProjectionMix => f.write_str("mix-async"),
+            CellId::Auth(signing) => f.write_str(signing.as_str()),
             CellId::Board { read_model } => {
                 write!(f, "{}-{PROJECTION_SHARDS}", if read_model { "board" } else { "scatter" })
             }
@@ -195,6 +221,7 @@ mod tests {
         assert_eq!(CellId::ProjectionWrites(Keeping::Inline).to_string(), "projections/writes-inline");
         assert_eq!(CellId::Board { read_model: true }.to_string(), "projections/board-16");
         assert_eq!(CellId::ProjectionMix.to_string(), "projections/mix-async");
+        assert_eq!(CellId::Auth(Signing::Es256Cached).to_string(), "security/es256-cached");
         for bad in ["paths/fast", "shards/read-8", "compression/deflate", "cache", ""] {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }

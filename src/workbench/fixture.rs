@@ -98,6 +98,16 @@ pub fn run() -> RunData {
     cells.push(mix);
     cells.push(cell("projections/scatter-16", 300.0, 30.0));
     cells.push(cell("projections/board-16", 1_200.0, 7.0));
+    for (signing, rps) in [
+        ("off", 30_000.0),
+        ("rs256", 20_000.0),
+        ("es256", 16_000.0),
+        ("eddsa", 18_000.0),
+        ("hs256", 28_000.0),
+        ("es256-cached", 29_000.0),
+    ] {
+        cells.push(cell(&format!("security/{signing}"), rps, 5.0));
+    }
     let mut run = RunData {
         schema_version: RUN_SCHEMA_VERSION,
         started_at: "2026-11-27T06:00:00Z".into(),

@@ -240,11 +240,19 @@ async fn measure_guarded(
     Ok((cell_figures, round))
 }
 
-fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> Result<LoadShape, WorkbenchError> {
+fn load_shape(
+    plan: &Plan,
+    cell: &CellPlan,
+    shape: &DatasetShape,
+    token: Option<HeaderValue>,
+) -> Result<LoadShape, WorkbenchError> {
     let (connections, streams) = connections(cell.wire);
     let mut headers = vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(cell.path.as_str()))];
     if let Some(encoding) = cell.encoding {
         headers.push((http::header::ACCEPT_ENCODING, HeaderValue::from_static(encoding.as_str())));
+    }
+    if let Some(token) = token {
+        headers.push((http::header::AUTHORIZATION, token));
     }
     Ok(LoadShape {
         protocol: cell.wire.protocol(),
@@ -262,13 +270,24 @@ fn load_shape(plan: &Plan, cell: &CellPlan, shape: &DatasetShape) -> Result<Load
     })
 }
 
-fn server_config(cell: &CellPlan) -> ServerConfig {
-    ServerConfig {
+/// How the cell's server is configured, and the `Authorization` header its requests
+/// carry (the security part's).
+fn server_config(cell: &CellPlan) -> Result<(ServerConfig, Option<HeaderValue>), WorkbenchError> {
+    let auth = match cell.signing {
+        Some(signing) => {
+            super::tokens::auth(signing).map_err(|problem| WorkbenchError::Plan { cell: cell.id, problem })?
+        }
+        None => None,
+    };
+    let (verifier, token) = auth.unzip();
+    let config = ServerConfig {
         default_path: cell.path,
         cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
         inline_read_models: cell.keeping.map(Keeping::inline_models).unwrap_or_default(),
+        auth: verifier,
         ..ServerConfig::default()
-    }
+    };
+    Ok((config, token))
 }
 
 /// Connections and streams per connection for a protocol.
@@ -294,12 +313,13 @@ async fn measure_cell(
         Some(keeping) if keeping != Keeping::Off => Some(start_runner(&store, &keeping.inline_models()).await?),
         _ => None,
     };
-    let server = LocalServer::start(store, server_config(cell), plan.server_threads, &placement.server_cores)
+    let (served, token) = server_config(cell)?;
+    let server = LocalServer::start(store, served, plan.server_threads, &placement.server_cores)
         .map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
     if let Some((_, stats)) = &running {
         server.state.report_projector(stats.clone());
     }
-    let mut load_shape = load_shape(plan, cell, shape)?;
+    let mut load_shape = load_shape(plan, cell, shape, token)?;
     if cell.keeping.is_some()
         && let Workload::Mix { shape, .. } = &mut load_shape.workload
     {
@@ -361,10 +381,11 @@ async fn profile_hottest(plan: &Plan, cells: &[Cell], datasets: &Datasets) -> Re
     let cell_plan = CellPlan::of(id);
     let (store, shape) = &datasets[&cell_plan.shard_count()];
     let placement = &plan.placement;
-    let server =
-        LocalServer::start(store.clone(), server_config(&cell_plan), plan.server_threads, &placement.server_cores)
-            .map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
-    let load = load_shape(plan, &cell_plan, shape)?.config(server.addr, plan.load_threads, &placement.load_cores);
+    let (config, token) = server_config(&cell_plan)?;
+    let server = LocalServer::start(store.clone(), config, plan.server_threads, &placement.server_cores)
+        .map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
+    let load =
+        load_shape(plan, &cell_plan, shape, token)?.config(server.addr, plan.load_threads, &placement.load_cores);
     let sampled = tokio::task::spawn_blocking(move || sample_under_load(&load, PROFILE_HZ as i32, |_, _| {})).await?;
     server.stop().await.map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
     let (lines, report) = sampled.map_err(|cause| WorkbenchError::Profile { cell: id, cause })?;

@@ -19,8 +19,9 @@ mod plan;
 mod provenance;
 pub mod report;
 pub mod stats;
+mod tokens;
 
-pub use cell::{CellId, Keeping, Wire};
+pub use cell::{CellId, Keeping, Signing, Wire};
 pub use error::WorkbenchError;
 pub use plan::{
     CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, NOISE_RETRIES, NOISE_THRESHOLD, PROFILE_HZ, PROJECTION_SHARDS,

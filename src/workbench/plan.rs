@@ -1,7 +1,7 @@
 //! What a workbench run measures: presets, parts and the cells of each part. Every
 //! cell of a part differs from its neighbours in the one setting the part is about.
 
-use super::cell::{CellId, Keeping, Wire};
+use super::cell::{CellId, Keeping, Signing, Wire};
 use super::data::{CellConfig, LoopKind};
 use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
@@ -79,6 +79,9 @@ crate::choices! {
         /// Writes with the read models off, async and inline (with projection lag);
         /// rebuild rates; the airport-keyed board against the scatter-gather at 16 shards.
         Projections = "projections",
+        /// Bearer tokens verified on every request (RS256, ES256, EdDSA, HS256) and
+        /// with the token cache, against no auth.
+        Security = "security",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",
     }
@@ -230,6 +233,8 @@ pub(crate) struct CellPlan {
     pub(super) rate: Option<f64>,
     /// The projections part's write cells: who keeps the read models.
     pub(super) keeping: Option<Keeping>,
+    /// The security part's cells: the token the requests carry.
+    pub(super) signing: Option<Signing>,
 }
 
 impl CellPlan {
@@ -245,6 +250,7 @@ impl CellPlan {
             skew: Skew::Uniform,
             rate: None,
             keeping: None,
+            signing: None,
         };
         let zipf = Skew::Zipf { exponent: 1.0 };
         match id {
@@ -268,6 +274,9 @@ impl CellPlan {
             CellId::ProjectionMix => {
                 Self { cache: true, skew: zipf, mix: MIXED_MIX, keeping: Some(Keeping::Async), ..base }
             }
+            // The protocols part's HTTP/1.1 requests (cached point reads), each with a
+            // token: what verifying it costs shows against the cheapest request.
+            CellId::Auth(signing) => Self { cache: true, skew: zipf, signing: Some(signing), ..base },
             // The departures part's requests (busy airports, 2-hour windows, 50 rows),
             // answered from the read model or merged from every shard: the same rows.
             CellId::Board { read_model } => Self {

@@ -71,7 +71,7 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Every cell ran and answered; the report is exactly what run.json renders to, so
     // every finding in it comes from the figures.
     let run: flightbench::workbench::data::RunData = serde_json::from_value(json).unwrap();
-    assert_eq!(run.cells.len(), 28, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    assert_eq!(run.cells.len(), 34, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
     for cell in &run.cells {
         assert!(cell.responses > 0 && cell.requests_per_s > 0.0, "{} measured nothing", cell.id);
         assert_eq!(cell.errors, 0, "{} had errors", cell.id);
@@ -94,6 +94,12 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Under the mixed mix some writes commit, and the runner's lag was sampled.
     let mix = run.cell(CellId::ProjectionMix).unwrap();
     assert!(mix.acknowledged_writes_per_s.unwrap() > 0.0 && mix.projection_lag.is_some(), "{mix:?}");
+    // The security part's cells carried tokens the server accepted: a 401 would have
+    // counted as an error above.
+    use flightbench::workbench::Signing;
+    for &signing in Signing::ALL {
+        assert!(run.cell(CellId::Auth(signing)).is_some_and(|c| c.responses > 0 && c.errors == 0), "{signing}");
+    }
     // Quick rebuilds its own dataset only (the default and full presets add 1M flights).
     assert_eq!(run.rebuilds.len(), 3, "{:?}", run.rebuilds);
     assert!(run.rebuilds.iter().all(|r| r.events > 3_000 && r.events_per_s > 0.0), "{:?}", run.rebuilds);
