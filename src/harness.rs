@@ -33,6 +33,17 @@ impl LocalServer {
     /// per-core runtimes, pinned to `cores` when it names any. The store stays open
     /// when the server stops, so several configurations can share it.
     pub fn start(store: Arc<Store>, config: ServerConfig, threads: usize, cores: &[usize]) -> std::io::Result<Self> {
+        Self::start_tls(store, config, threads, cores, None)
+    }
+
+    /// [`LocalServer::start`], serving TLS with `tls` when given.
+    pub fn start_tls(
+        store: Arc<Store>,
+        config: ServerConfig,
+        threads: usize,
+        cores: &[usize],
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let listeners = reuseport_listeners(SocketAddr::from(([127, 0, 0, 1], 0)), threads.max(1))?;
         let addr = listeners[0].local_addr()?;
         let state = AppState::new(store, config);
@@ -41,8 +52,8 @@ impl LocalServer {
         let cores = cores.to_vec();
         let serving = tokio::spawn(async move {
             run_per_core(listeners, &cores, Stopped::new(stopped).wait(), move |listener, stopped| {
-                let state = shared.clone();
-                async move { serve_connections(listener, &state, None, stopped.wait()).await }
+                let (state, tls) = (shared.clone(), tls.clone());
+                async move { serve_connections(listener, &state, tls, stopped.wait()).await }
             })
             .await
         });
@@ -67,14 +78,22 @@ pub struct LoadShape {
     pub measure: Duration,
     /// Open loop at this rate when set.
     pub rate: Option<f64>,
+    /// TLS to a server with the certificate for `localhost` this client trusts.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl LoadShape {
     /// The load on `addr` with `threads` load threads, pinned to `cores` if any.
     pub fn config(&self, addr: SocketAddr, threads: usize, cores: &[usize]) -> LoadConfig {
         LoadConfig {
-            endpoint: Endpoint { addr, host: addr.ip().to_string(), protocol: self.protocol, tls: None },
-            target: format!("http://{addr}"),
+            endpoint: Endpoint {
+                addr,
+                // The name the certificate is for, when there is one.
+                host: if self.tls.is_some() { "localhost".to_owned() } else { addr.ip().to_string() },
+                protocol: self.protocol,
+                tls: self.tls.clone(),
+            },
+            target: format!("{}://{addr}", if self.tls.is_some() { "https" } else { "http" }),
             workload: self.workload.clone(),
             loop_model: self.rate.map_or(LoopModel::Closed, |rate| LoopModel::Open { rate, tick: Duration::ZERO }),
             connections: self.connections,

@@ -57,11 +57,31 @@ pub fn acceptor(cert: &Path, key: &Path, min: TlsMin) -> Result<TlsAcceptor, Tls
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|cause| TlsError::Certificate { path: cert_path.clone(), cause })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: cert_path });
-    }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|cause| TlsError::Key { path: key.display().to_string(), cause })?;
+    acceptor_of(chain, key, min, &cert_path)
+}
+
+/// [`acceptor`] for PEM text in memory (`self_signed`'s, for the workbench).
+pub fn acceptor_from_pem(cert: &str, key: &str, min: TlsMin) -> Result<TlsAcceptor, TlsError> {
+    let source = "the generated certificate";
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|cause| TlsError::Certificate { path: source.into(), cause })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|cause| TlsError::Key { path: source.into(), cause })?;
+    acceptor_of(chain, key, min, source)
+}
+
+fn acceptor_of(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    min: TlsMin,
+    source: &str,
+) -> Result<TlsAcceptor, TlsError> {
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: source.to_owned() });
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match min {
         TlsMin::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],

@@ -114,6 +114,10 @@ pub enum CellId {
     Board { read_model: bool },
     /// `security/<signing>`: cached point reads carrying a token signed so.
     Auth(Signing),
+    /// `security/h1-tls`, `security/h2c`, `security/h2-tls`: cached point reads
+    /// without a token over a protocol, in cleartext or TLS (HTTP/1.1 in cleartext is
+    /// `security/off`).
+    Transport { wire: Wire, tls: bool },
 }
 
 impl CellId {
@@ -133,7 +137,15 @@ impl CellId {
                 .map(|&k| CellId::ProjectionWrites(k))
                 .chain([CellId::ProjectionMix, CellId::Board { read_model: false }, CellId::Board { read_model: true }])
                 .collect(),
-            Part::Security => Signing::ALL.iter().map(|&s| CellId::Auth(s)).collect(),
+            Part::Security => Signing::ALL
+                .iter()
+                .map(|&s| CellId::Auth(s))
+                .chain([
+                    CellId::Transport { wire: Wire::H1, tls: true },
+                    CellId::Transport { wire: Wire::H2c, tls: false },
+                    CellId::Transport { wire: Wire::H2c, tls: true },
+                ])
+                .collect(),
             Part::Profile => Vec::new(),
         }
     }
@@ -152,7 +164,7 @@ impl CellId {
             CellId::Cache(_) => Part::Cache,
             CellId::OpenLoop => Part::Mixed,
             CellId::ProjectionWrites(_) | CellId::ProjectionMix | CellId::Board { .. } => Part::Projections,
-            CellId::Auth(_) => Part::Security,
+            CellId::Auth(_) | CellId::Transport { .. } => Part::Security,
         }
     }
 
@@ -179,6 +191,12 @@ impl fmt::Display for Label {
             CellId::ProjectionWrites(keeping) => write!(f, "writes-{keeping}"),
             CellId::ProjectionMix => f.write_str("mix-async"),
             CellId::Auth(signing) => f.write_str(signing.as_str()),
+            CellId::Transport { wire, tls } => f.write_str(match (wire, tls) {
+                (Wire::H1, false) => "h1",
+                (Wire::H1, true) => "h1-tls",
+                (Wire::H2c, false) => "h2c",
+                (Wire::H2c, true) => "h2-tls",
+            }),
             CellId::Board { read_model } => {
                 write!(f, "{}-{PROJECTION_SHARDS}", if read_model { "board" } else { "scatter" })
             }

@@ -45,6 +45,7 @@ const RULES: &[Rule] = &[
     (Part::Projections, |run| board(run).into_iter().collect()),
     (Part::Security, |run| token_verification(run).into_iter().collect()),
     (Part::Security, |run| token_cache(run).into_iter().collect()),
+    (Part::Security, |run| tls(run).into_iter().collect()),
     (Part::Profile, |run| profile(run).into_iter().collect()),
 ];
 
@@ -407,6 +408,22 @@ fn token_cache(run: &RunData) -> Option<String> {
     ))
 }
 
+/// What TLS costs on connections kept open: the record layer, not handshakes.
+fn tls(run: &RunData) -> Option<String> {
+    let transport = |wire, tls| run.cell(CellId::Transport { wire, tls });
+    let (h1_clear, h1_tls) = (run.cell(CellId::Auth(Signing::Off))?, transport(Wire::H1, true)?);
+    let (h2_clear, h2_tls) = (transport(Wire::H2c, false)?, transport(Wire::H2c, true)?);
+    Some(format!(
+        "TLS (1.3, rustls on ring) against cleartext on the same cached point reads, connections kept open (so the record layer's cost, not handshakes): HTTP/1.1 {} ({}; {}); HTTP/2 {} ({}; {}).",
+        versus("h1-tls/h1", h1_tls, h1_clear),
+        figures(h1_tls, h1_clear),
+        extra_cpu(h1_tls, h1_clear),
+        versus("h2-tls/h2c", h2_tls, h2_clear),
+        figures(h2_tls, h2_clear),
+        extra_cpu(h2_tls, h2_clear),
+    ))
+}
+
 fn profile(run: &RunData) -> Option<String> {
     let profile = run.profile.as_ref()?;
     let top: Vec<String> = profile
@@ -474,6 +491,14 @@ mod tests {
         assert!(verifying.contains("; EdDSA 0.60× by"), "{verifying}");
         let cached = about(&before, "verified-token cache");
         assert!(cached.contains("(29,000 vs 16,000 req/s) and 0.97× of no auth (+1.8 µs"), "{cached}");
+        let tls = about(&before, "TLS (1.3");
+        assert!(tls.contains("HTTP/1.1 0.80× by"), "{tls}");
+        assert!(
+            tls.contains(
+                "(30,000 vs 36,000 req/s, 53 vs 44 µs of server CPU per request; +8.9 µs of server CPU per request)."
+            ),
+            "{tls}"
+        );
         let lag = about(&before, "lagged");
         assert!(
             lag.starts_with("Under the async write-only load the slowest read model lagged p50 40 and p99 300 events"),

@@ -4,7 +4,7 @@ use super::*;
 
 pub fn cell(id: &str, requests_per_s: f64, p99_ms: f64) -> Cell {
     let id: CellId = id.parse().unwrap();
-    let h2 = id == CellId::Protocol(Wire::H2c);
+    let h2 = super::super::plan::CellPlan::of(id).wire == Wire::H2c;
     let (connections, streams) = if h2 { (16, 16) } else { (64, 1) };
     Cell {
         id,
@@ -105,6 +105,9 @@ pub fn run() -> RunData {
         ("eddsa", 18_000.0),
         ("hs256", 28_000.0),
         ("es256-cached", 29_000.0),
+        ("h1-tls", 24_000.0),
+        ("h2c", 36_000.0),
+        ("h2-tls", 30_000.0),
     ] {
         cells.push(cell(&format!("security/{signing}"), rps, 5.0));
     }

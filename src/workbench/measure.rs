@@ -244,15 +244,15 @@ fn load_shape(
     plan: &Plan,
     cell: &CellPlan,
     shape: &DatasetShape,
-    token: Option<HeaderValue>,
+    served: &Served,
 ) -> Result<LoadShape, WorkbenchError> {
     let (connections, streams) = connections(cell.wire);
     let mut headers = vec![(HeaderName::from_static(QUERY_PATH_HEADER), HeaderValue::from_static(cell.path.as_str()))];
     if let Some(encoding) = cell.encoding {
         headers.push((http::header::ACCEPT_ENCODING, HeaderValue::from_static(encoding.as_str())));
     }
-    if let Some(token) = token {
-        headers.push((http::header::AUTHORIZATION, token));
+    if let Some(token) = &served.token {
+        headers.push((http::header::AUTHORIZATION, token.clone()));
     }
     Ok(LoadShape {
         protocol: cell.wire.protocol(),
@@ -267,27 +267,57 @@ fn load_shape(
         warmup: plan.warmup,
         measure: plan.measure,
         rate: cell.rate,
+        tls: served.tls.as_ref().map(|(_, client)| client.clone()),
     })
 }
 
-/// How the cell's server is configured, and the `Authorization` header its requests
-/// carry (the security part's).
-fn server_config(cell: &CellPlan) -> Result<(ServerConfig, Option<HeaderValue>), WorkbenchError> {
-    let auth = match cell.signing {
-        Some(signing) => {
-            super::tokens::auth(signing).map_err(|problem| WorkbenchError::Plan { cell: cell.id, problem })?
-        }
-        None => None,
-    };
-    let (verifier, token) = auth.unzip();
-    let config = ServerConfig {
-        default_path: cell.path,
-        cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
-        inline_read_models: cell.keeping.map(Keeping::inline_models).unwrap_or_default(),
-        auth: verifier,
-        ..ServerConfig::default()
-    };
-    Ok((config, token))
+/// What a cell's server and load need beyond the plan (the security part's token and
+/// TLS pair).
+struct Served {
+    config: ServerConfig,
+    /// The `Authorization` header every request carries.
+    token: Option<HeaderValue>,
+    /// The server's acceptor for a certificate made for the cell, and a client that
+    /// trusts it.
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<rustls::ClientConfig>)>,
+}
+
+impl Served {
+    fn of(cell: &CellPlan) -> Result<Self, WorkbenchError> {
+        let problem = |problem: String| WorkbenchError::Plan { cell: cell.id, problem };
+        let auth = match cell.signing {
+            Some(signing) => super::tokens::auth(signing).map_err(problem)?,
+            None => None,
+        };
+        let (verifier, token) = auth.unzip();
+        let tls = if cell.tls {
+            let (cert, key) =
+                crate::http::tls::self_signed(&["localhost".to_owned()]).map_err(|e| problem(e.to_string()))?;
+            let acceptor = crate::http::tls::acceptor_from_pem(&cert, &key, Default::default())
+                .map_err(|e| problem(e.to_string()))?;
+            let client = crate::load::conn::tls_config(cert.as_bytes(), cell.wire.protocol())
+                .map_err(|e| problem(e.to_string()))?;
+            Some((acceptor, client))
+        } else {
+            None
+        };
+        let config = ServerConfig {
+            default_path: cell.path,
+            cache_capacity: if cell.cache { ServerConfig::default().cache_capacity } else { 0 },
+            inline_read_models: cell.keeping.map(Keeping::inline_models).unwrap_or_default(),
+            auth: verifier,
+            ..ServerConfig::default()
+        };
+        Ok(Served { config, token, tls })
+    }
+
+    /// The cell's server on a free loopback port.
+    fn start(&self, plan: &Plan, store: Arc<Store>, cell: CellId) -> Result<LocalServer, WorkbenchError> {
+        let (threads, cores) = (plan.server_threads, &plan.placement.server_cores);
+        let acceptor = self.tls.as_ref().map(|(acceptor, _)| acceptor.clone());
+        LocalServer::start_tls(store, self.config.clone(), threads, cores, acceptor)
+            .map_err(|cause| WorkbenchError::Server { cell, cause })
+    }
 }
 
 /// Connections and streams per connection for a protocol.
@@ -313,13 +343,12 @@ async fn measure_cell(
         Some(keeping) if keeping != Keeping::Off => Some(start_runner(&store, &keeping.inline_models()).await?),
         _ => None,
     };
-    let (served, token) = server_config(cell)?;
-    let server = LocalServer::start(store, served, plan.server_threads, &placement.server_cores)
-        .map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
+    let served = Served::of(cell)?;
+    let server = served.start(plan, store, cell.id)?;
     if let Some((_, stats)) = &running {
         server.state.report_projector(stats.clone());
     }
-    let mut load_shape = load_shape(plan, cell, shape, token)?;
+    let mut load_shape = load_shape(plan, cell, shape, &served)?;
     if cell.keeping.is_some()
         && let Workload::Mix { shape, .. } = &mut load_shape.workload
     {
@@ -381,11 +410,10 @@ async fn profile_hottest(plan: &Plan, cells: &[Cell], datasets: &Datasets) -> Re
     let cell_plan = CellPlan::of(id);
     let (store, shape) = &datasets[&cell_plan.shard_count()];
     let placement = &plan.placement;
-    let (config, token) = server_config(&cell_plan)?;
-    let server = LocalServer::start(store.clone(), config, plan.server_threads, &placement.server_cores)
-        .map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
+    let served = Served::of(&cell_plan)?;
+    let server = served.start(plan, store.clone(), id)?;
     let load =
-        load_shape(plan, &cell_plan, shape, token)?.config(server.addr, plan.load_threads, &placement.load_cores);
+        load_shape(plan, &cell_plan, shape, &served)?.config(server.addr, plan.load_threads, &placement.load_cores);
     let sampled = tokio::task::spawn_blocking(move || sample_under_load(&load, PROFILE_HZ as i32, |_, _| {})).await?;
     server.stop().await.map_err(|cause| WorkbenchError::Server { cell: id, cause })?;
     let (lines, report) = sampled.map_err(|cause| WorkbenchError::Profile { cell: id, cause })?;

@@ -235,6 +235,8 @@ pub(crate) struct CellPlan {
     pub(super) keeping: Option<Keeping>,
     /// The security part's cells: the token the requests carry.
     pub(super) signing: Option<Signing>,
+    /// Served over TLS (a certificate made for the cell).
+    pub(super) tls: bool,
 }
 
 impl CellPlan {
@@ -251,6 +253,7 @@ impl CellPlan {
             rate: None,
             keeping: None,
             signing: None,
+            tls: false,
         };
         let zipf = Skew::Zipf { exponent: 1.0 };
         match id {
@@ -277,6 +280,8 @@ impl CellPlan {
             // The protocols part's HTTP/1.1 requests (cached point reads), each with a
             // token: what verifying it costs shows against the cheapest request.
             CellId::Auth(signing) => Self { cache: true, skew: zipf, signing: Some(signing), ..base },
+            // The same requests without a token, over each protocol in the clear or TLS.
+            CellId::Transport { wire, tls } => Self { cache: true, skew: zipf, wire, tls, ..base },
             // The departures part's requests (busy airports, 2-hour windows, 50 rows),
             // answered from the read model or merged from every shard: the same rows.
             CellId::Board { read_model } => Self {

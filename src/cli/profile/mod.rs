@@ -197,6 +197,7 @@ fn load_config(args: &ProfileArgs, variant: &Variant, shape: &DatasetShape, addr
         warmup: Duration::from_secs(u64::from(args.warmup)),
         measure: Duration::from_secs(u64::from(args.seconds)),
         rate: None,
+        tls: None,
     }
     .config(addr, crate::machine::cores(), &[])
 }
