@@ -189,6 +189,12 @@ async fn a_delay_posted_through_the_api_appears_on_the_dashboard_in_a_real_brows
         flight.destination.as_str()
     )));
     eprintln!("the posted delay was on the page {took:?} after the API answered");
+    // The read models' lag, from /readyz: once the runner has caught up with the post,
+    // the page says so (it polls every 2 s).
+    let caught_up =
+        "document.getElementById('lag').dataset.maxLag === '0' && document.getElementById('lag').textContent";
+    let (lag, _) = tokio::task::block_in_place(|| browser.wait_for(&session, caught_up, Duration::from_secs(10)));
+    assert_eq!(lag, json!("read models up to date"));
 
     let shot = tokio::task::block_in_place(|| {
         browser.call("Page.captureScreenshot", json!({ "format": "png" }), Some(&session))
