@@ -4,6 +4,7 @@
 use super::{SeedError, event_rows, shard_ids, total};
 use crate::dataset::{Counts, GeneratedFlight, Generator};
 use crate::routing::ShardCount;
+use crate::store::pg_tls::ConnectError;
 use crate::store::row::{
     EVENT_PG_TYPES, FLIGHT_PG_TYPES, FlightRow, STATUS_PG_TYPES, StatusRow, event_columns, flight_columns,
     status_columns,
@@ -15,8 +16,8 @@ use futures_util::future::try_join_all;
 use indicatif::ProgressBar;
 use std::pin::pin;
 use std::str::FromStr;
+use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::{Client, NoTls};
 
 /// Which databases hold the shards.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ impl PgShards {
                     )));
                 }
                 for (shard, url) in urls.iter().enumerate() {
-                    let client = connect(url, password).await.map_err(|source| shard_err(shard, url, source))?;
+                    let client = connect(url, password, Some(shard)).await?;
                     let taken: Option<String> = client
                         .query_one("SELECT to_regclass('flights')::text", &[])
                         .await
@@ -62,14 +63,13 @@ impl PgShards {
                 Ok(urls.clone())
             }
             PgShards::Base(base) => {
-                let config = tokio_postgres::Config::from_str(base)
-                    .map_err(|cause| SeedError::PostgresAdmin { url: base.clone(), cause })?;
+                // tokio-postgres cannot read verify-full: the name from the URL without TLS.
+                let tls = crate::store::pg_tls::PgTls::of(base).map_err(SeedError::Config)?;
+                let config = tokio_postgres::Config::from_str(&tls.raw_url)
+                    .map_err(|cause| SeedError::PostgresAdmin { url: crate::store::redact_password(base), cause })?;
                 let name = config.get_dbname().unwrap_or("flightbench").to_owned();
                 let admin_url = replace_dbname(base, "postgres");
-                let admin = connect(&admin_url, password).await.map_err(|cause| SeedError::PostgresAdmin {
-                    url: crate::store::redact_password(&admin_url),
-                    cause,
-                })?;
+                let admin = connect(&admin_url, password, None).await?;
                 let admin_err = |cause| SeedError::PostgresAdmin { url: crate::store::redact_password(base), cause };
                 let mut urls = Vec::new();
                 for shard in 0..shards.get() as usize {
@@ -124,19 +124,19 @@ fn replace_dbname(url: &str, db: &str) -> String {
     }
 }
 
-pub(crate) async fn connect(url: &str, password: Option<&str>) -> Result<Client, tokio_postgres::Error> {
-    let mut config = tokio_postgres::Config::from_str(url)?;
-    if let Some(p) = password {
-        config.password(p);
-    }
-    config.connect_timeout(std::time::Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        // The connection ends when the client is dropped; an error here surfaces on the
-        // client's next call, so it needs no handling of its own.
-        let _ = connection.await;
-    });
-    Ok(client)
+/// One connection to shard `shard` (or, `None`, the server), TLS as the URL asks
+/// (`store::pg_tls`); a failure names the shard.
+pub(crate) async fn connect(url: &str, password: Option<&str>, shard: Option<usize>) -> Result<Client, SeedError> {
+    let cause = match crate::store::pg_tls::connect(url, password).await {
+        Ok(client) => return Ok(client),
+        Err(cause) => cause,
+    };
+    let url = crate::store::redact_password(url);
+    Err(match (cause, shard) {
+        (ConnectError::Tls(problem), _) => SeedError::Config(format!("{url}: {problem}")),
+        (ConnectError::Postgres(cause), Some(shard)) => SeedError::Postgres { shard, url, cause },
+        (ConnectError::Postgres(cause), None) => SeedError::PostgresAdmin { url, cause },
+    })
 }
 
 pub(super) async fn seed_all(
@@ -147,22 +147,19 @@ pub(super) async fn seed_all(
     progress: &ProgressBar,
 ) -> Result<Counts, SeedError> {
     let loads = urls.iter().enumerate().map(|(shard, url)| async move {
-        seed_shard(url, generator, shards, shard, password, progress)
-            .await
-            .map_err(|source| shard_err(shard, url, source))
+        let client = connect(url, password, Some(shard)).await?;
+        seed_shard(client, generator, shards, shard, progress).await.map_err(|source| shard_err(shard, url, source))
     });
     Ok(total(try_join_all(loads).await?))
 }
 
 async fn seed_shard(
-    url: &str,
+    client: Client,
     generator: &Generator,
     shards: ShardCount,
     shard: usize,
-    password: Option<&str>,
     progress: &ProgressBar,
 ) -> Result<Counts, tokio_postgres::Error> {
-    let client = connect(url, password).await?;
     client.batch_execute(POSTGRES_DROP).await?;
     for ddl in POSTGRES_TABLES {
         client.batch_execute(ddl).await?;

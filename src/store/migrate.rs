@@ -30,7 +30,6 @@ use crate::domain::{RecordedEvent, SCHEMA_VERSION};
 use futures_util::FutureExt;
 use rusqlite::TransactionBehavior;
 use std::path::Path;
-use std::str::FromStr;
 
 const COUNT_OLD: &str = "SELECT COUNT(*) FROM delay_events WHERE schema_version < $1";
 
@@ -401,17 +400,13 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
             }
             (None, Some(pg)) => {
                 let url = &pg.shard_urls[shard];
-                let unavailable = |e: tokio_postgres::Error| StoreError::Unavailable {
+                let unavailable = |e: super::pg_tls::ConnectError| StoreError::Unavailable {
                     shard,
                     location: url.clone(),
                     reason: e.to_string(),
                 };
-                let mut pg_config = tokio_postgres::Config::from_str(url).map_err(unavailable)?;
-                if let Some(password) = &config.pg_password {
-                    pg_config.password(password);
-                }
-                let (mut client, connection) = pg_config.connect(tokio_postgres::NoTls).await.map_err(unavailable)?;
-                let driver = tokio::spawn(connection);
+                let mut client =
+                    super::pg_tls::connect(url, config.pg_password.as_deref()).await.map_err(unavailable)?;
                 let tx = client.transaction().await.on(shard)?;
                 let add = V2_COLUMNS.map(|c| format!("ADD COLUMN IF NOT EXISTS {c} TEXT")).join(", ");
                 tx.batch_execute(&format!("ALTER TABLE delay_events {add}")).await.on(shard)?;
@@ -432,7 +427,6 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                 }
                 tx.commit().await.on(shard)?;
                 drop(client);
-                let _ = driver.await;
             }
             (None, None) => return Err(StoreError::Config("manifest names no shards".into())),
         }

@@ -37,6 +37,7 @@ mod merge;
 mod metrics;
 mod migrate;
 mod path;
+pub(crate) mod pg_tls;
 mod postgres;
 mod projection;
 pub mod row;

@@ -5,7 +5,10 @@
 //!   the configured `plan_cache_mode`;
 //! - sea-orm over that pool (`orm`);
 //! - a deadpool of tokio-postgres clients with cached prepared statements (`raw`).
+//!
+//! All three over verified TLS when the URL says `sslmode=verify-full` (`pg_tls`).
 
+use super::pg_tls::PgTls;
 use super::{StoreConfig, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
@@ -23,8 +26,9 @@ pub(crate) struct PostgresShard {
 impl PostgresShard {
     pub async fn open(shard: usize, url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
         let unavailable = |reason: String| StoreError::Unavailable { shard, location: url.to_owned(), reason };
+        let tls = PgTls::of(url).map_err(unavailable)?;
         let mut options = PgConnectOptions::from_str(url).map_err(|e| unavailable(e.to_string()))?;
-        let mut raw_config = tokio_postgres::Config::from_str(url).map_err(|e| unavailable(e.to_string()))?;
+        let mut raw_config = tokio_postgres::Config::from_str(&tls.raw_url).map_err(|e| unavailable(e.to_string()))?;
         if let Some(password) = &config.pg_password {
             options = options.password(password);
             raw_config.password(password);
@@ -44,11 +48,14 @@ impl PostgresShard {
             .connect_with(options)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let manager = Manager::from_config(
-            raw_config,
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls.connector {
+            Some(connector) => {
+                raw_config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(raw_config, connector, recycling)
+            }
+            None => Manager::from_config(raw_config, tokio_postgres::NoTls, recycling),
+        };
         let raw = Pool::builder(manager)
             .max_size(config.pool_size as usize)
             .build()

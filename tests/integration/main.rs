@@ -18,6 +18,7 @@ mod metrics;
 mod oidc;
 mod partitions;
 mod paths;
+mod pg_tls;
 mod probes;
 mod profile;
 mod projections;
