@@ -155,8 +155,9 @@ impl Verifier {
     }
 
     /// Keeps up to `capacity` verified tokens, so a client that sends the same token
-    /// again pays a hash and a lookup instead of a signature check (RS256 about 10 µs
-    /// on ring, ES256 about 26). Identical bytes verify identically under the same
+    /// again pays a hash and a lookup (0.45–0.63 µs) instead of a signature check
+    /// (ring on the 2-core VM: RS256 18 µs, EdDSA 33, ES256 49; results/security.md).
+    /// Identical bytes verify identically under the same
     /// keys, so only what changes with time is checked again (`exp`), and every entry
     /// is dropped when the key set is replaced (a removed key ends its tokens at once).
     /// 0: no cache.
