@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub(crate) struct PgTls {
     /// The URL for tokio-postgres: `sslmode` and `sslrootcert` removed.
     pub raw_url: String,
-    /// Verified TLS, or none (`sslmode` absent, `disable`, `allow` or `prefer`: the raw
-    /// handles connect in cleartext, as before; sqlx follows the URL itself).
+    /// Verified TLS, or none (`sslmode` absent, `disable`, `allow` or `prefer`): then
+    /// every handle connects in cleartext, so all four query paths pay alike.
     pub connector: Option<RustlsConnect>,
 }
 

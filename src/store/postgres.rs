@@ -13,7 +13,7 @@ use super::{StoreConfig, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,6 +28,12 @@ impl PostgresShard {
         let unavailable = |reason: String| StoreError::Unavailable { shard, location: url.to_owned(), reason };
         let tls = PgTls::of(url).map_err(unavailable)?;
         let mut options = PgConnectOptions::from_str(url).map_err(|e| unavailable(e.to_string()))?;
+        if tls.connector.is_none() {
+            // Without verify-full every handle is cleartext, sqlx's too: its default
+            // (prefer) would encrypt without verifying, and the prepared, adhoc and orm
+            // paths would then pay for TLS that the raw path does not.
+            options = options.ssl_mode(PgSslMode::Disable);
+        }
         let mut raw_config = tokio_postgres::Config::from_str(&tls.raw_url).map_err(|e| unavailable(e.to_string()))?;
         if let Some(password) = &config.pg_password {
             options = options.password(password);

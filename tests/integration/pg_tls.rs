@@ -97,6 +97,14 @@ impl Pki {
     }
 }
 
+/// Whether each connection to the databases `<name>_*` is encrypted, by the server's
+/// account (`pg_stat_ssl`).
+async fn connections_encrypted(name: &str) -> Vec<bool> {
+    let query = "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname LIKE $1";
+    let rows = admin().await.query(query, &[&format!("{name}\\_%")]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_shards_over_verified_tls() {
     let pki = Pki::make();
@@ -122,21 +130,12 @@ async fn postgres_shards_over_verified_tls() {
         assert_eq!(view.flight.id.get(), 1, "{path}");
     }
     // Every connection the store holds to its shards is encrypted, by the server's account.
-    let rows = admin()
-        .await
-        .query(
-            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname LIKE $1",
-            &[&format!("{}\\_%", databases.name)],
-        )
-        .await
-        .unwrap();
-    let encrypted: Vec<bool> = rows.iter().map(|r| r.get(0)).collect();
+    let encrypted = connections_encrypted(&databases.name).await;
     assert!(encrypted.len() >= 4, "the store holds connections on both shards: {encrypted:?}");
     assert!(encrypted.iter().all(|ssl| *ssl), "a cleartext connection: {encrypted:?}");
     store.close().await;
 
-    // A CA that signed nothing here, and a name the certificate is not for: refused,
-    // and the error says why.
+    // The shards' URLs in the manifest, with `url` as their parameters.
     let manifest_urls = |url: &str| {
         let manifest = dir.path().join("manifest.json");
         let text = std::fs::read_to_string(&manifest).unwrap();
@@ -150,6 +149,26 @@ async fn postgres_shards_over_verified_tls() {
             .into();
         std::fs::write(&manifest, json.to_string()).unwrap();
     };
+
+    // Without the TLS parameters every handle is in cleartext, sqlx's too (its own
+    // default would encrypt unverified, and only three of the four paths would pay).
+    manifest_urls("");
+    // The closed store's backends end a moment after it does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !connections_encrypted(&databases.name).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the closed store's connections linger");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let plain = Store::open(dir.path(), &StoreConfig::default()).await.unwrap();
+    for path in QueryPath::ALL {
+        plain.flight(*path, FlightId::new(2).unwrap()).await.unwrap();
+    }
+    let encrypted = connections_encrypted(&databases.name).await;
+    assert!(encrypted.len() >= 4 && encrypted.iter().all(|ssl| !*ssl), "{encrypted:?}");
+    plain.close().await;
+
+    // A CA that signed nothing here, and a name the certificate is not for: refused,
+    // and the error says why.
     manifest_urls(&format!("?sslmode=verify-full&sslrootcert={}", pki.path("other-ca.pem")));
     let refused = Store::open(dir.path(), &StoreConfig::default()).await.err().expect("an unknown CA is refused");
     assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
