@@ -199,7 +199,7 @@ impl Plan {
 
     /// The 1,000,000-flight dataset (8 shards) the projections part rebuilds beside
     /// the run's own, so the rebuild rate is known at the size a user outgrows: seeded
-    /// once in `workbench/` (about three minutes), never written by a cell, so its
+    /// once in `workbench/` (a few minutes), never written by a cell, so its
     /// figure does not grow with use as the main dataset's does. `None` for the quick
     /// preset (a minute's run cannot seed it) and when the run's own dataset is that
     /// large.
