@@ -3,12 +3,14 @@
 //! is missing (a part was skipped), so every sentence in a report is backed by a
 //! figure in its `run.json`.
 
-use super::cell::{CellId, Keeping, Signing, Wire};
+mod projections;
+mod security;
+
+use super::cell::{CellId, Wire};
 use super::data::{Cell, RunData};
 use super::headline::headline;
-use super::plan::{CODECS, PROJECTION_SHARDS, Part, SHARD_SERIES};
+use super::plan::{CODECS, Part, SHARD_SERIES};
 use crate::compression::Encoding;
-use crate::projection::ReadModel;
 use crate::store::QueryPath;
 
 /// One sentence and the part it is about (`None`: about the run as a whole).
@@ -38,14 +40,14 @@ const RULES: &[Rule] = &[
     }),
     (Part::Cache, |run| cache(run).into_iter().collect()),
     (Part::Mixed, |run| mixed(run).into_iter().collect()),
-    (Part::Projections, |run| read_model_writes(run).into_iter().collect()),
-    (Part::Projections, |run| one_model_inline(run).into_iter().collect()),
-    (Part::Projections, |run| projection_lag(run).into_iter().collect()),
-    (Part::Projections, |run| rebuilds(run).into_iter().collect()),
-    (Part::Projections, |run| board(run).into_iter().collect()),
-    (Part::Security, |run| token_verification(run).into_iter().collect()),
-    (Part::Security, |run| token_cache(run).into_iter().collect()),
-    (Part::Security, |run| tls(run).into_iter().collect()),
+    (Part::Projections, |run| projections::read_model_writes(run).into_iter().collect()),
+    (Part::Projections, |run| projections::one_model_inline(run).into_iter().collect()),
+    (Part::Projections, |run| projections::projection_lag(run).into_iter().collect()),
+    (Part::Projections, |run| projections::rebuilds(run).into_iter().collect()),
+    (Part::Projections, |run| projections::board(run).into_iter().collect()),
+    (Part::Security, |run| security::token_verification(run).into_iter().collect()),
+    (Part::Security, |run| security::token_cache(run).into_iter().collect()),
+    (Part::Security, |run| security::tls(run).into_iter().collect()),
     (Part::Profile, |run| profile(run).into_iter().collect()),
 ];
 
@@ -251,176 +253,6 @@ fn mixed(run: &RunData) -> Option<String> {
         cell.latency.p99_ms,
         cell.latency.p999_ms,
         cell.latency.max_ms
-    ))
-}
-
-/// What keeping the read models costs the writers: committed writes/s and p99 with
-/// no runner, async and inline.
-fn read_model_writes(run: &RunData) -> Option<String> {
-    let cell = |k| run.cell(CellId::ProjectionWrites(k));
-    let (off, asynchronous, inline) = (cell(Keeping::Off)?, cell(Keeping::Async)?, cell(Keeping::Inline)?);
-    let committed = |c: &Cell| c.acknowledged_writes_per_s.unwrap_or(0.0);
-    let share = |a: &Cell, b: &Cell| times(committed(a) / committed(b).max(f64::MIN_POSITIVE));
-    Some(format!(
-        "Keeping the three read models async cost the writers {} of their committed writes with no runner ({} vs {} writes/s; p99 {:.2} vs {:.2} ms); inline, each write answered once the runner had applied it, {} of async ({} writes/s, p99 {:.2} ms).",
-        share(asynchronous, off),
-        count(committed(asynchronous)),
-        count(committed(off)),
-        asynchronous.latency.p99_ms,
-        off.latency.p99_ms,
-        share(inline, asynchronous),
-        count(committed(inline)),
-        inline.latency.p99_ms,
-    ))
-}
-
-/// Which read model costs the writers most when it alone is inline.
-fn one_model_inline(run: &RunData) -> Option<String> {
-    let committed = |k| run.cell(CellId::ProjectionWrites(k))?.acknowledged_writes_per_s;
-    let asynchronous = committed(Keeping::Async)?;
-    let each = [
-        (ReadModel::DeparturesBoard, Keeping::InlineBoard),
-        (ReadModel::AirportHours, Keeping::InlineHours),
-        (ReadModel::CarrierOnTime, Keeping::InlineCarrier),
-    ]
-    .iter()
-    .map(|&(model, keeping)| {
-        let cell = run.cell(CellId::ProjectionWrites(keeping))?;
-        let writes = cell.acknowledged_writes_per_s?;
-        Some(format!(
-            "{model} {} ({} writes/s, p99 {:.2} ms)",
-            times(writes / asynchronous.max(f64::MIN_POSITIVE)),
-            count(writes),
-            cell.latency.p99_ms
-        ))
-    })
-    .collect::<Option<Vec<_>>>()?;
-    Some(format!("One read model inline at a time, the others async, against all async: {}.", each.join("; ")))
-}
-
-/// How far the slowest async read model trailed the commits, under the write-only
-/// load and under the mixed part's mix.
-fn projection_lag(run: &RunData) -> Option<String> {
-    let lag_of = |cell: &Cell| {
-        let lag = cell.projection_lag?;
-        Some(format!(
-            "p50 {} and p99 {} events behind the commits (max {}; {} samples, every 10 ms), at {} committed writes/s",
-            count(lag.p50_events as f64),
-            count(lag.p99_events as f64),
-            count(lag.max_events as f64),
-            count(lag.samples as f64),
-            count(cell.acknowledged_writes_per_s.unwrap_or(0.0)),
-        ))
-    };
-    let writes = run.cell(CellId::ProjectionWrites(Keeping::Async)).and_then(lag_of);
-    let mix = run.cell(CellId::ProjectionMix).and_then(|cell| {
-        Some(format!(
-            "under the mixed part's mix ({}, closed loop, {} req/s) it lagged {}",
-            cell.config.mix,
-            count(cell.requests_per_s),
-            lag_of(cell)?
-        ))
-    });
-    match (writes, mix) {
-        (Some(writes), Some(mix)) => {
-            Some(format!("Under the async write-only load the slowest read model lagged {writes}; {mix}."))
-        }
-        (Some(writes), None) => {
-            Some(format!("Under the async write-only load the slowest read model lagged {writes}."))
-        }
-        (None, Some(mix)) => Some(format!("With the runner async, {mix}.")),
-        (None, None) => None,
-    }
-}
-
-/// Each dataset's rebuild rates, the run's own first, then the 1,000,000 flights.
-fn rebuilds(run: &RunData) -> Option<String> {
-    let mut datasets: Vec<u64> = run.rebuilds.iter().map(|r| r.flights).collect();
-    datasets.dedup();
-    let each: Vec<String> = datasets
-        .iter()
-        .map(|&flights| {
-            let of: Vec<&super::data::RebuildRate> = run.rebuilds.iter().filter(|r| r.flights == flights).collect();
-            let rates: Vec<String> =
-                of.iter().map(|r| format!("{} {} events/s", r.model, count(r.events_per_s))).collect();
-            format!("{} flights ({} events): {}", count(flights as f64), count(of[0].events as f64), rates.join(", "))
-        })
-        .collect();
-    (!each.is_empty()).then(|| format!("Rebuilt from the events beside the live tables, {}.", each.join("; ")))
-}
-
-fn board(run: &RunData) -> Option<String> {
-    let (board, scatter) =
-        (run.cell(CellId::Board { read_model: true })?, run.cell(CellId::Board { read_model: false })?);
-    Some(format!(
-        "At {PROJECTION_SHARDS} shards the airport-keyed board (one shard's query) against the departures scatter-gather for the same rows: {} ({}; p99 {:.2} vs {:.2} ms).",
-        versus("board/scatter", board, scatter),
-        figures(board, scatter),
-        board.latency.p99_ms,
-        scatter.latency.p99_ms
-    ))
-}
-
-/// The server CPU a request costs more than `base`'s, in µs: `+12.3 µs`.
-fn extra_cpu(cell: &Cell, base: &Cell) -> String {
-    match (cell.server_cpu_us_per_request, base.server_cpu_us_per_request) {
-        (Some(a), Some(b)) => format!("{:+.1} µs of server CPU per request", a - b),
-        _ => "server CPU not measured".to_owned(),
-    }
-}
-
-/// What verifying a token on every request costs, per algorithm, against no auth.
-fn token_verification(run: &RunData) -> Option<String> {
-    let off = run.cell(CellId::Auth(Signing::Off))?;
-    let each = [Signing::Rs256, Signing::Es256, Signing::EdDsa, Signing::Hs256]
-        .iter()
-        .map(|&signing| {
-            let cell = run.cell(CellId::Auth(signing))?;
-            Some(format!(
-                "{} {} ({})",
-                signing.as_str().to_uppercase().replace("EDDSA", "EdDSA"),
-                versus(&format!("{signing}/off"), cell, off),
-                extra_cpu(cell, off)
-            ))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(format!(
-        "Verifying a bearer token on every cached point read, against no auth ({} req/s): {}. Published single-signature costs to compare the CPU with: ring verifies RSA-2048 in about 10 µs, ECDSA P-256 in about 26 µs and Ed25519 in about 18 µs; jsonwebtoken validates HS256 in about 1.7 µs.",
-        count(off.requests_per_s),
-        each.join("; ")
-    ))
-}
-
-/// What the verified-token cache buys when a client sends the same token again.
-fn token_cache(run: &RunData) -> Option<String> {
-    let (off, every, cached) = (
-        run.cell(CellId::Auth(Signing::Off))?,
-        run.cell(CellId::Auth(Signing::Es256))?,
-        run.cell(CellId::Auth(Signing::Es256Cached))?,
-    );
-    Some(format!(
-        "With the verified-token cache (one token for every request, the cache's best case) ES256 ran at {} of ES256 verified every time ({} vs {} req/s) and {} of no auth ({}).",
-        versus("es256-cached/es256", cached, every),
-        count(cached.requests_per_s),
-        count(every.requests_per_s),
-        times(ratio(cached, off)),
-        extra_cpu(cached, off)
-    ))
-}
-
-/// What TLS costs on connections kept open: the record layer, not handshakes.
-fn tls(run: &RunData) -> Option<String> {
-    let transport = |wire, tls| run.cell(CellId::Transport { wire, tls });
-    let (h1_clear, h1_tls) = (run.cell(CellId::Auth(Signing::Off))?, transport(Wire::H1, true)?);
-    let (h2_clear, h2_tls) = (transport(Wire::H2c, false)?, transport(Wire::H2c, true)?);
-    Some(format!(
-        "TLS (1.3, rustls on ring) against cleartext on the same cached point reads, connections kept open (so the record layer's cost, not handshakes): HTTP/1.1 {} ({}; {}); HTTP/2 {} ({}; {}).",
-        versus("h1-tls/h1", h1_tls, h1_clear),
-        figures(h1_tls, h1_clear),
-        extra_cpu(h1_tls, h1_clear),
-        versus("h2-tls/h2c", h2_tls, h2_clear),
-        figures(h2_tls, h2_clear),
-        extra_cpu(h2_tls, h2_clear),
     ))
 }
 
