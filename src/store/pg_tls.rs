@@ -83,20 +83,25 @@ pub(crate) async fn connect(url: &str, password: Option<&str>) -> Result<tokio_p
         config.password(p);
     }
     config.connect_timeout(std::time::Duration::from_secs(5));
-    // An error of the connection surfaces on the client's next call.
-    match tls.connector {
+    Ok(match tls.connector {
         Some(connector) => {
             config.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let (client, connection) = config.connect(connector).await?;
-            tokio::spawn(async move { drop(connection.await) });
-            Ok(client)
+            spawned(&config, connector).await?
         }
-        None => {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move { drop(connection.await) });
-            Ok(client)
-        }
-    }
+        None => spawned(&config, tokio_postgres::NoTls).await?,
+    })
+}
+
+/// Connects with `tls` and runs the connection on a task of its own; an error of the
+/// connection surfaces on the client's next call.
+async fn spawned<T>(config: &tokio_postgres::Config, tls: T) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move { drop(connection.await) });
+    Ok(client)
 }
 
 /// tokio-postgres' TLS over rustls, verifying against one CA file.

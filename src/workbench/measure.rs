@@ -92,7 +92,7 @@ pub(super) async fn measure(
     Ok(Measured { cells, profile, rebuilds })
 }
 
-/// Rebuilds each read model of the main dataset (blue/green, as `projections
+/// Rebuilds each read model of `store`'s dataset (blue/green, as `projections
 /// rebuild` does), timed. The live models are caught up first (a run's last write
 /// cell may have had no runner), untimed.
 async fn rebuild_rates(store: &Arc<Store>) -> Result<Vec<RebuildRate>, WorkbenchError> {

@@ -5,7 +5,7 @@
 //! client sees.
 
 use crate::app;
-use crate::client::{Proto, Reply, Transport, get, post_delay, send};
+use crate::client::{Proto, Reply, Transport, current_version, get, post_delay, send, with_bearer};
 use crate::helpers::{Kind, TestDataset, dataset, spec, test_tls};
 use flightbench::auth::keys::{SigningKey, pkcs8_from_pem, sign_parts};
 use flightbench::auth::remote::{RemoteConfig, RemoteKeys};
@@ -37,28 +37,25 @@ fn token(key: &SigningKey, roles: &[Role]) -> String {
     key.token(&claims(ISSUER, AUDIENCE, "alice", roles, Duration::from_secs(300), flightbench::auth::now()))
 }
 
-fn bearer(request: http::request::Builder, token: Option<&str>) -> http::request::Builder {
+/// `request`, with a bearer token when there is one.
+fn bearer(request: http::Request<Full<bytes::Bytes>>, token: Option<&str>) -> http::Request<Full<bytes::Bytes>> {
     match token {
-        Some(token) => request.header("authorization", format!("Bearer {token}")),
+        Some(token) => with_bearer(request, token),
         None => request,
     }
 }
 
 async fn read(addr: std::net::SocketAddr, transport: &Transport, path: &str, token: Option<&str>) -> Reply {
-    send(addr, transport.clone(), bearer(get(path), token).body(Full::default()).unwrap()).await
+    send(addr, transport.clone(), bearer(get(path).body(Full::default()).unwrap(), token)).await
 }
 
 /// A write of a flight that takes events, with its current version.
 async fn report(ds: &TestDataset, addr: std::net::SocketAddr, transport: &Transport, token: Option<&str>) -> Reply {
     let id = ds.all_expected().into_iter().find(|v| !v.status.state.is_terminal()).unwrap().flight.id.get();
-    let version =
-        read(addr, transport, &format!("/flights/{id}"), None).await.json()["status"]["version"].as_i64().unwrap();
-    let mut request =
+    let version = current_version(addr, transport.clone(), id).await;
+    let request =
         post_delay(id, Some(&format!("\"{version}\"")), r#"{"kind":"reported","delay_minutes":7,"reason":"crew"}"#);
-    if let Some(token) = token {
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    send(addr, transport.clone(), request).await
+    send(addr, transport.clone(), bearer(request, token)).await
 }
 
 fn assert_refused(reply: &Reply, status: StatusCode, challenge: &str, case: &str) {

@@ -135,3 +135,15 @@ pub fn post_delay(id: i64, if_match: Option<&str>, body: &str) -> Request<Full<B
     }
     b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
 }
+
+/// `request` with `Authorization: Bearer <token>`.
+pub fn with_bearer(mut request: Request<Full<Bytes>>, token: &str) -> Request<Full<Bytes>> {
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// A flight's current version, from `GET /flights/{id}`.
+pub async fn current_version(addr: SocketAddr, transport: impl Into<Transport>, id: impl std::fmt::Display) -> i64 {
+    let reply = send(addr, transport, get(&format!("/flights/{id}")).body(Full::default()).unwrap()).await;
+    reply.json()["status"]["version"].as_i64().unwrap_or_else(|| panic!("flight {id}: {:?}", reply.body))
+}

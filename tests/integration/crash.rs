@@ -5,7 +5,7 @@
 //! one of them on the per-core runtime; the cache is on (the default) throughout.
 
 use crate::app::ServeProcess;
-use crate::client::{Proto, get, post_delay, try_send};
+use crate::client::{Proto, current_version, get, post_delay, try_send};
 use crate::helpers::{Kind, dataset, spec};
 use flightbench::domain::{FlightId, FlightStatus, RecordedEvent};
 use http_body_util::Full;
@@ -23,11 +23,6 @@ const FLIGHTS: usize = 48;
 async fn start_server(dir: &Path, runtime: &str) -> (tokio::process::Child, SocketAddr) {
     let server = ServeProcess::start(dir, &[], &["--runtime", runtime], false).await;
     (server.child, server.api)
-}
-
-async fn current_version(addr: SocketAddr, id: FlightId) -> i64 {
-    let reply = try_send(addr, Proto::H1, get(&format!("/flights/{id}")).body(Full::default()).unwrap()).await.unwrap();
-    reply.json()["status"]["version"].as_i64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +47,7 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
         let (mut server, addr) = start_server(&dir, runtime).await;
         let mut versions = Vec::new();
         for &id in &flights {
-            versions.push(current_version(addr, id).await);
+            versions.push(current_version(addr, Proto::H1, id).await);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         // Kill after a random number of this round's writes were acknowledged: the

@@ -5,7 +5,7 @@
 //! rotates its keys mid-test and the server follows without a restart.
 
 use crate::app::ServeProcess;
-use crate::client::{Proto, Reply, get, post_delay, send};
+use crate::client::{Proto, Reply, current_version, get, post_delay, send, with_bearer};
 use crate::helpers::{Kind, dataset, spec};
 use bytes::Bytes;
 use http::StatusCode;
@@ -92,11 +92,6 @@ async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
         .expect("the provider printed a line")
 }
 
-fn with_token(mut request: http::Request<Full<Bytes>>, token: &str) -> http::Request<Full<Bytes>> {
-    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_from_a_certified_provider_are_honoured_by_role_and_survive_its_key_rotation() {
     let ds = dataset(Kind::Sqlite, spec(71, 500, 10), 1).await;
@@ -120,12 +115,9 @@ async fn tokens_from_a_certified_provider_are_honoured_by_role_and_survive_its_k
     let id = ds.all_expected().into_iter().find(|v| !v.status.state.is_terminal()).unwrap().flight.id.get();
     let api = server.api;
     let write = async |proto: Proto, token: &str| -> (Reply, i64) {
-        let version = send(api, proto, get(&format!("/flights/{id}")).body(Full::default()).unwrap()).await.json()
-            ["status"]["version"]
-            .as_i64()
-            .unwrap();
+        let version = current_version(api, proto, id).await;
         let body = r#"{"kind":"reported","delay_minutes":12,"reason":"de-icing"}"#;
-        (send(api, proto, with_token(post_delay(id, Some(&format!("\"{version}\"")), body), token)).await, id)
+        (send(api, proto, with_bearer(post_delay(id, Some(&format!("\"{version}\"")), body), token)).await, id)
     };
 
     for alg in ["RS256", "ES256", "EdDSA"] {
@@ -143,7 +135,7 @@ async fn tokens_from_a_certified_provider_are_honoured_by_role_and_survive_its_k
             assert_eq!(last["reported_by"], "reporter-client", "{alg}: {last}");
             // A reader client may read with its token, not report.
             let reader = provider.token("reader-client", "reader", alg).await;
-            let read = send(api, proto, with_token(get("/flights/1").body(Full::default()).unwrap(), &reader)).await;
+            let read = send(api, proto, with_bearer(get("/flights/1").body(Full::default()).unwrap(), &reader)).await;
             assert_eq!(read.status, StatusCode::OK);
             let (refused, _) = write(proto, &reader).await;
             assert_eq!(refused.status, StatusCode::FORBIDDEN, "{alg}");
@@ -155,8 +147,8 @@ async fn tokens_from_a_certified_provider_are_honoured_by_role_and_survive_its_k
     let reporter = provider.token("reporter-client", "reporter", "ES256").await;
     let profile = || get("/debug/pprof/profile?seconds=1&format=folded").body(Full::default()).unwrap();
     let admin_addr = server.admin.unwrap();
-    assert_eq!(send(admin_addr, Proto::H1, with_token(profile(), &reporter)).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(send(admin_addr, Proto::H1, with_token(profile(), &admin)).await.status, StatusCode::OK);
+    assert_eq!(send(admin_addr, Proto::H1, with_bearer(profile(), &reporter)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(admin_addr, Proto::H1, with_bearer(profile(), &admin)).await.status, StatusCode::OK);
 
     // The provider rotates every key. A token signed with a new kid works at once (the
     // unknown kid fetches the set again); tokens signed with the old keys stop working.
