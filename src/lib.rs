@@ -68,6 +68,7 @@ pub mod machine;
 pub mod profile;
 pub mod projection;
 pub mod routing;
+pub mod seal;
 pub mod seed;
 pub mod store;
 pub mod telemetry;

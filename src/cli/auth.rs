@@ -193,11 +193,26 @@ pub enum KeysCommand {
     },
     /// Remove a key: tokens it signed stop verifying once a server reads the new set.
     Remove { kid: String },
+    /// Add a key-encryption key to FILE (made, owner-only, if missing), as the new
+    /// primary; `keys rotate` then re-wraps the data keys under it.
+    KekNew {
+        #[arg(long, value_name = "FILE", env = "FLIGHTBENCH_KEK_FILE")]
+        kek_file: PathBuf,
+    },
+    /// Re-wrap every data key under the newest key-encryption key, with the server
+    /// stopped (a running server rotates on POST /admin/keys/rotate, without downtime).
+    Rotate {
+        #[command(flatten)]
+        seal: super::gdpr::SealArgs,
+        /// The dataset whose key store to rotate (when --key-store is not given).
+        #[arg(long, env = "FLIGHTBENCH_DIR", default_value = "shards")]
+        dataset: PathBuf,
+    },
     /// List the keys.
     List,
 }
 
-pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
+pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
         KeysCommand::New { alg, kid, import } => {
             ensure_usage!(
@@ -212,6 +227,18 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::Remove { kid } => {
             keydir::remove(&args.dir, &kid)?;
             println!("removed {kid}; public keys: {}", args.dir.join(keydir::JWKS_FILE).display());
+        }
+        KeysCommand::KekNew { kek_file } => {
+            let id = crate::seal::kek::add_to_file(&kek_file)?;
+            println!("added key-encryption key {id} to {} (the primary from now on)", kek_file.display());
+        }
+        KeysCommand::Rotate { seal, dataset } => {
+            let sealer = seal.required(&dataset, "keys rotate")?;
+            let rotation = sealer.rotate().await?;
+            println!("re-wrapped {} data key(s) under {}", rotation.rewrapped, rotation.primary);
+            for (kek, count) in &rotation.still_under {
+                println!("{count} data key(s) still wrapped under {kek}: keep it in the ring");
+            }
         }
         KeysCommand::List => {
             for key in keydir::keys(&args.dir)? {

@@ -7,6 +7,7 @@ mod auth;
 mod bench_report;
 mod cert;
 mod events;
+pub mod gdpr;
 mod load;
 mod profile;
 mod project;
@@ -75,6 +76,9 @@ pub enum Command {
     Keys(auth::KeysArgs),
     /// Mint a development bearer token (role, subject, lifetime) from a key of `keys`.
     Token(auth::TokenArgs),
+    /// Data subjects' rights on a stopped server's dataset: erase (crypto-shredding)
+    /// and export.
+    Gdpr(gdpr::GdprArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
     BenchReport(bench_report::BenchReportArgs),
 }
@@ -125,8 +129,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(*args).await,
         Command::Cert(args) => cert::run(args),
-        Command::Keys(args) => auth::keys(args),
+        Command::Keys(args) => auth::keys(args).await,
         Command::Token(args) => auth::token(args),
+        Command::Gdpr(args) => gdpr::run(args).await,
         Command::Load(args) => load::run_load(args).await,
         Command::Profile(args) => profile::run(args).await,
         Command::Ceiling(args) => serve::ceiling(args).await,
@@ -210,6 +215,9 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
     use crate::load::LoadError;
     use crate::load::workload::WorkloadError;
     use crate::projection::ProjectionError;
+    use crate::seal::SealError;
+    use crate::seal::kek::KekError;
+    use crate::seal::keystore::KeyStoreError;
     use crate::seed::SeedError;
     use crate::store::StoreError;
     use crate::telemetry::TelemetryError;
@@ -229,6 +237,9 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<SampleError>(cause))
                 .or_else(|| classified::<ProjectionError>(cause))
                 .or_else(|| classified::<StoreError>(cause))
+                .or_else(|| classified::<SealError>(cause))
+                .or_else(|| classified::<KekError>(cause))
+                .or_else(|| classified::<KeyStoreError>(cause))
                 .or_else(|| classified::<SeedError>(cause))
                 .or_else(|| classified::<ManifestError>(cause))
                 .or_else(|| classified::<TelemetryError>(cause))

@@ -74,6 +74,8 @@ pub struct ServeArgs {
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub auth: super::auth::AuthArgs,
+    #[command(flatten)]
+    pub seal: super::gdpr::SealArgs,
     /// Admin listener for on-demand CPU profiles (GET /debug/pprof/profile), on its
     /// own address, never the API port; loopback with a free port by default.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -360,7 +362,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Before the store opens too: a bad KEK file, or a key store another process
+    // holds, fails the start.
+    let sealer = args.seal.sealer(&args.dataset.dir)?;
     let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
+    if let Some(sealer) = sealer {
+        store.seal_with(sealer);
+    }
     let protocols = if acceptor.is_some() {
         "https://{local} (TLS, ALPN h2 and http/1.1)"
     } else {

@@ -10,8 +10,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Bumped when the manifest or the table layout changes incompatibly. Format 2: event
 /// schema v2 (`delay_events.cause`, `delay_events.reported_by`). Format 3: the
 /// per-shard event sequence (`delay_events.seq`, `event_sequence`) and the async read
-/// models' tables. `events migrate` upgrades a format-1 or 2 dataset in place.
-pub const MANIFEST_FORMAT: u32 = 3;
+/// models' tables. Format 4: `delay_events.data_key`, the id of the key that sealed an
+/// event's personal fields (`seal`). `events migrate` upgrades formats 1 to 3 in place.
+pub const MANIFEST_FORMAT: u32 = 4;
 
 crate::choices! {
     /// Where a dataset's shards live.
@@ -82,7 +83,7 @@ pub enum ManifestError {
 /// How to get from a manifest format to this build's.
 fn upgrade_hint(found: u32) -> &'static str {
     match found {
-        1 | 2 => "upgrade it in place with `flightbench events migrate` (or re-seed with `flightbench seed --force`)",
+        1..=3 => "upgrade it in place with `flightbench events migrate` (or re-seed with `flightbench seed --force`)",
         _ => "re-seed with `flightbench seed --force`",
     }
 }

@@ -131,6 +131,16 @@ impl EventKind {
         }
     }
 
+    /// Replaces the reason, where the kind has one (opening or erasing a sealed event).
+    pub fn set_reason(&mut self, new: Reason) {
+        match self {
+            EventKind::Reported { reason, .. }
+            | EventKind::Revised { reason, .. }
+            | EventKind::Cancelled { reason } => *reason = new,
+            EventKind::Departed { .. } => {}
+        }
+    }
+
     /// Checks the delay bounds; reasons were checked when parsed.
     pub fn validate(&self) -> Result<(), EventKindError> {
         let (min, minutes) = match self {
@@ -178,6 +188,49 @@ pub struct DelayEvent {
     /// authenticated (every v1 event, and writes with `--auth off`).
     #[serde(default)]
     pub reported_by: Option<SubjectId>,
+    /// Whether the personal fields above (`reason`, `reported_by`) are here in clear.
+    /// Only the store sets it: a request body can never claim an event is erased.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Personal::is_clear", rename = "personal_data")]
+    pub personal: Personal,
+}
+
+/// Where an event's personal fields (the reporter's subject id and the free-text
+/// reason) are. Stored encrypted (`seal`), an event reads as `Sealed` until the store
+/// opens it with its data key; once that key has been destroyed (erasure), as
+/// `Erased`, with an empty reason and no reporter, and it still folds: delay minutes,
+/// kind, code and times are never sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Personal {
+    /// In clear (never sealed, or opened).
+    #[default]
+    Clear,
+    /// Encrypted under a data key, not opened yet.
+    Sealed(Sealed),
+    /// Its data key was destroyed: nobody can read these fields any more.
+    Erased,
+}
+
+/// A sealed event's stored form: the data key's id and the ciphertext (`seal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub data_key: String,
+    pub ciphertext: String,
+}
+
+impl Personal {
+    pub fn is_clear(&self) -> bool {
+        matches!(self, Personal::Clear)
+    }
+}
+
+impl Serialize for Personal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Personal::Clear => "clear",
+            Personal::Sealed(_) => "sealed",
+            Personal::Erased => "erased",
+        })
+    }
 }
 
 fn current_schema_version() -> u16 {
@@ -186,7 +239,14 @@ fn current_schema_version() -> u16 {
 
 impl DelayEvent {
     pub fn new(occurred_at: UtcTime, kind: EventKind) -> Self {
-        Self { schema_version: SCHEMA_VERSION, occurred_at, kind, cause: None, reported_by: None }
+        Self {
+            schema_version: SCHEMA_VERSION,
+            occurred_at,
+            kind,
+            cause: None,
+            reported_by: None,
+            personal: Personal::Clear,
+        }
     }
 
     pub fn with_cause(self, cause: Option<DelayCode>) -> Self {
@@ -206,7 +266,7 @@ impl DelayEvent {
         let kind = EventKind::from_columns(&stored.kind, stored.delay_minutes, &stored.reason)?;
         let cause = stored.cause.as_deref().map(DelayCode::parse).transpose()?;
         let reported_by = stored.reported_by.as_deref().map(SubjectId::parse).transpose()?;
-        Ok(Self { schema_version: SCHEMA_VERSION, occurred_at, kind, cause, reported_by })
+        Ok(Self { schema_version: SCHEMA_VERSION, occurred_at, kind, cause, reported_by, personal: Personal::Clear })
     }
 }
 

@@ -14,7 +14,7 @@ mod time;
 pub mod upcast;
 mod views;
 
-pub use event::{DelayEvent, EventKind, EventKindError, Reason, ReasonError, SCHEMA_VERSION};
+pub use event::{DelayEvent, EventKind, EventKindError, Personal, Reason, ReasonError, SCHEMA_VERSION, Sealed};
 pub use ids::{AirportCode, Carrier, FlightId, FlightNumber, IdError};
 pub use performance::{ON_TIME_MINUTES, Tally};
 pub use reporting::{DelayCode, ReportingError, SubjectId};

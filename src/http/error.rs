@@ -44,6 +44,9 @@ pub enum ApiError {
     /// the role.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// An admin endpoint this server cannot serve as configured.
+    #[error("{0}")]
+    AdminOff(&'static str),
     /// A failure inside the server itself (logged; the client sees a generic detail).
     #[error("internal: {0}")]
     Internal(String),
@@ -87,7 +90,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::ProfileBusy => StatusCode::CONFLICT,
+            ApiError::ProfileBusy | ApiError::AdminOff(_) => StatusCode::CONFLICT,
             ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
@@ -100,7 +103,9 @@ impl ApiError {
                 StoreError::Database { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Manifest(_)
-                | StoreError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                | StoreError::Config(_)
+                | StoreError::Sealing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StoreError::NoKek { .. } => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
     }
@@ -119,6 +124,7 @@ impl ApiError {
             ApiError::PreconditionRequired => "Precondition required",
             ApiError::Overloaded(_) => "Overloaded",
             ApiError::ProfileBusy => "Profile already running",
+            ApiError::AdminOff(_) => "Not available on this server",
             ApiError::LiveOff => "Live feed not served here",
             ApiError::Live(_) => "Live feed unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -133,7 +139,9 @@ impl ApiError {
                 StoreError::Database { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Manifest(_)
-                | StoreError::Config(_) => "Internal server error",
+                | StoreError::Config(_)
+                | StoreError::Sealing(_) => "Internal server error",
+                StoreError::NoKek { .. } => "Sealed data unavailable",
             },
         }
     }

@@ -25,6 +25,7 @@ mod route;
 mod runtime;
 mod service;
 mod stall;
+mod subjects;
 pub mod tls;
 
 pub use config::{CompressionLevels, ServerConfig};

@@ -20,11 +20,17 @@ pub enum Route {
     CarrierOnTime,
     Live,
     Dashboard,
+    /// `/admin/subjects/{sub}`: erasure (DELETE).
+    Subject,
+    /// `/admin/subjects/{sub}/export`.
+    SubjectExport,
+    /// `/admin/keys/rotate`: re-wrap every data key under the newest KEK (POST).
+    KeysRotate,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 17] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -38,6 +44,9 @@ impl Route {
         Route::CarrierOnTime,
         Route::Live,
         Route::Dashboard,
+        Route::Subject,
+        Route::SubjectExport,
+        Route::KeysRotate,
         Route::Unmatched,
     ];
 
@@ -70,6 +79,11 @@ impl Route {
             (Some("airports"), Some(code), Some("board"), None) => (Route::Board, code),
             (Some("airports"), Some(code), Some("hourly"), None) => (Route::AirportHours, code),
             (Some("carriers"), Some(code), Some("on-time"), None) => (Route::CarrierOnTime, code),
+            (Some("admin"), Some("subjects"), Some(sub), None) => (Route::Subject, sub),
+            (Some("admin"), Some("keys"), Some("rotate"), None) => (Route::KeysRotate, ""),
+            (Some("admin"), Some("subjects"), Some(sub), Some("export")) if segments.next().is_none() => {
+                (Route::SubjectExport, sub)
+            }
             _ => (Route::Unmatched, ""),
         }
     }
@@ -82,6 +96,7 @@ impl Route {
         match (self, method) {
             (Route::Healthz | Route::Readyz | Route::Metrics, _) => Access::Open,
             (Route::FlightDelays, &Method::POST) => Access::Needs(Role::Reporter),
+            (Route::Subject | Route::SubjectExport | Route::KeysRotate, _) => Access::Needs(Role::Admin),
             _ => Access::Public,
         }
     }
@@ -101,6 +116,9 @@ impl Route {
             Route::CarrierOnTime => "/carriers/{code}/on-time",
             Route::Live => "/live",
             Route::Dashboard => "/dashboard",
+            Route::Subject => "/admin/subjects/{sub}",
+            Route::SubjectExport => "/admin/subjects/{sub}/export",
+            Route::KeysRotate => "/admin/keys/rotate",
             Route::Unmatched => "unmatched",
         }
     }
@@ -115,6 +133,7 @@ pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
+        Method::DELETE => "DELETE",
         _ => "other",
     }
 }
@@ -143,6 +162,9 @@ mod tests {
         assert_eq!(Route::parse("/airports/AMS/hourly"), (Route::AirportHours, "AMS"));
         assert_eq!(Route::parse("/carriers/KL/on-time"), (Route::CarrierOnTime, "KL"));
         assert_eq!(Route::parse("/metrics"), (Route::Metrics, ""));
+        assert_eq!(Route::parse("/admin/subjects/ops%207"), (Route::Subject, "ops%207"));
+        assert_eq!(Route::parse("/admin/subjects/ops-7/export"), (Route::SubjectExport, "ops-7"));
+        assert_eq!(Route::parse("/admin/subjects/ops-7/export/x"), (Route::Unmatched, ""));
         assert_eq!(Route::parse("//healthz"), (Route::Healthz, ""), "leading slashes are one");
         assert_eq!(Route::parse("/flights/"), (Route::Flight, ""), "an empty id is the handler's to refuse");
         for unmatched in ["/", "", "/flights", "/flights/1/2/3", "/flights/1/events/x", "/airports/AMS", "/healthz/x"] {

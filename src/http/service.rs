@@ -218,6 +218,12 @@ where
         (Route::Live, &Method::GET) => super::live::live(state, &request),
         (Route::Dashboard, &Method::GET) => super::live::dashboard(state, &request),
         (Route::Live | Route::Dashboard, _) => Err(allow("GET")),
+        (Route::Subject, &Method::DELETE) => Box::pin(super::subjects::erase(state, param, &accept, &caller)).await,
+        (Route::Subject, _) => Err(allow("DELETE")),
+        (Route::SubjectExport, &Method::GET) => Box::pin(super::subjects::export(state, param, &accept)).await,
+        (Route::SubjectExport, _) => Err(allow("GET")),
+        (Route::KeysRotate, &Method::POST) => Box::pin(super::subjects::rotate(state, &accept)).await,
+        (Route::KeysRotate, _) => Err(allow("POST")),
         (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
     }
 }

@@ -116,7 +116,7 @@ fn seed_shard(
             let mut event = tx.prepare_cached(concat!(
                 "INSERT INTO delay_events (",
                 event_columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?;
             let mut in_batch = 0;
             for id in ids.by_ref().take(BATCH) {

@@ -11,7 +11,7 @@ use super::row::{EventRow, FlightRow, StatusRow};
 use crate::domain::upcast::upcast;
 use crate::domain::{
     AirportCode, Carrier, DelayEvent, EventKindError, Flight, FlightId, FlightNumber, FlightState, FlightStatus,
-    FlightView, RecordedEvent, UtcTime,
+    FlightView, Personal, RecordedEvent, SCHEMA_VERSION, Sealed, UtcTime,
 };
 
 /// One result row's columns by position, whatever the driver. Each driver implements
@@ -130,6 +130,7 @@ pub(crate) fn recorded_event(c: &impl Columns) -> Result<RecordedEvent, StoreErr
         schema_version: c.int(7)?,
         cause: c.opt_text(8)?,
         reported_by: c.opt_text(9)?,
+        data_key: c.opt_text(10)?,
     };
     recorded_event_of(c.shard(), row)
 }
@@ -143,7 +144,28 @@ pub(crate) fn recorded_event_of(shard: usize, c: EventRow<'_>) -> Result<Recorde
         StoreError::corrupt(shard, format_args!("event {} of flight {}: {e}", c.version, c.flight_id))
     };
     let occurred_at = UtcTime::from_unix(c.occurred_at).on_shard(shard)?;
-    let event = upcast(c.stored()).and_then(|current| DelayEvent::from_stored(occurred_at, &current)).map_err(named)?;
+    // A sealed row's `reason` is ciphertext: decode the rest with no reason, and keep
+    // the ciphertext for the store to open (`seal`). Only this build seals, and always
+    // at the current schema version, so there is nothing to upcast.
+    let (row, personal) = match c.data_key {
+        None => (c, Personal::Clear),
+        Some(_) if c.schema_version != i64::from(SCHEMA_VERSION) => {
+            return Err(StoreError::corrupt(
+                shard,
+                format_args!(
+                    "event {} of flight {}: sealed at schema version {}",
+                    c.version, c.flight_id, c.schema_version
+                ),
+            ));
+        }
+        Some(key) => {
+            let sealed = Sealed { data_key: key.to_owned(), ciphertext: c.reason.to_owned() };
+            (EventRow { reason: "", reported_by: None, data_key: None, ..c }, Personal::Sealed(sealed))
+        }
+    };
+    let mut event =
+        upcast(row.stored()).and_then(|current| DelayEvent::from_stored(occurred_at, &current)).map_err(named)?;
+    event.personal = personal;
     Ok(RecordedEvent { flight_id: FlightId::new(c.flight_id).on_shard(shard)?, version: c.version, event })
 }
 

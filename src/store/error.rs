@@ -28,6 +28,13 @@ pub enum StoreError {
     Manifest(#[from] ManifestError),
     #[error("{0}")]
     Config(String),
+    #[error(
+        "event {version} of flight {flight} is sealed, and no key-encryption key was given to open it \
+         (--kek-file or FLIGHTBENCH_KEK)"
+    )]
+    NoKek { flight: FlightId, version: i64 },
+    #[error(transparent)]
+    Sealing(crate::seal::SealError),
 }
 
 fn describe_current(current: Option<i64>) -> String {
@@ -83,6 +90,8 @@ impl crate::failure::Classify for StoreError {
             | StoreError::Config(_) => Failure::BadInput,
             StoreError::Unavailable { .. } => Failure::Unreachable,
             StoreError::Database { .. } => Failure::Internal,
+            StoreError::NoKek { .. } => Failure::Usage,
+            StoreError::Sealing(e) => e.failure(),
         }
     }
 }

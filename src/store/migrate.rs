@@ -23,7 +23,7 @@
 use super::decode::{self, Columns};
 use super::path::{OnShard, PgCols, sqlite_rows};
 use super::row::{EventRow, event_columns};
-use super::schema::{NUMBER_EVENTS, POSTGRES_SEQUENCING, SQLITE_SEQUENCING, projection_tables};
+use super::schema::{DATA_KEY_INDEX, NUMBER_EVENTS, POSTGRES_SEQUENCING, SQLITE_SEQUENCING, projection_tables};
 use super::{Shard, ShardConn, Store, StoreConfig, StoreError};
 use crate::dataset::{MANIFEST_FORMAT, Manifest, ManifestError};
 use crate::domain::{RecordedEvent, SCHEMA_VERSION};
@@ -341,16 +341,19 @@ impl MigrateTx for PgTx<'_, '_> {
     }
 }
 
-/// Event schema v2's columns, as `ALTER TABLE` adds them to a format-1 dataset.
-const V2_COLUMNS: [&str; 2] = ["cause", "reported_by"];
+/// Event columns added since format 1, as `ALTER TABLE` adds them to an older dataset:
+/// event schema v2's `cause` and `reported_by` (format 2), and the sealing data key's id
+/// (format 4).
+const ADDED_TEXT_COLUMNS: [&str; 3] = ["cause", "reported_by", "data_key"];
 
 /// Format 3's event number, as `ALTER TABLE` adds it to a format-1 or 2 dataset
 /// (`STRICT` SQLite tables take only INTEGER).
 const SQLITE_SEQ_COLUMN: &str = "ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
 const POSTGRES_SEQ_COLUMN: &str = "ADD COLUMN seq BIGINT NOT NULL DEFAULT 0";
 
-/// Upgrades an older dataset's table layout in place to this build's (format 3):
-/// format 1 gains event schema v2's columns; formats 1 and 2 gain the per-shard event
+/// Upgrades an older dataset's table layout in place to this build's (format 4):
+/// format 1 gains event schema v2's columns; formats 1 to 3 gain `data_key` and its
+/// index; formats 1 and 2 gain the per-shard event
 /// sequence (existing events numbered oldest first), its trigger and the async read
 /// models' tables. Each shard is upgraded in one transaction (both databases make DDL
 /// transactional), skipped if it already has the sequence, and the manifest is
@@ -361,7 +364,7 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
     let mut manifest = match Manifest::load_format(dir, 1) {
         Ok(manifest) => manifest,
         Err(ManifestError::Format { found, .. }) if found == MANIFEST_FORMAT => return Ok(None),
-        Err(ManifestError::Format { found: 2, .. }) => Manifest::load_format(dir, 2)?,
+        Err(ManifestError::Format { found: found @ (2 | 3), .. }) => Manifest::load_format(dir, found)?,
         Err(e) => return Err(e.into()),
     };
     let found = manifest.format;
@@ -383,7 +386,7 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                     .prepare("SELECT name FROM pragma_table_info('delay_events')")
                     .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                     .on(shard)?;
-                for column in V2_COLUMNS.iter().filter(|c| !present.iter().any(|p| p == *c)) {
+                for column in ADDED_TEXT_COLUMNS.iter().filter(|c| !present.iter().any(|p| p == *c)) {
                     tx.execute_batch(&format!("ALTER TABLE delay_events ADD COLUMN {column} TEXT")).on(shard)?;
                 }
                 if !present.iter().any(|p| p == "seq") {
@@ -396,6 +399,7 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                         tx.execute_batch(&ddl).on(shard)?;
                     }
                 }
+                tx.execute_batch(DATA_KEY_INDEX).on(shard)?;
                 tx.commit().on(shard)?;
             }
             (None, Some(pg)) => {
@@ -408,7 +412,7 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                 let mut client =
                     super::pg_tls::connect(url, config.pg_password.as_deref()).await.map_err(unavailable)?;
                 let tx = client.transaction().await.on(shard)?;
-                let add = V2_COLUMNS.map(|c| format!("ADD COLUMN IF NOT EXISTS {c} TEXT")).join(", ");
+                let add = ADDED_TEXT_COLUMNS.map(|c| format!("ADD COLUMN IF NOT EXISTS {c} TEXT")).join(", ");
                 tx.batch_execute(&format!("ALTER TABLE delay_events {add}")).await.on(shard)?;
                 let sequenced = tx
                     .query_one("SELECT to_regclass('event_sequence') IS NOT NULL", &[])
@@ -425,6 +429,7 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                         tx.batch_execute(&ddl).await.on(shard)?;
                     }
                 }
+                tx.batch_execute(DATA_KEY_INDEX).await.on(shard)?;
                 tx.commit().await.on(shard)?;
                 drop(client);
             }

@@ -37,6 +37,7 @@ mod merge;
 mod metrics;
 mod migrate;
 mod path;
+mod personal;
 pub(crate) mod pg_tls;
 mod postgres;
 mod projection;
@@ -176,6 +177,8 @@ pub struct Store {
     appended: Vec<tokio::sync::watch::Sender<u64>>,
     /// Positions runners in this process have reached, by (projection, source shard).
     positions: std::sync::Mutex<std::collections::HashMap<(String, usize), i64>>,
+    /// Seals appends and opens reads when set (`personal`).
+    sealer: OnceLock<Arc<crate::seal::Sealer>>,
 }
 
 impl Store {
@@ -209,6 +212,7 @@ impl Store {
             pool_size: config.pool_size,
             lags: Default::default(),
             metrics: OnceLock::new(),
+            sealer: OnceLock::new(),
         })
     }
 
@@ -286,13 +290,14 @@ impl Store {
     pub async fn events(&self, path: QueryPath, id: FlightId) -> Result<Vec<RecordedEvent>, StoreError> {
         let shard = self.owner(id);
         async {
-            let events = self.on_shard(Op::Events, path, shard, path::events(path, shard, id)).await?;
+            let mut events = self.on_shard(Op::Events, path, shard, path::events(path, shard, id)).await?;
             // An empty stream is either a flight nothing happened to or no flight at all.
             if events.is_empty()
                 && self.on_shard(Op::Flight, path, shard, path::flight(path, shard, id)).await?.is_none()
             {
                 return Err(StoreError::FlightNotFound(id));
             }
+            self.open_events(&mut events).await?;
             Ok(events)
         }
         .instrument(op_span(Op::Events, path))
@@ -327,8 +332,9 @@ impl Store {
     ) -> Result<AppendOutcome, StoreError> {
         event.kind.validate().map_err(StoreError::InvalidEvent)?;
         let shard = self.owner(id);
+        let event = self.sealed_for_append(id, expected_version, event).await?;
         let outcome = self
-            .on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, event))
+            .on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, &event))
             .instrument(op_span(Op::Append, path))
             .await?;
         self.appended[shard.index].send_modify(|n| *n = n.wrapping_add(1));

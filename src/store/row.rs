@@ -10,14 +10,14 @@
 //! schema v2, say) is added here and in each binding, not in every writer.
 
 use crate::domain::upcast::StoredEvent;
-use crate::domain::{DelayEvent, Flight, FlightId, FlightStatus, UtcTime};
+use crate::domain::{DelayEvent, Flight, FlightId, FlightStatus, Personal, Sealed, UtcTime};
 use std::borrow::Cow;
 
 /// `delay_events`' columns in the order every writer binds them and every reader reads
 /// them (the fields of [`EventRow`]; a test checks they agree).
 macro_rules! event_columns {
     () => {
-        "flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by"
+        "flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by, data_key"
     };
 }
 pub(crate) use event_columns;
@@ -77,11 +77,15 @@ pub struct EventRow<'a> {
     pub cause: Option<&'a str>,
     /// v2: the reporter's subject id; NULL in v1 rows and unauthenticated writes.
     pub reported_by: Option<&'a str>,
+    /// Format 4: the id of the data key that sealed this row's personal fields (then
+    /// `reason` holds their ciphertext and `reported_by` is NULL); NULL in clear rows.
+    pub data_key: Option<&'a str>,
 }
 
 impl<'a> EventRow<'a> {
+    /// An event sealed by the store (`Personal::Sealed`) becomes its sealed row.
     pub fn new(flight: FlightId, version: i64, flight_dep: UtcTime, event: &'a DelayEvent) -> Self {
-        Self {
+        let row = Self {
             flight_id: flight.get(),
             version,
             flight_dep: flight_dep.unix(),
@@ -92,7 +96,18 @@ impl<'a> EventRow<'a> {
             schema_version: i64::from(event.schema_version),
             cause: event.cause.as_ref().map(|c| c.as_str()),
             reported_by: event.reported_by.as_ref().map(|s| s.as_str()),
+            data_key: None,
+        };
+        match &event.personal {
+            Personal::Sealed(sealed) => row.sealed(sealed),
+            Personal::Clear | Personal::Erased => row,
         }
+    }
+
+    /// The row with its personal fields replaced by their sealed form (`seal`): the
+    /// ciphertext in `reason`, no reporter in clear, and the data key's id.
+    pub fn sealed(self, sealed: &'a Sealed) -> Self {
+        Self { reason: &sealed.ciphertext, reported_by: None, data_key: Some(&sealed.data_key), ..self }
     }
 
     /// The row a build before schema v2 wrote for this event: no code, no reporter,
@@ -114,11 +129,11 @@ impl<'a> EventRow<'a> {
         }
     }
 
-    driver_params!(10; flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by);
+    driver_params!(11; flight_id, version, flight_dep, kind, delay_minutes, reason, occurred_at, schema_version, cause, reported_by, data_key);
 }
 
 /// PostgreSQL types of [`EventRow::pg_params`], for binary `COPY`.
-pub const EVENT_PG_TYPES: [tokio_postgres::types::Type; 10] = {
+pub const EVENT_PG_TYPES: [tokio_postgres::types::Type; 11] = {
     use tokio_postgres::types::Type;
     [
         Type::INT8,
@@ -129,6 +144,7 @@ pub const EVENT_PG_TYPES: [tokio_postgres::types::Type; 10] = {
         Type::TEXT,
         Type::INT8,
         Type::INT8,
+        Type::TEXT,
         Type::TEXT,
         Type::TEXT,
     ]
@@ -221,8 +237,13 @@ mod tests {
                 schema_version: i64::from(crate::domain::SCHEMA_VERSION),
                 cause: None,
                 reported_by: None,
+                data_key: None,
             }
         );
+        let sealed = Sealed { data_key: "k1".into(), ciphertext: "c1".into() };
+        let with_reporter = EventRow { reported_by: Some("ops-7"), ..row };
+        let row_sealed = with_reporter.sealed(&sealed);
+        assert_eq!((row_sealed.reason, row_sealed.reported_by, row_sealed.data_key), ("c1", None, Some("k1")));
         let v1 = row.as_version_1();
         assert_eq!((v1.schema_version, v1.cause, v1.reported_by, v1.reason), (1, None, None, "it's crew; --"));
         assert_eq!(EventRow::FIELDS, event_columns!());

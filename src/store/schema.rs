@@ -34,13 +34,19 @@ pub const SQLITE_TABLES: &[&str] = &[
         flight_id INTEGER NOT NULL, version INTEGER NOT NULL, flight_dep INTEGER NOT NULL,
         kind TEXT NOT NULL, delay_minutes INTEGER NOT NULL, reason TEXT NOT NULL,
         occurred_at INTEGER NOT NULL, schema_version INTEGER NOT NULL,
-        cause TEXT, reported_by TEXT, seq INTEGER NOT NULL DEFAULT 0,
+        cause TEXT, reported_by TEXT, seq INTEGER NOT NULL DEFAULT 0, data_key TEXT,
         PRIMARY KEY (flight_id, version)) STRICT, WITHOUT ROWID",
 ];
 
 /// `(origin, sched_dep, id)` serves departures and delay statistics as a range scan
 /// in result order, so `ORDER BY … LIMIT` stops early.
-pub const INDEXES: &[&str] = &["CREATE INDEX flights_origin_dep ON flights (origin, sched_dep, id)"];
+/// `data_key` finds a subject's sealed events for an export (`seal`); partial, so
+/// clear rows (every seeded one) add nothing to it.
+pub const INDEXES: &[&str] = &["CREATE INDEX flights_origin_dep ON flights (origin, sched_dep, id)", DATA_KEY_INDEX];
+
+/// Added by format 4 (and by `events migrate` to older datasets).
+pub const DATA_KEY_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS delay_events_data_key ON delay_events (data_key) WHERE data_key IS NOT NULL";
 
 pub const POSTGRES_TABLES: &[&str] = &[
     "CREATE TABLE flights (
@@ -55,7 +61,7 @@ pub const POSTGRES_TABLES: &[&str] = &[
         flight_id BIGINT NOT NULL, version BIGINT NOT NULL, flight_dep BIGINT NOT NULL,
         kind TEXT NOT NULL, delay_minutes BIGINT NOT NULL, reason TEXT NOT NULL,
         occurred_at BIGINT NOT NULL, schema_version BIGINT NOT NULL,
-        cause TEXT, reported_by TEXT, seq BIGINT NOT NULL DEFAULT 0,
+        cause TEXT, reported_by TEXT, seq BIGINT NOT NULL DEFAULT 0, data_key TEXT,
         PRIMARY KEY (flight_id, version, flight_dep)) PARTITION BY RANGE (flight_dep)",
 ];
 

@@ -54,7 +54,7 @@ pub const UPDATE_STATUS: &str = "UPDATE flight_status SET version = $1, state = 
 pub const INSERT_EVENT: &str = concat!(
     "INSERT INTO delay_events (",
     crate::store::row::event_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 );
 
 pub const ALL: &[&str] =

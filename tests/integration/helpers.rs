@@ -106,6 +106,11 @@ impl PgDatabases {
     pub fn base_url(&self) -> String {
         format!("{}/{}", pg_base(), self.name)
     }
+
+    /// Each shard database's URL, in shard order.
+    pub fn shard_urls(&self) -> Vec<String> {
+        (0..self.shards).map(|i| format!("{}_{i}", self.base_url())).collect()
+    }
 }
 
 impl Drop for PgDatabases {

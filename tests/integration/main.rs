@@ -22,6 +22,7 @@ mod pg_tls;
 mod probes;
 mod profile;
 mod projections;
+mod sealing;
 mod seeding;
 mod tls;
 mod traces;

@@ -203,7 +203,7 @@ async fn format_1_upgrades_in_place(ds: &TestDataset, downgrade: impl AsyncFnOnc
 
     let out = migrate(ds.dir(), "200");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("manifest format 1 → 3"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("manifest format 1 → {MANIFEST_FORMAT}")));
     let total = ds.store.manifest().counts.events;
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("migrated {total} of {total}")));
 
@@ -244,6 +244,7 @@ async fn sqlite_a_format_1_dataset_is_upgraded_in_place() {
                  ALTER TABLE delay_events DROP COLUMN cause; ALTER TABLE delay_events DROP COLUMN reported_by;
                  DROP TRIGGER delay_events_sequence; DROP INDEX delay_events_seq;
                  ALTER TABLE delay_events DROP COLUMN seq; DROP TABLE event_sequence;
+                 DROP INDEX delay_events_data_key; ALTER TABLE delay_events DROP COLUMN data_key;
                  DROP TABLE projection_checkpoints; DROP TABLE board_departures;
                  DROP TABLE airport_hour_stats; DROP TABLE carrier_on_time;",
             )
@@ -264,7 +265,8 @@ async fn postgres_a_format_1_dataset_is_upgraded_in_place() {
             client
                 .batch_execute(
                     "UPDATE delay_events SET schema_version = 1, cause = NULL, reported_by = NULL;
-                     ALTER TABLE delay_events DROP COLUMN cause, DROP COLUMN reported_by, DROP COLUMN seq;
+                     ALTER TABLE delay_events DROP COLUMN cause, DROP COLUMN reported_by, DROP COLUMN seq,
+                         DROP COLUMN data_key;
                      DROP TABLE event_sequence, projection_checkpoints, board_departures, airport_hour_stats,
                          carrier_on_time;
                      DROP FUNCTION next_event_seq() CASCADE;",

@@ -107,6 +107,8 @@ fn insert_event_sql(row: &EventRow<'_>) -> Result<String, StoreError> {
     push_opt_text(&mut sql, row.cause)?;
     sql.push_str(", ");
     push_opt_text(&mut sql, row.reported_by)?;
+    sql.push_str(", ");
+    push_opt_text(&mut sql, row.data_key)?;
     sql.push(')');
     Ok(sql)
 }
@@ -212,6 +214,6 @@ mod tests {
         .with_reporter(Some(SubjectId::parse("o'brien").unwrap()));
         let row = EventRow::new(FlightId::new(7).unwrap(), 2, UtcTime::from_unix(1_800_000_000).unwrap(), &event);
         let sql = insert_event_sql(&row).unwrap();
-        assert!(sql.ends_with("'x''); DELETE FROM flights; --', 1800000000, 2, NULL, 'o''brien')"), "{sql}");
+        assert!(sql.ends_with("'x''); DELETE FROM flights; --', 1800000000, 2, NULL, 'o''brien', NULL)"), "{sql}");
     }
 }

@@ -43,6 +43,14 @@ pub(crate) async fn append(
 ) -> Result<FlightStatus, StoreError> {
     let (current, flight_dep) = tx.status(id).await?.ok_or(StoreError::FlightNotFound(id))?;
     let next = plan_append(id, expected, &current, event)?;
+    if !event.personal.is_clear() && next.version != expected + 1 {
+        // Sealed for version expected + 1 (`store::personal`): written under any other
+        // version it would never open.
+        return Err(StoreError::Config(format!(
+            "flight {id}: a sealed event cannot be written as version {}",
+            next.version
+        )));
+    }
     if tx.update_status(&StatusRow::new(id, &next), expected).await? != 1 {
         return Err(lost_race(id, expected));
     }

@@ -79,6 +79,7 @@ pub mod delay_events {
         pub schema_version: i64,
         pub cause: Option<String>,
         pub reported_by: Option<String>,
+        pub data_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

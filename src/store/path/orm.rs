@@ -99,6 +99,7 @@ pub(crate) async fn events(shard: &Shard, id: FlightId) -> Result<Vec<RecordedEv
                     schema_version: e.schema_version,
                     cause: e.cause.as_deref(),
                     reported_by: e.reported_by.as_deref(),
+                    data_key: e.data_key.as_deref(),
                 },
             )
         })
@@ -205,6 +206,7 @@ impl AppendTx for OrmTx<'_> {
             schema_version: Set(row.schema_version),
             cause: Set(row.cause.map(str::to_owned)),
             reported_by: Set(row.reported_by.map(str::to_owned)),
+            data_key: Set(row.data_key.map(str::to_owned)),
         };
         match delay_events::Entity::insert(model).exec_without_returning(&self.txn).await {
             Ok(_) => Ok(Inserted::Row),

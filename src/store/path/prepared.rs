@@ -125,6 +125,7 @@ macro_rules! prepared_append_tx {
                     .bind(row.schema_version)
                     .bind(row.cause)
                     .bind(row.reported_by)
+                    .bind(row.data_key)
                     .execute(&mut *self.tx)
                     .await;
                 sqlx_rows::inserted(done, self.shard)

@@ -106,8 +106,8 @@ const EVENTS_AFTER_PG: &str = concat!(
         WHERE id = e.flight_id AND sched_dep = e.flight_dep) f \
      ORDER BY seq"
 );
-/// Where `EVENTS_AFTER`'s `seq` and flight columns start.
-const SEQ_COLUMN: usize = 10;
+/// Where `EVENTS_AFTER`'s `seq` and flight columns start: after the event's own.
+const SEQ_COLUMN: usize = crate::store::row::EVENT_PG_TYPES.len();
 
 const FLIGHTS: &str = "SELECT id, carrier, number, origin, destination, sched_dep, sched_arr FROM flights \
      WHERE id > $1 ORDER BY id LIMIT $2";

@@ -1,0 +1,97 @@
+//! The data subject endpoints (admin only): erasure by crypto-shredding, export, and
+//! the key-encryption key rotation.
+//!
+//! `DELETE /admin/subjects/{sub}` destroys the subject's data key (`seal`): every
+//! reason and identity sealed under it reads as erased from then on, while the events
+//! still fold. `GET /admin/subjects/{sub}/export` returns every event the subject
+//! reported, opened. Both need `--auth` (an `admin` token): with auth off, anyone who
+//! reaches the port could erase anyone, so the server refuses instead.
+
+use super::AppState;
+use super::error::ApiError;
+use super::negotiate::AcceptEncoding;
+use super::response::{Body, json};
+use crate::auth::Caller;
+use crate::domain::{RecordedEvent, SubjectId};
+use http::{Response, StatusCode};
+
+const NEEDS_AUTH: &str =
+    "the admin API needs --auth (a token with the admin role); with the server stopped, use `flightbench gdpr`";
+const NOT_SEALING: &str =
+    "this server seals nothing (no --kek-file or FLIGHTBENCH_KEK): there is no data key to destroy";
+
+/// What an erasure answers.
+#[derive(serde::Serialize)]
+struct Erased<'a> {
+    subject: &'a str,
+    /// The destroyed key's id; `null` when the subject had none (never reported
+    /// since sealing was on, or already erased).
+    erased_key: Option<String>,
+    /// Events the subject reported in clear, before sealing was turned on: erasure
+    /// cannot reach them, and says so rather than pretend.
+    still_in_clear: usize,
+}
+
+/// What an export answers.
+#[derive(serde::Serialize)]
+struct Export<'a> {
+    subject: &'a str,
+    data_key: Option<String>,
+    events: Vec<RecordedEvent>,
+}
+
+/// A subject id from its (percent-encoded) path segment.
+fn subject(segment: &str) -> Result<SubjectId, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the subject id is not UTF-8 once percent-decoded".into()))?;
+    SubjectId::parse(&decoded).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn admin_on(state: &AppState) -> Result<(), ApiError> {
+    if state.config.auth.is_none() { Err(ApiError::AdminOff(NEEDS_AUTH)) } else { Ok(()) }
+}
+
+pub(super) async fn erase(
+    state: &AppState,
+    segment: &str,
+    accept: &AcceptEncoding,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    admin_on(state)?;
+    let subject = subject(segment)?;
+    let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let erasure = sealer.erase(&subject).await.map_err(crate::store::StoreError::from)?;
+    // Neither the subject nor the admin is personal data to log in clear; the key id
+    // is random and says nothing about either.
+    tracing::info!(erased_key = ?erasure.key_id, by_admin = caller.subject.is_some(), "subject erased");
+    let remaining = state.store.subject_events(&subject).await?;
+    let still_in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(&subject)).count();
+    let body = Erased { subject: subject.as_str(), erased_key: erasure.key_id, still_in_clear };
+    json(StatusCode::OK, &body, accept, state).await
+}
+
+/// Re-reads the server's KEK file and re-wraps every data key under its newest key,
+/// while the server goes on serving (`seal::Sealer::rotate`).
+pub(super) async fn rotate(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
+    admin_on(state)?;
+    let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let rotation = sealer.rotate().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(primary = %rotation.primary, rewrapped = rotation.rewrapped, "data keys re-wrapped");
+    json(StatusCode::OK, &rotation, accept, state).await
+}
+
+pub(super) async fn export(
+    state: &AppState,
+    segment: &str,
+    accept: &AcceptEncoding,
+) -> Result<Response<Body>, ApiError> {
+    admin_on(state)?;
+    let subject = subject(segment)?;
+    let data_key = match state.store.sealer() {
+        Some(sealer) => sealer.key_id_for(&subject).await.map_err(crate::store::StoreError::from)?,
+        None => None,
+    };
+    let events = state.store.subject_events(&subject).await?;
+    json(StatusCode::OK, &Export { subject: subject.as_str(), data_key, events }, accept, state).await
+}
