@@ -52,6 +52,7 @@
 //! - [`cli`]: the command line: flags → validated config → the layers above; the only
 //!   module that knows clap or `anyhow`, and where errors become exit codes.
 
+pub mod audit;
 pub mod auth;
 pub mod bench_report;
 pub mod chart;

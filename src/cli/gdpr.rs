@@ -4,6 +4,7 @@
 //! through its admin API instead (`DELETE /admin/subjects/{sub}`, `GET …/export`).
 
 use super::{DatasetArgs, Refused};
+use crate::audit::ChainScope;
 use crate::domain::SubjectId;
 use crate::failure::Failure;
 use crate::seal::kek::{KEK_ENV, KekSource};
@@ -26,6 +27,14 @@ pub struct SealArgs {
     /// shards' backups [default: <dataset dir>/data-keys.sqlite].
     #[arg(long, value_name = "FILE", env = "FLIGHTBENCH_KEY_STORE")]
     pub key_store: Option<PathBuf>,
+    /// With sealing on, every change is also written to the tamper-evident audit log,
+    /// in chains of this scope (per flight: no extra lock; per shard: every write on a
+    /// shard takes the chain's head in turn).
+    #[arg(long, value_parser = super::choice::<ChainScope>(), default_value_t = ChainScope::Flight)]
+    pub audit_chain: ChainScope,
+    /// Seal, but keep no audit log.
+    #[arg(long)]
+    pub no_audit: bool,
 }
 
 impl SealArgs {
@@ -63,6 +72,11 @@ impl SealArgs {
 pub struct GdprArgs {
     #[command(subcommand)]
     pub command: GdprCommand,
+}
+
+/// The dataset and its keys, for each data subject and audit command.
+#[derive(Debug, Args)]
+pub struct OnDataset {
     #[command(flatten)]
     pub dataset: DatasetArgs,
     #[command(flatten)]
@@ -76,21 +90,43 @@ pub enum GdprCommand {
     Erase {
         /// The subject id (`sub` of their tokens).
         subject: String,
+        #[command(flatten)]
+        on: OnDataset,
     },
     /// Print everything held about a subject, opened, as JSON.
-    Export { subject: String },
+    Export {
+        subject: String,
+        #[command(flatten)]
+        on: OnDataset,
+    },
 }
 
 pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
     let subject_of =
         |text: &str| SubjectId::parse(text).map_err(|e| Refused { failure: Failure::Usage, message: e.to_string() });
     match &args.command {
-        GdprCommand::Erase { subject } => {
+        GdprCommand::Erase { subject, on } => {
+            let args = on;
             let subject = subject_of(subject)?;
             let sealer = args.seal.required(&args.dataset.dir, "gdpr erase")?;
             let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
             store.seal_with(sealer.clone());
-            let erasure = sealer.erase(&subject).await?;
+            if !args.seal.no_audit {
+                store.audit_with(args.seal.audit_chain).await?;
+            }
+            // Audited as the operator at the console: no token names them.
+            let draft = store.audit_scope().map(|_| crate::audit::Draft {
+                at: crate::store::now_micros(),
+                request_id: "cli".into(),
+                actor: None,
+                actor_key: None,
+                role: "operator".into(),
+                action: crate::audit::action::ERASE.into(),
+                target: String::new(),
+                before_version: None,
+                after_version: None,
+            });
+            let erasure = sealer.erase(&subject, draft).await?;
             let remaining = store.subject_events(&subject).await?;
             let in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(&subject)).count();
             match &erasure.key_id {
@@ -107,7 +143,8 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
             }
             store.close().await;
         }
-        GdprCommand::Export { subject } => {
+        GdprCommand::Export { subject, on } => {
+            let args = on;
             let subject = subject_of(subject)?;
             let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
             let sealer = args.seal.sealer(&args.dataset.dir)?;
@@ -125,4 +162,47 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every chain of the audit log (every shard's and the key store's) and name
+    /// the first altered, deleted, inserted or reordered record. Reads only: it may
+    /// run beside the server.
+    Verify {
+        #[command(flatten)]
+        on: OnDataset,
+    },
+}
+
+pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let AuditCommand::Verify { on: args } = args.command;
+    let source = args.seal.source().ok_or_else(|| Refused {
+        failure: Failure::Usage,
+        message: format!(
+            "audit verify needs the key-encryption keys (the chain's key is wrapped by them): --kek-file or {KEK_ENV}"
+        ),
+    })?;
+    let sealer = Sealer::load_read_only(source, &args.seal.key_store_in(&args.dataset.dir))?;
+    let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
+    store.seal_with(Arc::new(sealer));
+    let report = store.verify_audit().await?;
+    store.close().await;
+    match report.tampering {
+        None => {
+            println!("audit log intact: {} records in {} chains verified", report.records, report.chains);
+            Ok(())
+        }
+        Some(tamper) => Err(Refused {
+            failure: Failure::BadInput,
+            message: format!("audit log tampered with: {tamper} ({} records before it verified)", report.records),
+        }
+        .into()),
+    }
 }

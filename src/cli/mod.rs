@@ -79,6 +79,8 @@ pub enum Command {
     /// Data subjects' rights on a stopped server's dataset: erase (crypto-shredding)
     /// and export.
     Gdpr(gdpr::GdprArgs),
+    /// The tamper-evident audit log: `audit verify` checks every chain.
+    Audit(gdpr::AuditArgs),
     /// Turn criterion's results (`cargo bench`) into results/benchmarks.md.
     BenchReport(bench_report::BenchReportArgs),
 }
@@ -132,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(args) => auth::keys(args).await,
         Command::Token(args) => auth::token(args),
         Command::Gdpr(args) => gdpr::run(args).await,
+        Command::Audit(args) => gdpr::audit(args).await,
         Command::Load(args) => load::run_load(args).await,
         Command::Profile(args) => profile::run(args).await,
         Command::Ceiling(args) => serve::ceiling(args).await,

@@ -368,6 +368,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
     if let Some(sealer) = sealer {
         store.seal_with(sealer);
+        if !args.seal.no_audit {
+            store.audit_with(args.seal.audit_chain).await?;
+        }
     }
     let protocols = if acceptor.is_some() {
         "https://{local} (TLS, ALPN h2 and http/1.1)"

@@ -11,7 +11,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// schema v2 (`delay_events.cause`, `delay_events.reported_by`). Format 3: the
 /// per-shard event sequence (`delay_events.seq`, `event_sequence`) and the async read
 /// models' tables. Format 4: `delay_events.data_key`, the id of the key that sealed an
-/// event's personal fields (`seal`). `events migrate` upgrades formats 1 to 3 in place.
+/// event's personal fields (`seal`), and the audit log (`audit`). `events migrate` upgrades formats 1 to 3 in place.
 pub const MANIFEST_FORMAT: u32 = 4;
 
 crate::choices! {

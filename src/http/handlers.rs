@@ -117,6 +117,7 @@ where
 {
     let query_path = query_path(state, &request)?;
     let headers = request.headers();
+    let request_id = request_id(headers);
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
@@ -139,7 +140,9 @@ where
     })?;
     // The reporter is whoever the verified token names (with auth off, nobody).
     let event = parse_event(&body.to_bytes())?.with_reporter(caller.subject);
-    let outcome = state.store.append(query_path, id, expected, &event).await;
+    let role = if state.config.auth.is_some() { "reporter" } else { "anonymous" };
+    let change = crate::store::Change { request_id: request_id.clone(), role: role.into() };
+    let outcome = state.store.append_as(query_path, id, expected, &event, &change).await;
     // Whatever the outcome: an error after the commit (a lost connection, say) may
     // still have changed the flight.
     if let Some(cache) = &state.cache {
@@ -152,9 +155,31 @@ where
     let version = outcome.status.version;
     let mut response = json(StatusCode::CREATED, &outcome, accept, state).await?;
     response.headers_mut().insert(ETAG, etag(version));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     // Cannot fail: the path is ASCII digits and slashes.
     response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));
     Ok(response)
+}
+
+/// The header a change's request id travels in, both ways.
+pub(super) const REQUEST_ID: &str = "x-request-id";
+
+/// The client's `X-Request-Id` when it is a sensible one (1 to 128 visible ASCII
+/// characters), else a fresh random one: the id the audit log records.
+pub(super) fn request_id(headers: &http::HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()));
+    match given {
+        Some(id) => id.to_owned(),
+        None => {
+            let bytes: [u8; 8] = crate::seal::cipher::random().unwrap_or_default();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
 }
 
 /// How long a write with inline read models waits for the runner before it answers

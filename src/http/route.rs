@@ -26,11 +26,13 @@ pub enum Route {
     SubjectExport,
     /// `/admin/keys/rotate`: re-wrap every data key under the newest KEK (POST).
     KeysRotate,
+    /// `/admin/audit`: the audit log as JSON lines.
+    Audit,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 18] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -47,6 +49,7 @@ impl Route {
         Route::Subject,
         Route::SubjectExport,
         Route::KeysRotate,
+        Route::Audit,
         Route::Unmatched,
     ];
 
@@ -81,6 +84,7 @@ impl Route {
             (Some("carriers"), Some(code), Some("on-time"), None) => (Route::CarrierOnTime, code),
             (Some("admin"), Some("subjects"), Some(sub), None) => (Route::Subject, sub),
             (Some("admin"), Some("keys"), Some("rotate"), None) => (Route::KeysRotate, ""),
+            (Some("admin"), Some("audit"), None, _) => (Route::Audit, ""),
             (Some("admin"), Some("subjects"), Some(sub), Some("export")) if segments.next().is_none() => {
                 (Route::SubjectExport, sub)
             }
@@ -96,7 +100,7 @@ impl Route {
         match (self, method) {
             (Route::Healthz | Route::Readyz | Route::Metrics, _) => Access::Open,
             (Route::FlightDelays, &Method::POST) => Access::Needs(Role::Reporter),
-            (Route::Subject | Route::SubjectExport | Route::KeysRotate, _) => Access::Needs(Role::Admin),
+            (Route::Subject | Route::SubjectExport | Route::KeysRotate | Route::Audit, _) => Access::Needs(Role::Admin),
             _ => Access::Public,
         }
     }
@@ -119,6 +123,7 @@ impl Route {
             Route::Subject => "/admin/subjects/{sub}",
             Route::SubjectExport => "/admin/subjects/{sub}/export",
             Route::KeysRotate => "/admin/keys/rotate",
+            Route::Audit => "/admin/audit",
             Route::Unmatched => "unmatched",
         }
     }

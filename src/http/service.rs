@@ -218,12 +218,20 @@ where
         (Route::Live, &Method::GET) => super::live::live(state, &request),
         (Route::Dashboard, &Method::GET) => super::live::dashboard(state, &request),
         (Route::Live | Route::Dashboard, _) => Err(allow("GET")),
-        (Route::Subject, &Method::DELETE) => Box::pin(super::subjects::erase(state, param, &accept, &caller)).await,
+        (Route::Subject, &Method::DELETE) => {
+            let request_id = super::handlers::request_id(request.headers());
+            Box::pin(super::subjects::erase(state, param, &accept, &caller, &request_id)).await
+        }
         (Route::Subject, _) => Err(allow("DELETE")),
         (Route::SubjectExport, &Method::GET) => Box::pin(super::subjects::export(state, param, &accept)).await,
         (Route::SubjectExport, _) => Err(allow("GET")),
-        (Route::KeysRotate, &Method::POST) => Box::pin(super::subjects::rotate(state, &accept)).await,
+        (Route::KeysRotate, &Method::POST) => {
+            let request_id = super::handlers::request_id(request.headers());
+            Box::pin(super::subjects::rotate(state, &accept, &caller, &request_id)).await
+        }
         (Route::KeysRotate, _) => Err(allow("POST")),
+        (Route::Audit, &Method::GET) => Box::pin(super::subjects::audit(state, request.uri().query())).await,
+        (Route::Audit, _) => Err(allow("GET")),
         (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
     }
 }

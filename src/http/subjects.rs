@@ -11,8 +11,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, json};
+use crate::audit::{Draft, action};
 use crate::auth::Caller;
 use crate::domain::{RecordedEvent, SubjectId};
+use crate::store::StoreError;
 use http::{Response, StatusCode};
 
 const NEEDS_AUTH: &str =
@@ -52,16 +54,48 @@ fn admin_on(state: &AppState) -> Result<(), ApiError> {
     if state.config.auth.is_none() { Err(ApiError::AdminOff(NEEDS_AUTH)) } else { Ok(()) }
 }
 
+/// The audit record of an admin's change to the key store, when the log is on: the
+/// admin sealed under their own key (the target is filled in by the key store).
+async fn admin_draft(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &str,
+    what: &str,
+) -> Result<Option<Draft>, ApiError> {
+    let (Some(sealer), Some(_)) = (state.store.sealer(), state.store.audit_scope()) else { return Ok(None) };
+    let (actor, actor_key) = match &caller.subject {
+        Some(admin) => {
+            let (sealed, key) =
+                sealer.seal_actor(admin, &format!("{request_id}|{what}")).await.map_err(StoreError::from)?;
+            (Some(sealed), Some(key))
+        }
+        None => (None, None),
+    };
+    Ok(Some(Draft {
+        at: crate::store::now_micros(),
+        request_id: request_id.to_owned(),
+        actor,
+        actor_key,
+        role: "admin".into(),
+        action: what.into(),
+        target: String::new(),
+        before_version: None,
+        after_version: None,
+    }))
+}
+
 pub(super) async fn erase(
     state: &AppState,
     segment: &str,
     accept: &AcceptEncoding,
     caller: &Caller,
+    request_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let subject = subject(segment)?;
     let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let erasure = sealer.erase(&subject).await.map_err(crate::store::StoreError::from)?;
+    let draft = admin_draft(state, caller, request_id, action::ERASE).await?;
+    let erasure = sealer.erase(&subject, draft).await.map_err(StoreError::from)?;
     // Neither the subject nor the admin is personal data to log in clear; the key id
     // is random and says nothing about either.
     tracing::info!(erased_key = ?erasure.key_id, by_admin = caller.subject.is_some(), "subject erased");
@@ -73,10 +107,16 @@ pub(super) async fn erase(
 
 /// Re-reads the server's KEK file and re-wraps every data key under its newest key,
 /// while the server goes on serving (`seal::Sealer::rotate`).
-pub(super) async fn rotate(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
+pub(super) async fn rotate(
+    state: &AppState,
+    accept: &AcceptEncoding,
+    caller: &Caller,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let rotation = sealer.rotate().await.map_err(crate::store::StoreError::from)?;
+    let draft = admin_draft(state, caller, request_id, action::ROTATE).await?;
+    let rotation = sealer.rotate(draft).await.map_err(StoreError::from)?;
     tracing::info!(primary = %rotation.primary, rewrapped = rotation.rewrapped, "data keys re-wrapped");
     json(StatusCode::OK, &rotation, accept, state).await
 }
@@ -89,9 +129,36 @@ pub(super) async fn export(
     admin_on(state)?;
     let subject = subject(segment)?;
     let data_key = match state.store.sealer() {
-        Some(sealer) => sealer.key_id_for(&subject).await.map_err(crate::store::StoreError::from)?,
+        Some(sealer) => sealer.key_id_for(&subject).await.map_err(StoreError::from)?,
         None => None,
     };
     let events = state.store.subject_events(&subject).await?;
     json(StatusCode::OK, &Export { subject: subject.as_str(), data_key, events }, accept, state).await
+}
+
+/// `GET /admin/audit?since=…`: the audit records from a time on (RFC 3339 or Unix
+/// seconds; default: all), as JSON lines, each chain in order. Actors stay sealed.
+pub(super) async fn audit(state: &AppState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    admin_on(state)?;
+    let params = super::extract::Params::parse(query, &["since"])?;
+    let since = match params.get("since") {
+        None => i64::MIN,
+        Some(text) => match text.parse::<i64>() {
+            Ok(seconds) => seconds.saturating_mul(1_000_000),
+            Err(_) => crate::domain::UtcTime::parse(text)
+                .map_err(|e| ApiError::BadRequest(format!("since: {e} (RFC 3339 or Unix seconds)")))?
+                .unix()
+                .saturating_mul(1_000_000),
+        },
+    };
+    let mut records = state.store.audit_records(since).await?;
+    records.sort_by(|a, b| (a.draft.at, &a.chain, a.seq).cmp(&(b.draft.at, &b.chain, b.seq)));
+    let mut body = Vec::new();
+    for record in &records {
+        serde_json::to_writer(&mut body, record).map_err(|e| ApiError::Internal(e.to_string()))?;
+        body.push(b'\n');
+    }
+    let mut response = Response::new(super::response::full(bytes::Bytes::from(body)));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/jsonl"));
+    Ok(response)
 }

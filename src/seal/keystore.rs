@@ -14,6 +14,7 @@
 
 use super::cipher::{self, CipherError, KEY_LEN, Key};
 use super::kek::KekRing;
+use crate::audit::{self, Draft, KEYS_CHAIN, Record};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,8 @@ pub enum KeyStoreError {
     Unwrap(String),
     #[error(transparent)]
     Cipher(#[from] CipherError),
+    #[error("key store {0} holds no audit key: nothing has been audited with it")]
+    NoAuditKey(PathBuf),
 }
 
 impl crate::failure::Classify for KeyStoreError {
@@ -105,6 +108,15 @@ fn aad(key_id: &str) -> Vec<u8> {
 }
 
 impl KeyStore {
+    /// Opens an existing store to read it, without its lock (for `audit verify`
+    /// beside a running server: it writes nothing).
+    pub fn open_read_only(path: &Path) -> Result<Self, KeyStoreError> {
+        let db = |cause| KeyStoreError::Db { path: path.to_owned(), cause };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+        let lock = std::fs::File::open(path).map_err(|cause| KeyStoreError::Io { path: path.to_owned(), cause })?;
+        Ok(Self { path: path.to_owned(), conn, _lock: lock })
+    }
+
     /// Opens (creating if missing) the store at `path`, taking its lock.
     pub fn open(path: &Path) -> Result<Self, KeyStoreError> {
         let io = |cause| KeyStoreError::Io { path: path.to_owned(), cause };
@@ -122,6 +134,9 @@ impl KeyStore {
         let conn = Connection::open(path).map_err(db)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        for ddl in crate::store::schema::SQLITE_AUDIT {
+            conn.execute_batch(ddl).map_err(db)?;
+        }
         Ok(Self { path: path.to_owned(), conn, _lock: lock })
     }
 
@@ -137,7 +152,35 @@ impl KeyStore {
     /// none. Two writers racing for a new subject's first key both end up with the one
     /// that was stored first.
     pub fn key_for(&self, subject: &str, ring: &KekRing) -> Result<DataKey, KeyStoreError> {
-        if let Some(key) = self.existing_key_for(subject, ring)? {
+        let (id, bytes) = self.raw_key_for(subject, ring)?;
+        Ok(DataKey { id, key: Key::from_bytes(&bytes) })
+    }
+
+    /// The audit log's MAC key (`audit::mac_key`), from a data key of a subject no
+    /// token can name (`SubjectId` has no control characters), so no erasure reaches
+    /// it; made on first use unless `create` is false.
+    pub fn audit_key(&self, ring: &KekRing, create: bool) -> Result<[u8; 32], KeyStoreError> {
+        const AUDIT_SUBJECT: &str = "\u{1}audit";
+        let bytes = if create {
+            self.raw_key_for(AUDIT_SUBJECT, ring)?.1
+        } else {
+            self.existing_raw(AUDIT_SUBJECT, ring)?.ok_or_else(|| KeyStoreError::NoAuditKey(self.path.clone()))?.1
+        };
+        Ok(audit::mac_key(&bytes))
+    }
+
+    fn existing_raw(&self, subject: &str, ring: &KekRing) -> Result<Option<(String, [u8; KEY_LEN])>, KeyStoreError> {
+        let row: Option<(String, String, String)> = self
+            .conn
+            .prepare_cached("SELECT key_id, kek_id, wrapped FROM data_keys WHERE subject = ?1")
+            .and_then(|mut s| s.query_row([subject], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .map_err(self.db())?;
+        row.map(|(id, kek_id, wrapped)| Ok((unwrap_bytes(&id, &kek_id, &wrapped, ring)?, id)).map(|(b, id)| (id, b)))
+            .transpose()
+    }
+
+    fn raw_key_for(&self, subject: &str, ring: &KekRing) -> Result<(String, [u8; KEY_LEN]), KeyStoreError> {
+        if let Some(key) = self.existing_raw(subject, ring)? {
             return Ok(key);
         }
         let bytes = cipher::random::<KEY_LEN>()?;
@@ -151,17 +194,12 @@ impl KeyStore {
                 params![subject, id, kek_id, wrapped, crate::auth::now()],
             )
             .map_err(self.db())?;
-        self.existing_key_for(subject, ring)?.ok_or_else(|| KeyStoreError::Unwrap(id))
+        self.existing_raw(subject, ring)?.ok_or_else(|| KeyStoreError::Unwrap(id))
     }
 
     /// The subject's data key, if it has one.
     pub fn existing_key_for(&self, subject: &str, ring: &KekRing) -> Result<Option<DataKey>, KeyStoreError> {
-        let row: Option<(String, String, String)> = self
-            .conn
-            .prepare_cached("SELECT key_id, kek_id, wrapped FROM data_keys WHERE subject = ?1")
-            .and_then(|mut s| s.query_row([subject], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
-            .map_err(self.db())?;
-        row.map(|(id, kek_id, wrapped)| Ok(DataKey { key: unwrap(&id, &kek_id, &wrapped, ring)?, id })).transpose()
+        Ok(self.existing_raw(subject, ring)?.map(|(id, bytes)| DataKey { id, key: Key::from_bytes(&bytes) }))
     }
 
     /// The id of the subject's data key, without unwrapping it.
@@ -190,9 +228,10 @@ impl KeyStore {
     }
 
     /// Destroys the subject's data key, leaving only a record that its id was erased
-    /// (the id is random: it says nothing about the subject). Returns the id, or
-    /// `None` when the subject had no key.
-    pub fn erase(&mut self, subject: &str) -> Result<Option<String>, KeyStoreError> {
+    /// (the id is random: it says nothing about the subject), and audits it in the same
+    /// transaction when `audit` is given (its target becomes the key's id). Returns the
+    /// id, or `None` when the subject had no key.
+    pub fn erase(&mut self, subject: &str, audit: Option<(Draft, [u8; 32])>) -> Result<Option<String>, KeyStoreError> {
         let path = self.path.clone();
         let db = move |cause| KeyStoreError::Db { path: path.clone(), cause };
         let tx = self.conn.transaction().map_err(&db)?;
@@ -204,6 +243,10 @@ impl KeyStore {
             tx.execute("INSERT INTO erased_keys (key_id, erased_at) VALUES (?1, ?2)", params![id, crate::auth::now()])
                 .map_err(&db)?;
         }
+        if let Some((draft, key)) = audit {
+            let target = key_id.clone().unwrap_or_else(|| "none".into());
+            append_audit(&tx, Draft { target, ..draft }, &key).map_err(&db)?;
+        }
         tx.commit().map_err(&db)?;
         // The deleted row's bytes may linger in free pages and the WAL until they are
         // reused: overwrite them now, so the wrapped key is gone from the file too.
@@ -213,7 +256,7 @@ impl KeyStore {
 
     /// Re-wraps every data key not under `ring`'s primary KEK (the data keys
     /// themselves do not change, so nothing sealed is touched), in short batches.
-    pub fn rotate(&mut self, ring: &KekRing) -> Result<Rotation, KeyStoreError> {
+    pub fn rotate(&mut self, ring: &KekRing, audit: Option<(Draft, [u8; 32])>) -> Result<Rotation, KeyStoreError> {
         let (primary_id, primary) = ring.primary();
         let path = self.path.clone();
         let db = move |cause| KeyStoreError::Db { path: path.clone(), cause };
@@ -247,6 +290,12 @@ impl KeyStore {
             .prepare("SELECT kek_id, COUNT(*) FROM data_keys WHERE kek_id <> ?1 GROUP BY kek_id ORDER BY kek_id")
             .and_then(|mut s| s.query_map([primary_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect())
             .map_err(&db)?;
+        if let Some((draft, key)) = audit {
+            // After the batches: a rotation is audited once it is complete.
+            let tx = self.conn.transaction().map_err(&db)?;
+            append_audit(&tx, Draft { target: primary_id.to_owned(), ..draft }, &key).map_err(&db)?;
+            tx.commit().map_err(&db)?;
+        }
         Ok(Rotation { primary: primary_id.to_owned(), rewrapped, still_under })
     }
 
@@ -266,6 +315,69 @@ fn unwrap_bytes(id: &str, kek_id: &str, wrapped: &str, ring: &KekRing) -> Result
     let bytes =
         cipher::decode(wrapped).and_then(|w| kek.open(&aad(id), &w)).map_err(|_| KeyStoreError::Unwrap(id.into()))?;
     bytes.try_into().map_err(|_| KeyStoreError::Unwrap(id.to_owned()))
+}
+
+/// Appends `draft` to the key store's own chain, in `tx`.
+fn append_audit(tx: &rusqlite::Transaction<'_>, draft: Draft, key: &[u8; 32]) -> rusqlite::Result<()> {
+    let head: Option<(i64, String)> =
+        tx.query_row(crate::store::sql::AUDIT_HEAD, [KEYS_CHAIN], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let r = draft.link(KEYS_CHAIN, head, key);
+    let d = &r.draft;
+    tx.execute(
+        crate::store::sql::INSERT_AUDIT,
+        params![
+            r.chain,
+            r.seq,
+            d.at,
+            d.request_id,
+            d.actor,
+            d.actor_key,
+            d.role,
+            d.action,
+            d.target,
+            d.before_version,
+            d.after_version,
+            r.prev_hash,
+            r.hash
+        ],
+    )?;
+    Ok(())
+}
+
+impl KeyStore {
+    /// The key store's own audit records (`since`: microseconds), in chain order.
+    pub fn audit_records(&self, since: i64) -> Result<Vec<Record>, KeyStoreError> {
+        let has_log: bool = self
+            .conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'audit_log'", [], |r| r.get(0))
+            .map_err(self.db())?;
+        if !has_log {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(crate::store::sql::AUDIT_RECORDS).map_err(self.db())?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok(Record {
+                    chain: r.get(0)?,
+                    seq: r.get(1)?,
+                    draft: Draft {
+                        at: r.get(2)?,
+                        request_id: r.get(3)?,
+                        actor: r.get(4)?,
+                        actor_key: r.get(5)?,
+                        role: r.get(6)?,
+                        action: r.get(7)?,
+                        target: r.get(8)?,
+                        before_version: r.get(9)?,
+                        after_version: r.get(10)?,
+                    },
+                    prev_hash: r.get(11)?,
+                    hash: r.get(12)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<_, _>>().map_err(self.db())
+    }
 }
 
 /// A stored data key, unwrapped under the ring.
@@ -298,12 +410,12 @@ mod tests {
 
         // Rotation re-wraps; the data key itself is the same.
         let new = ring(&[("a", 1), ("b", 2)]);
-        let rotation = store.rotate(&new).unwrap();
+        let rotation = store.rotate(&new, None).unwrap();
         assert_eq!((rotation.primary.as_str(), rotation.rewrapped, rotation.still_under.len()), ("b", 2, 0));
         let only_new = ring(&[("b", 2)]);
         let again = store.existing_key_for("alice", &only_new).unwrap().unwrap();
         assert_eq!(again.key.open(b"x", &sealed).unwrap(), b"crew");
-        assert_eq!(store.rotate(&new).unwrap().rewrapped, 0, "nothing left to re-wrap");
+        assert_eq!(store.rotate(&new, None).unwrap().rewrapped, 0, "nothing left to re-wrap");
         assert!(matches!(store.existing_key_for("alice", &old), Err(KeyStoreError::UnknownKek { .. })));
         let forged = ring(&[("b", 3)]);
         assert!(matches!(store.existing_key_for("alice", &forged), Err(KeyStoreError::Unwrap(_))));
@@ -314,7 +426,7 @@ mod tests {
             store.conn.query_row("SELECT wrapped FROM data_keys WHERE subject = ?1", [subject], |r| r.get(0)).unwrap()
         };
         let (wrapped, bobs) = (wrapped_of("alice"), wrapped_of("bob"));
-        assert_eq!(store.erase("alice").unwrap(), Some(alice.id.clone()));
+        assert_eq!(store.erase("alice", None).unwrap(), Some(alice.id.clone()));
         let on_disk = |name: &str| std::fs::read(dir.path().join(name)).unwrap_or_default();
         let holds = |file: &str, text: &str| on_disk(file).windows(text.len()).any(|w| w == text.as_bytes());
         for file in ["keys.sqlite", "keys.sqlite-wal"] {
@@ -324,7 +436,7 @@ mod tests {
         assert_eq!(store.lookup(&alice.id).unwrap(), Stored::Erased);
         assert!(matches!(store.lookup(&bob.id).unwrap(), Stored::Live { .. }));
         assert_eq!(store.lookup("dk-never").unwrap(), Stored::Unknown);
-        assert_eq!(store.erase("alice").unwrap(), None);
+        assert_eq!(store.erase("alice", None).unwrap(), None);
         assert_ne!(store.key_for("alice", &new).unwrap().id, alice.id, "a returning subject gets a new key");
         drop(store);
         KeyStore::open(&path).expect("the lock goes with the store");

@@ -23,6 +23,7 @@ pub mod cipher;
 pub mod kek;
 pub mod keystore;
 
+use crate::audit::{Draft, Record};
 use crate::domain::{DelayEvent, FlightId, Reason, Sealed, SubjectId};
 use cipher::{CipherError, Key};
 use kek::{KekError, KekRing, KekSource};
@@ -106,6 +107,10 @@ pub struct Sealer {
     ring: RwLock<Arc<KekRing>>,
     store: Arc<Mutex<KeyStore>>,
     cache: RwLock<Cache>,
+    /// The audit log's MAC key, once read (`KeyStore::audit_key`).
+    audit_key: std::sync::OnceLock<[u8; 32]>,
+    /// Opened to read only (`load_read_only`): never makes a key.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -124,7 +129,47 @@ impl Sealer {
             ring: RwLock::new(Arc::new(ring)),
             store: Arc::new(Mutex::new(store)),
             cache: Default::default(),
+            audit_key: Default::default(),
+            read_only: false,
         })
+    }
+
+    /// Opens the key store to read only, without its lock: `audit verify` beside a
+    /// running server.
+    pub fn load_read_only(source: KekSource, key_store: &Path) -> Result<Self, SealError> {
+        let ring = KekRing::load(&source)?;
+        let store = KeyStore::open_read_only(key_store)?;
+        Ok(Self {
+            source,
+            ring: RwLock::new(Arc::new(ring)),
+            store: Arc::new(Mutex::new(store)),
+            cache: Default::default(),
+            audit_key: Default::default(),
+            read_only: true,
+        })
+    }
+
+    /// The audit log's MAC key (made on first use, unless read-only).
+    pub async fn audit_key(&self) -> Result<[u8; 32], SealError> {
+        if let Some(key) = self.audit_key.get() {
+            return Ok(*key);
+        }
+        let (ring, create) = (self.ring(), !self.read_only);
+        let key = self.on_store(move |store| store.audit_key(&ring, create)).await?;
+        Ok(*self.audit_key.get_or_init(|| key))
+    }
+
+    /// The key store's own audit records from `since` (microseconds).
+    pub async fn audit_records(&self, since: i64) -> Result<Vec<Record>, SealError> {
+        self.on_store(move |store| store.audit_records(since)).await
+    }
+
+    /// The actor of an audit record, sealed under their own data key and bound to
+    /// `context` (the record's request and target): (ciphertext, key id).
+    pub async fn seal_actor(&self, actor: &SubjectId, context: &str) -> Result<(String, String), SealError> {
+        let (key_id, key) = self.subject_key(actor.as_str()).await?;
+        let sealed = key.seal(&actor_aad(context, &key_id), actor.as_str().as_bytes())?;
+        Ok((cipher::encode(&sealed), key_id))
     }
 
     fn cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -156,6 +201,14 @@ impl Sealer {
     /// reporter's first event), bound to this flight and version.
     pub async fn seal(&self, flight: FlightId, version: i64, event: &DelayEvent) -> Result<Sealed, SealError> {
         let subject = event.reported_by.as_ref().map_or(ANONYMOUS, SubjectId::as_str);
+        let (key_id, key) = self.subject_key(subject).await?;
+        let plain = fields(event.reported_by.as_ref(), event.kind.reason());
+        let sealed = key.seal(&event_aad(flight, version, &key_id), &plain)?;
+        Ok(Sealed { data_key: key_id, ciphertext: cipher::encode(&sealed) })
+    }
+
+    /// The subject's data key (made on their first use), from memory when it can.
+    async fn subject_key(&self, subject: &str) -> Result<(String, Arc<Key>), SealError> {
         let (cached, erasures) = {
             let cache = self.cache();
             (cache.by_subject.get(subject).cloned(), cache.erasures)
@@ -174,9 +227,7 @@ impl Sealer {
                 entry
             }
         };
-        let plain = fields(event.reported_by.as_ref(), event.kind.reason());
-        let sealed = key.seal(&event_aad(flight, version, &key_id), &plain)?;
-        Ok(Sealed { data_key: key_id, ciphertext: cipher::encode(&sealed) })
+        Ok((key_id, key))
     }
 
     /// Opens an event's sealed fields: in clear, or erased.
@@ -230,10 +281,15 @@ impl Sealer {
         Ok(ring)
     }
 
-    /// Destroys the subject's data key and forgets it here.
-    pub async fn erase(&self, subject: &SubjectId) -> Result<Erasure, SealError> {
+    /// Destroys the subject's data key and forgets it here; with `audit`, records the
+    /// erasure in the key store's chain in the same transaction.
+    pub async fn erase(&self, subject: &SubjectId, audit: Option<Draft>) -> Result<Erasure, SealError> {
         let owned = subject.as_str().to_owned();
-        let key_id = self.on_store(move |store| store.erase(&owned)).await?;
+        let audit = match audit {
+            Some(draft) => Some((draft, self.audit_key().await?)),
+            None => None,
+        };
+        let key_id = self.on_store(move |store| store.erase(&owned, audit)).await?;
         let mut cache = self.cache_mut();
         cache.erasures += 1;
         cache.by_subject.remove(subject.as_str());
@@ -253,10 +309,19 @@ impl Sealer {
     /// every data key under its primary. Nothing sealed changes, and seals and opens
     /// go on meanwhile: keys in memory are already unwrapped, and a look-up waits
     /// for at most one batch of re-wraps.
-    pub async fn rotate(&self) -> Result<Rotation, SealError> {
+    pub async fn rotate(&self, audit: Option<Draft>) -> Result<Rotation, SealError> {
         let ring = self.reload_ring()?;
-        self.on_store(move |store| store.rotate(&ring)).await
+        let audit = match audit {
+            Some(draft) => Some((draft, self.audit_key().await?)),
+            None => None,
+        };
+        self.on_store(move |store| store.rotate(&ring, audit)).await
     }
+}
+
+/// The associated data binding a sealed actor to its audit record.
+fn actor_aad(context: &str, key_id: &str) -> Vec<u8> {
+    format!("flightbench/audit-actor/v1|{context}|{key_id}").into_bytes()
 }
 
 /// The associated data binding a sealed payload to its event.

@@ -10,7 +10,8 @@ use crate::store::row::{
     status_columns,
 };
 use crate::store::schema::{
-    INDEXES, NUMBER_EVENTS, POSTGRES_DROP, POSTGRES_SEQUENCING, POSTGRES_TABLES, postgres_partitions, projection_tables,
+    INDEXES, NUMBER_EVENTS, POSTGRES_AUDIT, POSTGRES_DROP, POSTGRES_SEQUENCING, POSTGRES_TABLES, postgres_partitions,
+    projection_tables,
 };
 use futures_util::future::try_join_all;
 use indicatif::ProgressBar;
@@ -205,7 +206,7 @@ async fn seed_shard(
     writer.finish().await?;
 
     client.batch_execute(NUMBER_EVENTS).await?;
-    for ddl in INDEXES.iter().chain(POSTGRES_SEQUENCING) {
+    for ddl in INDEXES.iter().chain(POSTGRES_SEQUENCING).chain(POSTGRES_AUDIT) {
         client.batch_execute(ddl).await?;
     }
     for ddl in projection_tables() {

@@ -5,7 +5,7 @@ use crate::dataset::{Counts, Generator};
 use crate::routing::ShardCount;
 use crate::store::Durability;
 use crate::store::row::{FlightRow, StatusRow, event_columns, flight_columns, status_columns};
-use crate::store::schema::{INDEXES, NUMBER_EVENTS, SQLITE_SEQUENCING, SQLITE_TABLES, projection_tables};
+use crate::store::schema::{INDEXES, NUMBER_EVENTS, SQLITE_AUDIT, SQLITE_SEQUENCING, SQLITE_TABLES, projection_tables};
 use indicatif::ProgressBar;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -135,7 +135,7 @@ fn seed_shard(
         tx.commit()?;
     }
     conn.execute(NUMBER_EVENTS, [])?;
-    for ddl in INDEXES.iter().chain(SQLITE_SEQUENCING) {
+    for ddl in INDEXES.iter().chain(SQLITE_SEQUENCING).chain(SQLITE_AUDIT) {
         conn.execute_batch(ddl)?;
     }
     for ddl in projection_tables() {

@@ -23,7 +23,10 @@
 use super::decode::{self, Columns};
 use super::path::{OnShard, PgCols, sqlite_rows};
 use super::row::{EventRow, event_columns};
-use super::schema::{DATA_KEY_INDEX, NUMBER_EVENTS, POSTGRES_SEQUENCING, SQLITE_SEQUENCING, projection_tables};
+use super::schema::{
+    DATA_KEY_INDEX, NUMBER_EVENTS, POSTGRES_AUDIT, POSTGRES_SEQUENCING, SQLITE_AUDIT, SQLITE_SEQUENCING,
+    projection_tables,
+};
 use super::{Shard, ShardConn, Store, StoreConfig, StoreError};
 use crate::dataset::{MANIFEST_FORMAT, Manifest, ManifestError};
 use crate::domain::{RecordedEvent, SCHEMA_VERSION};
@@ -353,7 +356,7 @@ const POSTGRES_SEQ_COLUMN: &str = "ADD COLUMN seq BIGINT NOT NULL DEFAULT 0";
 
 /// Upgrades an older dataset's table layout in place to this build's (format 4):
 /// format 1 gains event schema v2's columns; formats 1 to 3 gain `data_key` and its
-/// index; formats 1 and 2 gain the per-shard event
+/// index and the audit log; formats 1 and 2 gain the per-shard event
 /// sequence (existing events numbered oldest first), its trigger and the async read
 /// models' tables. Each shard is upgraded in one transaction (both databases make DDL
 /// transactional), skipped if it already has the sequence, and the manifest is
@@ -399,7 +402,9 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                         tx.execute_batch(&ddl).on(shard)?;
                     }
                 }
-                tx.execute_batch(DATA_KEY_INDEX).on(shard)?;
+                for ddl in std::iter::once(&DATA_KEY_INDEX).chain(SQLITE_AUDIT) {
+                    tx.execute_batch(ddl).on(shard)?;
+                }
                 tx.commit().on(shard)?;
             }
             (None, Some(pg)) => {
@@ -429,7 +434,9 @@ pub async fn upgrade_layout(dir: &Path, config: &StoreConfig) -> Result<Option<u
                         tx.batch_execute(&ddl).await.on(shard)?;
                     }
                 }
-                tx.batch_execute(DATA_KEY_INDEX).await.on(shard)?;
+                for ddl in std::iter::once(&DATA_KEY_INDEX).chain(POSTGRES_AUDIT) {
+                    tx.batch_execute(ddl).await.on(shard)?;
+                }
                 tx.commit().await.on(shard)?;
                 drop(client);
             }

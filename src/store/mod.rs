@@ -29,6 +29,7 @@ macro_rules! with_pool {
     };
 }
 
+mod audited;
 mod decode;
 mod digest;
 mod error;
@@ -46,6 +47,7 @@ pub mod schema;
 pub mod sql;
 mod sqlite;
 
+pub use audited::{AuditReport, Change, now_micros};
 pub use error::{DriverError, StoreError};
 pub use health::{AsyncLag, PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
 pub use merge::merge_departures;
@@ -179,6 +181,8 @@ pub struct Store {
     positions: std::sync::Mutex<std::collections::HashMap<(String, usize), i64>>,
     /// Seals appends and opens reads when set (`personal`).
     sealer: OnceLock<Arc<crate::seal::Sealer>>,
+    /// Audits every append when set (`audited`).
+    audit: OnceLock<audited::Auditing>,
 }
 
 impl Store {
@@ -213,6 +217,7 @@ impl Store {
             lags: Default::default(),
             metrics: OnceLock::new(),
             sealer: OnceLock::new(),
+            audit: OnceLock::new(),
         })
     }
 
@@ -330,13 +335,24 @@ impl Store {
         expected_version: i64,
         event: &DelayEvent,
     ) -> Result<AppendOutcome, StoreError> {
+        self.append_as(path, id, expected_version, event, &Change::unattributed()).await
+    }
+
+    /// [`Store::append`], attributed to `change` in the audit log (when it is on).
+    pub async fn append_as(
+        &self,
+        path: QueryPath,
+        id: FlightId,
+        expected_version: i64,
+        event: &DelayEvent,
+        change: &Change,
+    ) -> Result<AppendOutcome, StoreError> {
         event.kind.validate().map_err(StoreError::InvalidEvent)?;
         let shard = self.owner(id);
+        let audit = self.audit_plan(shard, id, event, change).await?;
         let event = self.sealed_for_append(id, expected_version, event).await?;
-        let outcome = self
-            .on_shard(Op::Append, path, shard, path::append(path, shard, id, expected_version, &event))
-            .instrument(op_span(Op::Append, path))
-            .await?;
+        let append = path::append(path, shard, id, expected_version, &event, audit.as_ref());
+        let outcome = self.on_shard(Op::Append, path, shard, append).instrument(op_span(Op::Append, path)).await?;
         self.appended[shard.index].send_modify(|n| *n = n.wrapping_add(1));
         Ok(outcome)
     }

@@ -67,8 +67,8 @@ pub const POSTGRES_TABLES: &[&str] = &[
 
 pub const POSTGRES_DROP: &str = "DROP TABLE IF EXISTS flights, flight_status, delay_events, event_sequence, \
      projection_checkpoints, board_departures, airport_hour_stats, carrier_on_time, board_departures_next, \
-     airport_hour_stats_next, carrier_on_time_next CASCADE; \
-     DROP FUNCTION IF EXISTS next_event_seq() CASCADE";
+     airport_hour_stats_next, carrier_on_time_next, audit_log CASCADE; \
+     DROP FUNCTION IF EXISTS next_event_seq() CASCADE; DROP FUNCTION IF EXISTS audit_log_append_only() CASCADE";
 
 /// Numbers the events already stored, oldest first, from 1: run once on a shard whose
 /// events all have `seq` 0 (after a bulk load, or when a format-2 dataset is upgraded),
@@ -111,6 +111,43 @@ pub const POSTGRES_SEQUENCING: &[&str] = &[
      END $$",
     "CREATE TRIGGER delay_events_sequence BEFORE INSERT ON delay_events
         FOR EACH ROW EXECUTE FUNCTION next_event_seq()",
+];
+
+/// The audit log (`audit`), on every shard, and in the key store for its own changes.
+/// Plain types both databases accept; `at` is in microseconds.
+pub const AUDIT_TABLE: &str = "CREATE TABLE IF NOT EXISTS audit_log (
+        chain TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, request_id TEXT NOT NULL,
+        actor TEXT, actor_key TEXT, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+        before_version BIGINT, after_version BIGINT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+        PRIMARY KEY (chain, seq))";
+
+/// `GET /admin/audit?since=` reads by time.
+pub const AUDIT_INDEX: &str = "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)";
+
+/// SQLite: the table, and triggers that refuse to change or remove a record. Whoever
+/// can write the file can drop them: the chain (`audit::verify`) is what catches that.
+pub const SQLITE_AUDIT: &[&str] = &[
+    AUDIT_TABLE,
+    AUDIT_INDEX,
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END",
+];
+
+/// PostgreSQL: the table, and a trigger that refuses UPDATE, DELETE and TRUNCATE
+/// (only the table's owner or a superuser can disable it).
+pub const POSTGRES_AUDIT: &[&str] = &[
+    AUDIT_TABLE,
+    AUDIT_INDEX,
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+        RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
+     END $$",
+    "CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
 ];
 
 /// The async read models' checkpoints, on every shard (see `store::projection`).

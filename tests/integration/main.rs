@@ -5,6 +5,7 @@
 mod admin;
 mod api;
 mod app;
+mod audit;
 mod auth;
 mod cli;
 mod client;

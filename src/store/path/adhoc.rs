@@ -9,7 +9,7 @@
 //! validated values.
 
 use super::OnShard;
-use super::append::{self, AppendTx, Inserted};
+use super::append::{self, AppendTx, AuditPlan, Inserted};
 use super::literal::{push_int, push_opt_int, push_opt_text, push_text};
 use super::sqlx_rows::{self, SqlxCols, SqlxTx};
 use crate::domain::{
@@ -162,8 +162,9 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<FlightStatus, StoreError> {
-    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Literal>::new(tx, shard), id, expected, event).await)
+    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Literal>::new(tx, shard), id, expected, event, audit).await)
 }
 
 /// How `adhoc` sends an append's statements: SQL text with literals, unprepared.

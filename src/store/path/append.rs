@@ -10,6 +10,7 @@
 //! Any early return drops the transaction, and every driver rolls back on drop.
 
 use super::plan_append;
+use crate::audit::{Draft, Record};
 use crate::domain::{DelayEvent, FlightId, FlightStatus, UtcTime};
 use crate::store::StoreError;
 use crate::store::row::{EventRow, StatusRow};
@@ -22,10 +23,29 @@ pub(crate) enum Inserted {
     Duplicate,
 }
 
+/// The audit record an append writes in its transaction, when the log is on.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditPlan {
+    pub chain: String,
+    /// Take the chain's lock before reading its head (a per-shard chain on
+    /// PostgreSQL; SQLite's writer lock already serialises, and a flight's chain is
+    /// locked by its status row).
+    pub lock: bool,
+    pub draft: Draft,
+    pub key: [u8; 32],
+}
+
+/// Reading a chain's head and adding a record, in an append's transaction.
+pub(crate) trait AuditTx {
+    /// The chain's last record's (seq, hash); with `lock`, after taking the chain's lock.
+    async fn audit_head(&mut self, chain: &str, lock: bool) -> Result<Option<(i64, String)>, StoreError>;
+    async fn insert_audit(&mut self, record: &Record) -> Result<(), StoreError>;
+}
+
 /// One path's transaction, opened for an append (on SQLite with the write lock taken
 /// first, `BEGIN IMMEDIATE`, so the status read below cannot be outdated by a writer
 /// that commits before this one upgrades its lock).
-pub(crate) trait AppendTx {
+pub(crate) trait AppendTx: AuditTx {
     /// The flight's status and scheduled departure, or `None` when there is no such flight.
     async fn status(&mut self, id: FlightId) -> Result<Option<(FlightStatus, UtcTime)>, StoreError>;
     /// Writes `next` where the flight is still at `expected`; returns the rows changed.
@@ -40,6 +60,7 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<FlightStatus, StoreError> {
     let (current, flight_dep) = tx.status(id).await?.ok_or(StoreError::FlightNotFound(id))?;
     let next = plan_append(id, expected, &current, event)?;
@@ -57,6 +78,12 @@ pub(crate) async fn append(
     match tx.insert_event(&EventRow::new(id, next.version, flight_dep, event)).await? {
         Inserted::Row => {}
         Inserted::Duplicate => return Err(lost_race(id, expected)),
+    }
+    if let Some(plan) = audit {
+        // After the status update: a flight's chain is then locked by its row.
+        let head = tx.audit_head(&plan.chain, plan.lock).await?;
+        let draft = Draft { before_version: Some(expected), after_version: Some(next.version), ..plan.draft.clone() };
+        tx.insert_audit(&draft.link(&plan.chain, head, &plan.key)).await?;
     }
     tx.commit().await?;
     Ok(next)

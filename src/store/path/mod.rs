@@ -25,6 +25,7 @@ macro_rules! with_write_tx {
 
 mod adhoc;
 mod append;
+pub(crate) use append::AuditPlan;
 mod entities;
 mod literal;
 mod orm;
@@ -92,12 +93,13 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<AppendOutcome, StoreError> {
     let next = match path {
-        QueryPath::Prepared => prepared::append(shard, id, expected, event).await,
-        QueryPath::Adhoc => adhoc::append(shard, id, expected, event).await,
-        QueryPath::Orm => orm::append(shard, id, expected, event).await,
-        QueryPath::Raw => raw::append(shard, id, expected, event).await,
+        QueryPath::Prepared => prepared::append(shard, id, expected, event, audit).await,
+        QueryPath::Adhoc => adhoc::append(shard, id, expected, event, audit).await,
+        QueryPath::Orm => orm::append(shard, id, expected, event, audit).await,
+        QueryPath::Raw => raw::append(shard, id, expected, event, audit).await,
     }?;
     Ok(AppendOutcome { flight_id: id, status: next })
 }

@@ -3,20 +3,23 @@
 //! building the query, rendering it, and mapping rows to models.
 
 use super::OnShard;
-use super::append::{self, AppendTx, Inserted};
+use super::append::{self, AppendTx, AuditPlan, AuditTx, Inserted};
 use super::entities::{delay_events, flight_status, flights};
+use crate::audit::Record;
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
     TimeWindow, UtcTime,
 };
 use crate::store::decode;
 use crate::store::row::{EventRow, FlightRow, StatusRow};
+use crate::store::sql;
 use crate::store::{Shard, ShardConn, StoreError};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
     RelationTrait, Set, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use sea_orm::{ConnectionTrait, Statement};
 
 fn db(shard: &Shard) -> &DatabaseConnection {
     match &shard.conn {
@@ -139,6 +142,7 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<FlightStatus, StoreError> {
     // Immediate on SQLite for the same reason as `prepared`; ignored by PostgreSQL.
     let options = TransactionOptions {
@@ -147,13 +151,51 @@ pub(crate) async fn append(
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
     };
     let txn = db(shard).begin_with_options(options).await.on(shard)?;
-    append::append(OrmTx { txn, shard }, id, expected, event).await
+    append::append(OrmTx { txn, shard }, id, expected, event, audit).await
 }
 
 /// An append's statements through sea-orm's entities and query builder.
 struct OrmTx<'s> {
     txn: DatabaseTransaction,
     shard: &'s Shard,
+}
+
+/// The audit record through sea-orm's raw statements: the log has no entity, and is
+/// not what the paths are compared on.
+impl AuditTx for OrmTx<'_> {
+    async fn audit_head(&mut self, chain: &str, lock: bool) -> Result<Option<(i64, String)>, StoreError> {
+        let backend = self.txn.get_database_backend();
+        if lock && backend == sea_orm::DbBackend::Postgres {
+            let stmt = Statement::from_sql_and_values(backend, sql::AUDIT_LOCK, [chain.into()]);
+            self.txn.query_one_raw(stmt).await.on(self.shard)?;
+        }
+        let stmt = Statement::from_sql_and_values(backend, sql::AUDIT_HEAD, [chain.into()]);
+        let row = self.txn.query_one_raw(stmt).await.on(self.shard)?;
+        row.map(|r| Ok((r.try_get_by_index::<i64>(0).on(self.shard)?, r.try_get_by_index::<String>(1).on(self.shard)?)))
+            .transpose()
+    }
+
+    async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
+        let d = &r.draft;
+        let values: [sea_orm::Value; 13] = [
+            r.chain.clone().into(),
+            r.seq.into(),
+            d.at.into(),
+            d.request_id.clone().into(),
+            d.actor.clone().into(),
+            d.actor_key.clone().into(),
+            d.role.clone().into(),
+            d.action.clone().into(),
+            d.target.clone().into(),
+            d.before_version.into(),
+            d.after_version.into(),
+            r.prev_hash.clone().into(),
+            r.hash.clone().into(),
+        ];
+        let stmt = Statement::from_sql_and_values(self.txn.get_database_backend(), sql::INSERT_AUDIT, values);
+        self.txn.execute_raw(stmt).await.on(self.shard)?;
+        Ok(())
+    }
 }
 
 impl AppendTx for OrmTx<'_> {

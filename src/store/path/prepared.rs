@@ -7,7 +7,7 @@
 //! while another writer held the lock).
 
 use super::OnShard;
-use super::append::{self, AppendTx, Inserted};
+use super::append::{self, AppendTx, AuditPlan, Inserted};
 use super::sqlx_rows::{self, SqlxCols, SqlxTx};
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
@@ -77,8 +77,9 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<FlightStatus, StoreError> {
-    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Bound>::new(tx, shard), id, expected, event).await)
+    with_write_tx!(shard, |tx| append::append(SqlxTx::<_, Bound>::new(tx, shard), id, expected, event, audit).await)
 }
 
 /// How `prepared` sends an append's statements: bound parameters, through sqlx's

@@ -8,7 +8,8 @@
 //! runtime worker.
 
 use super::OnShard;
-use super::append::{self, AppendTx, Inserted};
+use super::append::{self, AppendTx, AuditPlan, AuditTx, Inserted};
+use crate::audit::Record;
 use crate::domain::{
     AirportCode, DelayEvent, DelayHistogram, Departure, FlightId, FlightStatus, FlightView, Limit, RecordedEvent,
     TimeWindow, UtcTime,
@@ -196,16 +197,17 @@ pub(crate) async fn append(
     id: FlightId,
     expected: i64,
     event: &DelayEvent,
+    audit: Option<&AuditPlan>,
 ) -> Result<FlightStatus, StoreError> {
     match &shard.conn {
         ShardConn::Sqlite(s) => {
-            let (raw, event, index) = (s.raw.clone(), event.clone(), shard.index);
+            let (raw, event, index, audit) = (s.raw.clone(), event.clone(), shard.index, audit.cloned());
             tokio::task::spawn_blocking(move || {
                 raw.with(|c| {
                     let tx = RawSqliteTx { tx: c.transaction_with_behavior(TransactionBehavior::Immediate)?, index };
                     // rusqlite is synchronous: every step of this future completes when
                     // polled, so one poll runs the whole append.
-                    Ok(append::append(tx, id, expected, &event).now_or_never())
+                    Ok(append::append(tx, id, expected, &event, audit.as_ref()).now_or_never())
                 })
                 .on(index)?
                 .unwrap_or_else(|| Err(StoreError::Config("the SQLite append did not complete in one poll".into())))
@@ -216,7 +218,7 @@ pub(crate) async fn append(
         ShardConn::Postgres(p) => {
             let mut client = p.raw.get().await.on(shard)?;
             let tx = client.transaction().await.on(shard)?;
-            append::append(RawPgTx { tx, shard }, id, expected, event).await
+            append::append(RawPgTx { tx, shard }, id, expected, event, audit).await
         }
     }
 }
@@ -254,6 +256,70 @@ impl AppendTx for RawSqliteTx<'_> {
 
     async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().on(self.index)
+    }
+}
+
+impl AuditTx for RawSqliteTx<'_> {
+    /// SQLite's writer lock (`BEGIN IMMEDIATE`) is every chain's lock.
+    async fn audit_head(&mut self, chain: &str, _lock: bool) -> Result<Option<(i64, String)>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql::AUDIT_HEAD).on(self.index)?;
+        stmt.query_row([chain], |r| Ok((r.get(0)?, r.get(1)?))).optional().on(self.index)
+    }
+
+    async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(sql::INSERT_AUDIT).on(self.index)?;
+        let d = &r.draft;
+        stmt.execute(rusqlite::params![
+            r.chain,
+            r.seq,
+            d.at,
+            d.request_id,
+            d.actor,
+            d.actor_key,
+            d.role,
+            d.action,
+            d.target,
+            d.before_version,
+            d.after_version,
+            r.prev_hash,
+            r.hash
+        ])
+        .on(self.index)?;
+        Ok(())
+    }
+}
+
+impl AuditTx for RawPgTx<'_, '_> {
+    async fn audit_head(&mut self, chain: &str, lock: bool) -> Result<Option<(i64, String)>, StoreError> {
+        if lock {
+            let stmt = self.tx.prepare_cached(sql::AUDIT_LOCK).await.on(self.shard)?;
+            self.tx.query_one(&stmt, &[&chain]).await.on(self.shard)?;
+        }
+        let stmt = self.tx.prepare_cached(sql::AUDIT_HEAD).await.on(self.shard)?;
+        let row = self.tx.query_opt(&stmt, &[&chain]).await.on(self.shard)?;
+        row.map(|r| Ok((r.try_get(0).on(self.shard)?, r.try_get(1).on(self.shard)?))).transpose()
+    }
+
+    async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
+        let stmt = self.tx.prepare_cached(sql::INSERT_AUDIT).await.on(self.shard)?;
+        let d = &r.draft;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+            &r.chain,
+            &r.seq,
+            &d.at,
+            &d.request_id,
+            &d.actor,
+            &d.actor_key,
+            &d.role,
+            &d.action,
+            &d.target,
+            &d.before_version,
+            &d.after_version,
+            &r.prev_hash,
+            &r.hash,
+        ];
+        self.tx.execute(&stmt, &params).await.on(self.shard)?;
+        Ok(())
     }
 }
 

@@ -1,8 +1,11 @@
 //! What the `prepared` and `adhoc` paths share, both being sqlx: column extraction,
 //! generic over SQLite and PostgreSQL rows, and the append's transaction.
 
-use super::append::Inserted;
+use super::OnShard;
+use super::append::{AuditTx, Inserted};
+use crate::audit::Record;
 use crate::store::decode::Columns;
+use crate::store::sql;
 use crate::store::{Shard, StoreError};
 use sqlx::{ColumnIndex, Database, Decode, Row, Type};
 use std::marker::PhantomData;
@@ -68,3 +71,45 @@ pub(crate) fn inserted<T>(result: Result<T, sqlx::Error>, shard: &Shard) -> Resu
         Err(e) => Err(StoreError::database(shard.index, e)),
     }
 }
+
+/// The audit record through bound parameters, whichever style the path's own
+/// statements use (the log is not what the paths are compared on); expanded for both
+/// backends, `$lock` saying whether the backend needs the chain's advisory lock.
+macro_rules! sqlx_audit_tx {
+    ($db:ty, $lock:literal) => {
+        impl<Style> AuditTx for SqlxTx<'_, '_, $db, Style> {
+            async fn audit_head(&mut self, chain: &str, lock: bool) -> Result<Option<(i64, String)>, StoreError> {
+                if lock && $lock {
+                    sqlx::query(sql::AUDIT_LOCK).bind(chain).fetch_one(&mut *self.tx).await.on(self.shard)?;
+                }
+                let row = sqlx::query(sql::AUDIT_HEAD).bind(chain).fetch_optional(&mut *self.tx).await.on(self.shard)?;
+                row.map(|r| Ok((r.try_get::<i64, _>(0).on(self.shard)?, r.try_get::<String, _>(1).on(self.shard)?)))
+                    .transpose()
+            }
+
+            async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
+                let d = &r.draft;
+                sqlx::query(sql::INSERT_AUDIT)
+                    .bind(&r.chain)
+                    .bind(r.seq)
+                    .bind(d.at)
+                    .bind(&d.request_id)
+                    .bind(&d.actor)
+                    .bind(&d.actor_key)
+                    .bind(&d.role)
+                    .bind(&d.action)
+                    .bind(&d.target)
+                    .bind(d.before_version)
+                    .bind(d.after_version)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash)
+                    .execute(&mut *self.tx)
+                    .await
+                    .on(self.shard)?;
+                Ok(())
+            }
+        }
+    };
+}
+sqlx_audit_tx!(sqlx::Sqlite, false);
+sqlx_audit_tx!(sqlx::Postgres, true);

@@ -1,0 +1,251 @@
+//! The audit log, end to end on both backends: every report, erasure and rotation
+//! recorded with no personal data in clear; the database itself refusing UPDATE and
+//! DELETE; and each kind of tampering (altered, deleted, inserted, reordered) done for
+//! real to the stored rows and named at exactly the record it touched, by the store's
+//! verification and by `flightbench audit verify`.
+
+use crate::app;
+use crate::client::{Proto, Transport, current_version, get, post_delay, send, with_bearer};
+use crate::helpers::{Kind, TestDataset, dataset, spec};
+use flightbench::audit::{ChainScope, Tamper};
+use flightbench::auth::keys::SigningKey;
+use flightbench::auth::{KeySet, Keys, Role, Rules, Verifier, claims};
+use flightbench::http::ServerConfig;
+use flightbench::seal::kek::{self, KekSource};
+use flightbench::seal::{DEFAULT_KEY_STORE, Sealer};
+use http::StatusCode;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SECRET: &[u8] = b"audit-test-secret-of-32-bytes!!!";
+
+fn token(sub: &str, roles: &[Role]) -> String {
+    let key = SigningKey::hmac("hs", SECRET).unwrap();
+    key.token(&claims(
+        "https://issuer.test",
+        "flightbench",
+        sub,
+        roles,
+        Duration::from_secs(300),
+        flightbench::auth::now(),
+    ))
+}
+
+fn config() -> ServerConfig {
+    let keys = Keys::Static(Arc::new(KeySet { keys: vec![], skipped: vec![] }));
+    let verifier = Verifier::new(Rules::new("https://issuer.test", "flightbench"), keys, Some(SECRET));
+    ServerConfig { auth: Some(Arc::new(verifier)), ..ServerConfig::default() }
+}
+
+/// Runs `sql` on every shard (the chain it names lives on one of them); returns the
+/// first error, if any shard refused.
+async fn on_shards(ds: &TestDataset, sql: &str) -> Result<(), String> {
+    match &ds.pg {
+        None => {
+            for file in ds.store.manifest().sqlite.as_ref().unwrap().files.iter() {
+                let conn = rusqlite::Connection::open(ds.dir().join(file)).unwrap();
+                conn.execute_batch(sql).map_err(|e| e.to_string())?;
+            }
+        }
+        Some(pg) => {
+            for url in pg.shard_urls() {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tampering(ds: &TestDataset) -> Option<Tamper> {
+    ds.store.verify_audit().await.unwrap().tampering
+}
+
+fn cli_verify(ds: &TestDataset, kek_file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["audit", "verify", "--dir"])
+        .arg(ds.dir())
+        .arg("--kek-file")
+        .arg(kek_file)
+        .output()
+        .unwrap()
+}
+
+async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
+    let ds = dataset(kind, spec(81, 400, 6), 2).await;
+    let keys = tempfile::tempdir().unwrap();
+    let kek_file = keys.path().join("kek");
+    kek::add_to_file(&kek_file).unwrap();
+    let sealer = Sealer::load(KekSource::File(kek_file.clone()), &ds.dir().join(DEFAULT_KEY_STORE)).unwrap();
+    ds.store.seal_with(Arc::new(sealer));
+    ds.store.audit_with(ChainScope::Flight).await.unwrap();
+    let server = app::spawn_app(&ds, config(), None).await;
+    let addr = server.addr;
+    let transport = || Transport::Plain(Proto::H1);
+    let open: Vec<i64> = ds
+        .all_expected()
+        .into_iter()
+        .filter(|v| !v.status.state.is_terminal())
+        .map(|v| v.flight.id.get())
+        .take(2)
+        .collect();
+    let (a, b) = (open[0], open[1]);
+
+    for (id, minutes) in [(a, 5), (a, 10), (a, 15), (b, 20)] {
+        let version = current_version(addr, transport(), id).await;
+        let body = format!(r#"{{"kind":"revised","delay_minutes":{minutes},"reason":"alice's crew"}}"#);
+        let mut request =
+            with_bearer(post_delay(id, Some(&format!("\"{version}\"")), &body), &token("alice", &[Role::Reporter]));
+        request
+            .headers_mut()
+            .insert("x-request-id", http::HeaderValue::from_str(&format!("req-{id}-{minutes}")).unwrap());
+        let reply = send(addr, transport(), request).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.header("x-request-id"), Some(format!("req-{id}-{minutes}").as_str()));
+    }
+    let admin = token("root", &[Role::Admin]);
+    let erase = with_bearer(http::Request::delete("/admin/subjects/alice").body(Full::default()).unwrap(), &admin);
+    assert_eq!(send(addr, transport(), erase).await.status, StatusCode::OK);
+
+    // The export: every change, attributed, nobody in clear.
+    let reader = send(
+        addr,
+        transport(),
+        with_bearer(get("/admin/audit").body(Full::default()).unwrap(), &token("r", &[Role::Reader])),
+    )
+    .await;
+    assert_eq!(reader.status, StatusCode::FORBIDDEN);
+    let export = send(
+        addr,
+        transport(),
+        with_bearer(get("/admin/audit?since=2000-01-01T00:00:00Z").body(Full::default()).unwrap(), &admin),
+    )
+    .await;
+    assert_eq!(export.status, StatusCode::OK);
+    assert_eq!(export.header("content-type"), Some("application/jsonl"));
+    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 5, "{text}");
+    assert!(!text.contains("alice") && !text.contains("root"), "no subject in clear: {text}");
+    let on_a: Vec<_> = records.iter().filter(|r| r["chain"] == format!("flight-{a}")).collect();
+    assert_eq!(on_a.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        (on_a[1]["request_id"].as_str(), on_a[1]["role"].as_str()),
+        (Some(&*format!("req-{a}-10")), Some("reporter"))
+    );
+    assert_eq!(on_a[1]["before_version"].as_i64().unwrap() + 1, on_a[1]["after_version"].as_i64().unwrap());
+    assert!(on_a[1]["actor"].is_string() && on_a[1]["actor_key"].as_str().unwrap().starts_with("dk-"));
+    let erasure = records.iter().find(|r| r["chain"] == "keys").unwrap();
+    assert_eq!((erasure["action"].as_str(), erasure["role"].as_str()), (Some("erase_subject"), Some("admin")));
+    assert!(erasure["target"].as_str().unwrap().starts_with("dk-"));
+    let none = send(
+        addr,
+        transport(),
+        with_bearer(get("/admin/audit?since=4102444800").body(Full::default()).unwrap(), &admin),
+    )
+    .await;
+    assert!(none.body.is_empty(), "nothing after 2100");
+
+    // Intact after the erasure shredded the actor: the chain hashes the ciphertext.
+    let report = ds.store.verify_audit().await.unwrap();
+    assert_eq!((report.chains, report.records, report.tampering), (3, 5, None));
+    let out = cli_verify(&ds, &kek_file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 records in 3 chains verified"));
+
+    // The database refuses to change or remove a record.
+    let chain = format!("flight-{a}");
+    for sql in [
+        format!("UPDATE audit_log SET role = 'admin' WHERE chain = '{chain}'"),
+        format!("DELETE FROM audit_log WHERE chain = '{chain}'"),
+    ] {
+        let refused = on_shards(&ds, &sql).await.unwrap_err();
+        assert!(refused.contains("append-only"), "{kind:?}: {refused}");
+    }
+
+    // Someone who owns the database drops the guard and tampers: each kind is named
+    // at the record it touched, and undoing it makes the chain verify again.
+    let (disable, enable) = match kind {
+        Kind::Sqlite => (
+            "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;".to_owned(),
+            flightbench::store::schema::SQLITE_AUDIT.join(";\n"),
+        ),
+        Kind::Postgres => (
+            "ALTER TABLE audit_log DISABLE TRIGGER USER".to_owned(),
+            "ALTER TABLE audit_log ENABLE TRIGGER USER".to_owned(),
+        ),
+    };
+    on_shards(&ds, &disable).await.unwrap();
+    let c = &chain;
+    let cases: [(&str, String, String, Tamper); 4] = [
+        (
+            "altered",
+            format!("UPDATE audit_log SET target = 'flight/999999' WHERE chain = '{c}' AND seq = 2"),
+            format!("UPDATE audit_log SET target = 'flight/{a}' WHERE chain = '{c}' AND seq = 2"),
+            Tamper::Altered { chain: c.clone(), seq: 2 },
+        ),
+        (
+            "deleted",
+            format!(
+                "CREATE TABLE saved AS SELECT * FROM audit_log WHERE chain = '{c}' AND seq = 2; DELETE FROM audit_log WHERE chain = '{c}' AND seq = 2"
+            ),
+            "INSERT INTO audit_log SELECT * FROM saved; DROP TABLE saved".to_owned(),
+            Tamper::Deleted { chain: c.clone(), seq: 2 },
+        ),
+        (
+            "reordered",
+            format!(
+                "UPDATE audit_log SET seq = 100 WHERE chain = '{c}' AND seq = 2; UPDATE audit_log SET seq = 2 WHERE chain = '{c}' AND seq = 3; UPDATE audit_log SET seq = 3 WHERE chain = '{c}' AND seq = 100"
+            ),
+            format!(
+                "UPDATE audit_log SET seq = 100 WHERE chain = '{c}' AND seq = 2; UPDATE audit_log SET seq = 2 WHERE chain = '{c}' AND seq = 3; UPDATE audit_log SET seq = 3 WHERE chain = '{c}' AND seq = 100"
+            ),
+            Tamper::Reordered { chain: c.clone(), seq: 2 },
+        ),
+        (
+            "inserted",
+            format!(
+                "UPDATE audit_log SET seq = seq + 1000 WHERE chain = '{c}' AND seq >= 2; \
+                 UPDATE audit_log SET seq = seq - 999 WHERE chain = '{c}' AND seq >= 1000; \
+                 INSERT INTO audit_log SELECT chain, 2, at, request_id, actor, actor_key, role, action, 'flight/999999', \
+                    before_version, after_version, prev_hash, 'forged' FROM audit_log WHERE chain = '{c}' AND seq = 3"
+            ),
+            format!(
+                "DELETE FROM audit_log WHERE chain = '{c}' AND seq = 2; \
+                 UPDATE audit_log SET seq = seq + 1000 WHERE chain = '{c}' AND seq >= 3; \
+                 UPDATE audit_log SET seq = seq - 1001 WHERE chain = '{c}' AND seq >= 1000"
+            ),
+            Tamper::Inserted { chain: c.clone(), seq: 2 },
+        ),
+    ];
+    for (name, tamper, undo, expected) in cases {
+        on_shards(&ds, &tamper).await.unwrap_or_else(|e| panic!("{kind:?} {name}: {e}"));
+        assert_eq!(tampering(&ds).await, Some(expected.clone()), "{kind:?} {name}");
+        let out = cli_verify(&ds, &kek_file);
+        assert_eq!(out.status.code(), Some(65), "{kind:?} {name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&expected.to_string()),
+            "{kind:?} {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        on_shards(&ds, &undo).await.unwrap_or_else(|e| panic!("{kind:?} undo {name}: {e}"));
+        assert_eq!(tampering(&ds).await, None, "{kind:?} {name} undone");
+    }
+    on_shards(&ds, &enable).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_change_is_audited_and_every_tampering_named_on_sqlite() {
+    every_change_is_audited_and_every_tampering_named(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_change_is_audited_and_every_tampering_named_on_postgres() {
+    every_change_is_audited_and_every_tampering_named(Kind::Postgres).await;
+}
