@@ -26,16 +26,22 @@ passed=0
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 
 "$bin" seed --quiet --dir "$work/shards" --flights 3000 --shards 2
-# Starts a server; sets $base to its URL.
+# Starts a server; sets $base to its URL. Each server writes files of its own: with
+# one shared file, the loop below could read the previous server's address before the
+# new server's shell had truncated it (seen under load: the TLS checks got the
+# cleartext server's URL).
+servers=0
 start() {
-    "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
+    servers=$((servers + 1))
+    local out="$work/serve.$servers.out" err="$work/serve.$servers.err"
+    "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 "$@" >"$out" 2>"$err" &
     pids+=($!)
     for _ in $(seq 100); do
-        base=$(sed -n 's/^listening on \([^ ,]*\).*/\1/p' "$work/serve.out")
+        base=$(sed -n 's/^listening on \([^ ,]*\).*/\1/p' "$out" 2>/dev/null)
         [ -n "$base" ] && return
         sleep 0.1
     done
-    cat "$work/serve.err" >&2
+    cat "$err" >&2
     fail "server did not start"
 }
 

@@ -87,6 +87,21 @@ crate::choices! {
     }
 }
 
+crate::choices! {
+    /// What a `security` write cell does to the personal data in each delay report.
+    #[derive(Debug, Hash, PartialOrd, Ord)]
+    pub enum AtRest as "protection at rest" {
+        /// Stored in clear, no audit log: the baseline.
+        Clear = "clear",
+        /// Reason and reporter sealed under the reporter's data key (`seal`).
+        Sealed = "sealed",
+        /// Sealed, and audited in one chain per flight.
+        AuditFlight = "audit-flight",
+        /// Sealed, and audited in one chain per shard.
+        AuditShard = "audit-shard",
+    }
+}
+
 /// One configuration of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CellId {
@@ -118,6 +133,8 @@ pub enum CellId {
     /// without a token over a protocol, in cleartext or TLS (HTTP/1.1 in cleartext is
     /// `security/off`).
     Transport { wire: Wire, tls: bool },
+    /// `security/writes-<at rest>`: signed delay reports, stored as `AtRest` says.
+    Writes(AtRest),
 }
 
 impl CellId {
@@ -145,6 +162,7 @@ impl CellId {
                     CellId::Transport { wire: Wire::H2c, tls: false },
                     CellId::Transport { wire: Wire::H2c, tls: true },
                 ])
+                .chain(AtRest::ALL.iter().map(|&a| CellId::Writes(a)))
                 .collect(),
             Part::Profile => Vec::new(),
         }
@@ -164,7 +182,7 @@ impl CellId {
             CellId::Cache(_) => Part::Cache,
             CellId::OpenLoop => Part::Mixed,
             CellId::ProjectionWrites(_) | CellId::ProjectionMix | CellId::Board { .. } => Part::Projections,
-            CellId::Auth(_) | CellId::Transport { .. } => Part::Security,
+            CellId::Auth(_) | CellId::Transport { .. } | CellId::Writes(_) => Part::Security,
         }
     }
 
@@ -191,6 +209,7 @@ impl fmt::Display for Label {
             CellId::ProjectionWrites(keeping) => write!(f, "writes-{keeping}"),
             CellId::ProjectionMix => f.write_str("mix-async"),
             CellId::Auth(signing) => f.write_str(signing.as_str()),
+            CellId::Writes(at_rest) => write!(f, "writes-{at_rest}"),
             CellId::Transport { wire, tls } => f.write_str(match (wire, tls) {
                 (Wire::H1, false) => "h1",
                 (Wire::H1, true) => "h1-tls",

@@ -48,6 +48,7 @@ const RULES: &[Rule] = &[
     (Part::Security, |run| security::token_verification(run).into_iter().collect()),
     (Part::Security, |run| security::token_cache(run).into_iter().collect()),
     (Part::Security, |run| security::tls(run).into_iter().collect()),
+    (Part::Security, |run| security::at_rest(run).into_iter().collect()),
     (Part::Profile, |run| profile(run).into_iter().collect()),
 ];
 

@@ -108,6 +108,10 @@ pub fn run() -> RunData {
         ("h1-tls", 24_000.0),
         ("h2c", 36_000.0),
         ("h2-tls", 30_000.0),
+        ("writes-clear", 3_000.0),
+        ("writes-sealed", 2_800.0),
+        ("writes-audit-flight", 2_500.0),
+        ("writes-audit-shard", 2_450.0),
     ] {
         cells.push(cell(&format!("security/{signing}"), rps, 5.0));
     }

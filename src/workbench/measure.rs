@@ -1,7 +1,7 @@
 //! Measuring: each part's cells in interleaved rounds (ABCD DCBA …), each measurement
 //! guarded against a busy machine, and the profile of the fastest configuration.
 
-use super::cell::{CellId, Keeping, Wire};
+use super::cell::{AtRest, CellId, Keeping, Wire};
 use super::data::{Cell, LoopKind, ProfileSummary, ProjectionLag, RebuildRate, Round};
 use super::plan::{CellPlan, MAIN_SHARDS, MIXED_LOAD_SHARE, PROFILE_HZ, Part, Plan};
 use super::{Progress, WorkbenchError};
@@ -286,7 +286,10 @@ impl Served {
     fn of(cell: &CellPlan) -> Result<Self, WorkbenchError> {
         let problem = |problem: String| WorkbenchError::Plan { cell: cell.id, problem };
         let auth = match cell.signing {
-            Some(signing) => super::tokens::auth(signing).map_err(problem)?,
+            Some(signing) => {
+                let role = if cell.at_rest.is_some() { crate::auth::Role::Reporter } else { crate::auth::Role::Reader };
+                super::tokens::auth(signing, role).map_err(problem)?
+            }
             None => None,
         };
         let (verifier, token) = auth.unzip();
@@ -343,6 +346,13 @@ async fn measure_cell(
         Some(keeping) if keeping != Keeping::Off => Some(start_runner(&store, &keeping.inline_models()).await?),
         _ => None,
     };
+    // A write cell that seals or audits writes through a store of its own over the same
+    // dataset: sealing is set once per store.
+    let protected = match cell.at_rest.filter(|&a| a != AtRest::Clear) {
+        Some(at_rest) => Some(protected_store(plan, at_rest).await?),
+        None => None,
+    };
+    let store = protected.clone().unwrap_or(store);
     let served = Served::of(cell)?;
     let server = served.start(plan, store, cell.id)?;
     if let Some((_, stats)) = &running {
@@ -360,6 +370,9 @@ async fn measure_cell(
     let report = tokio::task::spawn_blocking(move || crate::load::run(&load, |_, _| {})).await?;
     let after = server.state.cache.as_ref().map(|c| c.stats());
     server.stop().await.map_err(|cause| WorkbenchError::Server { cell: cell.id, cause })?;
+    if let Some(protected) = protected {
+        protected.close().await;
+    }
     let lag = match running {
         Some((running, _)) => {
             let _ = running.stop.send(true);
@@ -381,6 +394,34 @@ async fn measure_cell(
         measured.cache_hit_ratio = Some(hits as f64 / (hits + misses).max(1) as f64);
     }
     Ok(measured)
+}
+
+/// The run's main dataset opened again, sealing (and auditing, as `at_rest` says) its
+/// writes. The KEK and the key store are the workbench's own, kept beside the dataset
+/// (`workbench.kek`, `data-keys.sqlite`) so the events the cells seal stay readable
+/// later (`serve --kek-file <dir>/workbench.kek`): a benchmark dataset, whose reasons
+/// are generated text, not the separation a real deployment keeps.
+async fn protected_store(plan: &Plan, at_rest: AtRest) -> Result<Arc<Store>, WorkbenchError> {
+    let dir = plan.main_dir(&plan.spec());
+    let problem = |problem: String| WorkbenchError::Plan { cell: CellId::Writes(at_rest), problem };
+    let kek = dir.join("workbench.kek");
+    if !kek.exists() {
+        crate::seal::kek::add_to_file(&kek).map_err(|e| problem(e.to_string()))?;
+    }
+    let key_store = dir.join(crate::seal::DEFAULT_KEY_STORE);
+    let sealer = crate::seal::Sealer::load(crate::seal::kek::KekSource::File(kek), &key_store)
+        .map_err(|e| problem(e.to_string()))?;
+    let store = Store::open(&dir, &crate::store::StoreConfig::default()).await?;
+    store.seal_with(Arc::new(sealer));
+    let scope = match at_rest {
+        AtRest::AuditFlight => Some(crate::audit::ChainScope::Flight),
+        AtRest::AuditShard => Some(crate::audit::ChainScope::Shard),
+        AtRest::Clear | AtRest::Sealed => None,
+    };
+    if let Some(scope) = scope {
+        store.audit_with(scope).await?;
+    }
+    Ok(Arc::new(store))
 }
 
 /// Half the capacity the closed-loop cells imply for the mixed part's mix: requests

@@ -21,7 +21,7 @@ pub mod report;
 pub mod stats;
 mod tokens;
 
-pub use cell::{CellId, Keeping, Signing, Wire};
+pub use cell::{AtRest, CellId, Keeping, Signing, Wire};
 pub use error::WorkbenchError;
 pub use plan::{
     CODECS, MAIN_SHARDS, MIXED_LOAD_SHARE, MIXED_MIX, NOISE_RETRIES, NOISE_THRESHOLD, PROFILE_HZ, PROJECTION_SHARDS,

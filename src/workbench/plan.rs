@@ -1,7 +1,7 @@
 //! What a workbench run measures: presets, parts and the cells of each part. Every
 //! cell of a part differs from its neighbours in the one setting the part is about.
 
-use super::cell::{CellId, Keeping, Signing, Wire};
+use super::cell::{AtRest, CellId, Keeping, Signing, Wire};
 use super::data::{CellConfig, LoopKind};
 use crate::compression::Encoding;
 use crate::dataset::{DatasetSpec, Manifest};
@@ -80,7 +80,8 @@ crate::choices! {
         /// rebuild rates; the airport-keyed board against the scatter-gather at 16 shards.
         Projections = "projections",
         /// Bearer tokens verified on every request (RS256, ES256, EdDSA, HS256) and
-        /// with the token cache, against no auth.
+        /// with the token cache, against no auth; TLS against cleartext; writes sealed
+        /// and audited against writes in clear.
         Security = "security",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",
@@ -237,6 +238,8 @@ pub(crate) struct CellPlan {
     pub(super) signing: Option<Signing>,
     /// Served over TLS (a certificate made for the cell).
     pub(super) tls: bool,
+    /// The security part's write cells: how reports are stored.
+    pub(super) at_rest: Option<AtRest>,
 }
 
 impl CellPlan {
@@ -254,6 +257,7 @@ impl CellPlan {
             keeping: None,
             signing: None,
             tls: false,
+            at_rest: None,
         };
         let zipf = Skew::Zipf { exponent: 1.0 };
         match id {
@@ -282,6 +286,15 @@ impl CellPlan {
             CellId::Auth(signing) => Self { cache: true, skew: zipf, signing: Some(signing), ..base },
             // The same requests without a token, over each protocol in the clear or TLS.
             CellId::Transport { wire, tls } => Self { cache: true, skew: zipf, wire, tls, ..base },
+            // The projections part's write-only load (no runner), each report signed by
+            // a reporter (HS256, the cheapest check) so it has a subject to seal under.
+            CellId::Writes(at_rest) => Self {
+                mix: "write=100",
+                keeping: Some(Keeping::Off),
+                signing: Some(Signing::Hs256),
+                at_rest: Some(at_rest),
+                ..base
+            },
             // The departures part's requests (busy airports, 2-hour windows, 50 rows),
             // answered from the read model or merged from every shard: the same rows.
             CellId::Board { read_model } => Self {

@@ -38,8 +38,8 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
             "Delay reports (POST, uniformly over the flights among the first 20,000 that still take events, each from its current version, so nearly every write commits) with no runner, the runner following the commits (async), each write answered once the runner has applied it to every model (inline) or to one model (inline-board, -hours, -carrier); the mixed part's read/departures/write mix, closed loop, with the runner async (mix-async), for the lag readers meet; then the departures part's requests on 16 shards, merged from every shard (scatter) or read from the airport-keyed board. Each read model is rebuilt from the events on the run's dataset and (default preset) on 1,000,000 flights.",
         ),
         Part::Security => (
-            "Bearer tokens",
-            "The protocols part's HTTP/1.1 requests (cached point reads, Zipf ids), each carrying one reader's bearer token the server verifies: none (auth off), RS256 (RSA-2048), ES256 (P-256), EdDSA (Ed25519) or HS256 on every request, and ES256 with the verified-token cache (one token for every request: the cache's best case); then the same requests without a token over TLS (HTTP/1.1, h2-tls) and over h2c, each against its cleartext protocol, connections kept open.",
+            "Security",
+            "The protocols part's HTTP/1.1 requests (cached point reads, Zipf ids), each carrying one reader's bearer token the server verifies: none (auth off), RS256 (RSA-2048), ES256 (P-256), EdDSA (Ed25519) or HS256 on every request, and ES256 with the verified-token cache (one token for every request: the cache's best case); then the same requests without a token over TLS (HTTP/1.1, h2-tls) and over h2c, each against its cleartext protocol, connections kept open; then the projections part's write-only load, each report signed by one reporter (HS256), stored in clear, sealed (reason and reporter under the reporter's data key), or sealed and audited in a chain per flight or per shard.",
         ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }

@@ -17,8 +17,9 @@ const LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// The cached cell's cache, `serve`'s default size.
 const CACHE: usize = 10_000;
 
-/// The server's verifier and the `Authorization` header for `signing` (none for `Off`).
-pub(super) fn auth(signing: Signing) -> Result<Option<(Arc<Verifier>, HeaderValue)>, String> {
+/// The server's verifier and the `Authorization` header for `signing` (none for `Off`),
+/// the token carrying `role`.
+pub(super) fn auth(signing: Signing, role: Role) -> Result<Option<(Arc<Verifier>, HeaderValue)>, String> {
     let rules = Rules::new(ISSUER, AUDIENCE);
     let generated = |alg| -> Result<SigningKey, String> {
         let der = SigningKey::generate_pkcs8(alg).map_err(|e| e.to_string())?;
@@ -44,7 +45,7 @@ pub(super) fn auth(signing: Signing) -> Result<Option<(Arc<Verifier>, HeaderValu
         secret.as_ref().map(|s| &s[..]),
     );
     let verifier = if signing == Signing::Es256Cached { verifier.with_cache(CACHE) } else { verifier };
-    let claims = crate::auth::claims(ISSUER, AUDIENCE, "workbench", &[Role::Reader], LIFETIME, crate::auth::now());
+    let claims = crate::auth::claims(ISSUER, AUDIENCE, "workbench", &[role], LIFETIME, crate::auth::now());
     let header = HeaderValue::from_str(&format!("Bearer {}", key.token(&claims))).map_err(|e| e.to_string())?;
     Ok(Some((Arc::new(verifier), header)))
 }
@@ -57,9 +58,9 @@ mod tests {
     /// the cells measure verification, not rejection.
     #[tokio::test]
     async fn every_cells_token_verifies() {
-        assert!(auth(Signing::Off).unwrap().is_none());
+        assert!(auth(Signing::Off, Role::Reader).unwrap().is_none());
         for &signing in &Signing::ALL[1..] {
-            let (verifier, header) = auth(signing).unwrap().unwrap();
+            let (verifier, header) = auth(signing, Role::Reader).unwrap().unwrap();
             let token = header.to_str().unwrap().strip_prefix("Bearer ").unwrap();
             let verified =
                 verifier.verify(token, crate::auth::now()).await.unwrap_or_else(|e| panic!("{signing}: {e:?}"));

@@ -71,7 +71,7 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Every cell ran and answered; the report is exactly what run.json renders to, so
     // every finding in it comes from the figures.
     let run: flightbench::workbench::data::RunData = serde_json::from_value(json).unwrap();
-    assert_eq!(run.cells.len(), 37, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    assert_eq!(run.cells.len(), 41, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
     for cell in &run.cells {
         assert!(cell.responses > 0 && cell.requests_per_s > 0.0, "{} measured nothing", cell.id);
         assert_eq!(cell.errors, 0, "{} had errors", cell.id);
@@ -99,6 +99,11 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     use flightbench::workbench::Signing;
     for &signing in Signing::ALL {
         assert!(run.cell(CellId::Auth(signing)).is_some_and(|c| c.responses > 0 && c.errors == 0), "{signing}");
+    }
+    // The write cells' reports were signed by a reporter and committed, sealed or not.
+    for &at_rest in flightbench::workbench::AtRest::ALL {
+        let cell = run.cell(CellId::Writes(at_rest)).unwrap();
+        assert!(cell.errors == 0 && cell.acknowledged_writes_per_s.unwrap() > 0.0, "{cell:?}");
     }
     // Quick rebuilds its own dataset only (the default and full presets add 1M flights).
     assert_eq!(run.rebuilds.len(), 3, "{:?}", run.rebuilds);
