@@ -34,6 +34,10 @@ crate::choices! {
         /// One chain per shard: every write on the shard takes the chain's head in turn
         /// (SQLite's writer lock already does; PostgreSQL takes an advisory lock).
         Shard = "shard",
+        /// One chain for everything: every write of the process, on any shard, waits
+        /// for the one before it to commit. For measuring what that costs: it holds
+        /// the head in the server's memory, so only one process may write.
+        Global = "global",
     }
 }
 

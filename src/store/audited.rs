@@ -3,7 +3,7 @@
 //! of the key store can be read back and verified chain by chain.
 
 use super::path::sqlx_rows::SqlxCols;
-use super::path::{AuditPlan, OnShard};
+use super::path::{AuditPlan, Head, OnShard};
 use super::{Shard, ShardConn, Store, StoreError, decode::Columns};
 use crate::audit::{ChainScope, Draft, Record, Tamper, action, verify};
 use crate::domain::{DelayEvent, FlightId};
@@ -70,6 +70,8 @@ impl Store {
         id: FlightId,
         event: &DelayEvent,
         change: &Change,
+        // The global chain's head, when the caller holds its lock.
+        global_head: Option<(i64, String)>,
     ) -> Result<Option<AuditPlan>, StoreError> {
         let Some(auditing) = self.audit.get() else { return Ok(None) };
         let target = format!("flight/{id}");
@@ -91,11 +93,28 @@ impl Store {
             before_version: None,
             after_version: None,
         };
-        let (chain, lock) = match auditing.scope {
-            ChainScope::Flight => (format!("flight-{id}"), false),
-            ChainScope::Shard => (format!("shard-{}", shard.index), true),
+        let (chain, head) = match auditing.scope {
+            ChainScope::Flight => (format!("flight-{id}"), Head::InTx { lock: false }),
+            ChainScope::Shard => (format!("shard-{}", shard.index), Head::InTx { lock: true }),
+            ChainScope::Global => (GLOBAL_CHAIN.to_owned(), Head::Known(global_head)),
         };
-        Ok(Some(AuditPlan { chain, lock, draft, key: auditing.key }))
+        Ok(Some(AuditPlan { chain, head, draft, key: auditing.key }))
+    }
+
+    /// With a global chain: its lock, held by the caller until its append commits,
+    /// with the chain's head read from the shards the first time.
+    pub(crate) async fn global_chain(
+        &self,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, Option<Option<(i64, String)>>>>, StoreError> {
+        if self.audit.get().is_none_or(|a| a.scope != ChainScope::Global) {
+            return Ok(None);
+        }
+        let mut head = self.global_head.lock().await;
+        if head.is_none() {
+            let heads = try_join_all(self.shards.iter().map(global_head_on)).await?;
+            *head = Some(heads.into_iter().flatten().max_by_key(|(seq, _)| *seq));
+        }
+        Ok(Some(head))
     }
 
     /// Every audit record from `since` (microseconds) on, from every shard and the
@@ -121,6 +140,8 @@ impl Store {
         for record in self.audit_records(i64::MIN).await? {
             chains.entry(record.chain.clone()).or_default().push(record);
         }
+        // A global chain's records come from every shard: put them in chain order.
+        chains.values_mut().for_each(|records| records.sort_by_key(|r| r.seq));
         let mut report = AuditReport { chains: chains.len(), records: 0, tampering: None };
         for records in chains.values() {
             match verify(records, &key) {
@@ -133,6 +154,20 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// The chain of `ChainScope::Global`, whose records are spread over the shards.
+const GLOBAL_CHAIN: &str = "global";
+
+async fn global_head_on(shard: &Shard) -> Result<Option<(i64, String)>, StoreError> {
+    with_pool!(shard, |pool| {
+        let row = sqlx::query(super::sql::AUDIT_HEAD).bind(GLOBAL_CHAIN).fetch_optional(pool).await.on(shard)?;
+        row.map(|r| {
+            let c = SqlxCols::new(&r, shard.index);
+            Ok((c.int(0)?, c.text(1)?.to_owned()))
+        })
+        .transpose()
+    })
 }
 
 async fn audit_records_on(shard: &Shard, since: i64) -> Result<Vec<Record>, StoreError> {

@@ -183,6 +183,8 @@ pub struct Store {
     sealer: OnceLock<Arc<crate::seal::Sealer>>,
     /// Audits every append when set (`audited`).
     audit: OnceLock<audited::Auditing>,
+    /// A global audit chain's head (`None` until read), and its lock.
+    global_head: tokio::sync::Mutex<Option<Option<(i64, String)>>>,
 }
 
 impl Store {
@@ -218,6 +220,7 @@ impl Store {
             metrics: OnceLock::new(),
             sealer: OnceLock::new(),
             audit: OnceLock::new(),
+            global_head: Default::default(),
         })
     }
 
@@ -349,10 +352,17 @@ impl Store {
     ) -> Result<AppendOutcome, StoreError> {
         event.kind.validate().map_err(StoreError::InvalidEvent)?;
         let shard = self.owner(id);
-        let audit = self.audit_plan(shard, id, event, change).await?;
+        // A global chain is locked from here to the commit.
+        let mut global = self.global_chain().await?;
+        let global_head = global.as_deref().and_then(|read| read.clone()).flatten();
+        let audit = self.audit_plan(shard, id, event, change, global_head).await?;
         let event = self.sealed_for_append(id, expected_version, event).await?;
         let append = path::append(path, shard, id, expected_version, &event, audit.as_ref());
         let outcome = self.on_shard(Op::Append, path, shard, append).instrument(op_span(Op::Append, path)).await?;
+        if let (Some(head), Some(plan)) = (global.as_deref_mut(), &audit) {
+            let record = plan.record(head.clone().flatten(), expected_version, outcome.status.version);
+            *head = Some(Some((record.seq, record.hash)));
+        }
         self.appended[shard.index].send_modify(|n| *n = n.wrapping_add(1));
         Ok(outcome)
     }

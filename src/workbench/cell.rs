@@ -99,6 +99,8 @@ crate::choices! {
         AuditFlight = "audit-flight",
         /// Sealed, and audited in one chain per shard.
         AuditShard = "audit-shard",
+        /// Sealed, and audited in one chain for every write.
+        AuditGlobal = "audit-global",
     }
 }
 

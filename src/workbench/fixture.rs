@@ -112,6 +112,7 @@ pub fn run() -> RunData {
         ("writes-sealed", 2_800.0),
         ("writes-audit-flight", 2_500.0),
         ("writes-audit-shard", 2_450.0),
+        ("writes-audit-global", 1_900.0),
     ] {
         cells.push(cell(&format!("security/{signing}"), rps, 5.0));
     }

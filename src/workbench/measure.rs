@@ -346,9 +346,10 @@ async fn measure_cell(
         Some(keeping) if keeping != Keeping::Off => Some(start_runner(&store, &keeping.inline_models()).await?),
         _ => None,
     };
-    // A write cell that seals or audits writes through a store of its own over the same
-    // dataset: sealing is set once per store.
-    let protected = match cell.at_rest.filter(|&a| a != AtRest::Clear) {
+    // The security part's write cells write through a store of their own over the same
+    // dataset (sealing is set once per store), the clear one too: opened the same way,
+    // so the cells differ only in what they do to a report.
+    let protected = match cell.at_rest {
         Some(at_rest) => Some(protected_store(plan, at_rest).await?),
         None => None,
     };
@@ -396,13 +397,17 @@ async fn measure_cell(
     Ok(measured)
 }
 
-/// The run's main dataset opened again, sealing (and auditing, as `at_rest` says) its
-/// writes. The KEK and the key store are the workbench's own, kept beside the dataset
+/// The run's main dataset opened again, sealing (and auditing) its writes as `at_rest`
+/// says. The KEK and the key store are the workbench's own, kept beside the dataset
 /// (`workbench.kek`, `data-keys.sqlite`) so the events the cells seal stay readable
 /// later (`serve --kek-file <dir>/workbench.kek`): a benchmark dataset, whose reasons
 /// are generated text, not the separation a real deployment keeps.
 async fn protected_store(plan: &Plan, at_rest: AtRest) -> Result<Arc<Store>, WorkbenchError> {
     let dir = plan.main_dir(&plan.spec());
+    let store = Store::open(&dir, &crate::store::StoreConfig::default()).await?;
+    if at_rest == AtRest::Clear {
+        return Ok(Arc::new(store));
+    }
     let problem = |problem: String| WorkbenchError::Plan { cell: CellId::Writes(at_rest), problem };
     let kek = dir.join("workbench.kek");
     if !kek.exists() {
@@ -411,11 +416,11 @@ async fn protected_store(plan: &Plan, at_rest: AtRest) -> Result<Arc<Store>, Wor
     let key_store = dir.join(crate::seal::DEFAULT_KEY_STORE);
     let sealer = crate::seal::Sealer::load(crate::seal::kek::KekSource::File(kek), &key_store)
         .map_err(|e| problem(e.to_string()))?;
-    let store = Store::open(&dir, &crate::store::StoreConfig::default()).await?;
     store.seal_with(Arc::new(sealer));
     let scope = match at_rest {
         AtRest::AuditFlight => Some(crate::audit::ChainScope::Flight),
         AtRest::AuditShard => Some(crate::audit::ChainScope::Shard),
+        AtRest::AuditGlobal => Some(crate::audit::ChainScope::Global),
         AtRest::Clear | AtRest::Sealed => None,
     };
     if let Some(scope) = scope {

@@ -249,3 +249,53 @@ async fn every_change_is_audited_and_every_tampering_named_on_sqlite() {
 async fn every_change_is_audited_and_every_tampering_named_on_postgres() {
     every_change_is_audited_and_every_tampering_named(Kind::Postgres).await;
 }
+
+/// Writes to different flights at once, audited in one chain per shard (PostgreSQL's
+/// advisory lock) or one global chain (the store's lock): every write commits, the
+/// chain has no gap or fork, and a global chain's records, spread over the shards,
+/// verify in one sequence.
+async fn concurrent_writers_keep_one_chain(kind: Kind, scope: ChainScope) {
+    use flightbench::domain::{DelayEvent, EventKind, FlightId, Reason, SubjectId, UtcTime};
+    use flightbench::store::{Change, QueryPath};
+    let ds = dataset(kind, spec(82, 400, 6), 2).await;
+    let keys = tempfile::tempdir().unwrap();
+    let kek_file = keys.path().join("kek");
+    kek::add_to_file(&kek_file).unwrap();
+    let sealer = Sealer::load(KekSource::File(kek_file), &ds.dir().join(DEFAULT_KEY_STORE)).unwrap();
+    ds.store.seal_with(Arc::new(sealer));
+    ds.store.audit_with(scope).await.unwrap();
+    let flights: Vec<_> = ds.all_expected().into_iter().filter(|v| !v.status.state.is_terminal()).take(12).collect();
+    let writes = flights.iter().map(|view| {
+        let store = ds.store.clone();
+        let (id, version) = (view.flight.id, view.status.version);
+        async move {
+            let kind = EventKind::Revised { delay_minutes: 9, reason: Reason::parse("crew").unwrap() };
+            let event = DelayEvent::new(UtcTime::from_unix(1_800_000_000).unwrap(), kind)
+                .with_reporter(Some(SubjectId::parse("ops").unwrap()));
+            let change = Change { request_id: format!("r{id}"), role: "reporter".into() };
+            store.append_as(QueryPath::Prepared, FlightId::new(id.get()).unwrap(), version, &event, &change).await
+        }
+    });
+    let results = futures_util::future::join_all(writes).await;
+    assert!(results.iter().all(Result::is_ok), "{kind:?} {scope}: {results:?}");
+    let records = ds.store.audit_records(i64::MIN).await.unwrap();
+    assert_eq!(records.len(), flights.len(), "{kind:?} {scope}");
+    let report = ds.store.verify_audit().await.unwrap();
+    let chains = match scope {
+        ChainScope::Global => 1,
+        ChainScope::Shard => 2,
+        ChainScope::Flight => flights.len(),
+    };
+    assert_eq!((report.chains, report.records, report.tampering), (chains, flights.len(), None), "{kind:?} {scope}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_one_chain_per_shard_on_postgres() {
+    concurrent_writers_keep_one_chain(Kind::Postgres, ChainScope::Shard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_one_global_chain_across_shards() {
+    concurrent_writers_keep_one_chain(Kind::Sqlite, ChainScope::Global).await;
+    concurrent_writers_keep_one_chain(Kind::Postgres, ChainScope::Global).await;
+}

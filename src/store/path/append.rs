@@ -27,12 +27,28 @@ pub(crate) enum Inserted {
 #[derive(Debug, Clone)]
 pub(crate) struct AuditPlan {
     pub chain: String,
-    /// Take the chain's lock before reading its head (a per-shard chain on
-    /// PostgreSQL; SQLite's writer lock already serialises, and a flight's chain is
-    /// locked by its status row).
-    pub lock: bool,
+    pub head: Head,
     pub draft: Draft,
     pub key: [u8; 32],
+}
+
+/// Where the record's predecessor comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Head {
+    /// Read in the transaction; with `lock`, after taking the chain's lock (a
+    /// per-shard chain on PostgreSQL; SQLite's writer lock already serialises, and a
+    /// flight's chain is locked by its status row).
+    InTx { lock: bool },
+    /// Known to the caller, who holds the chain's lock until the commit (`global`).
+    Known(Option<(i64, String)>),
+}
+
+impl AuditPlan {
+    /// The record this plan writes for an append from `expected` to `after`.
+    pub fn record(&self, head: Option<(i64, String)>, expected: i64, after: i64) -> Record {
+        let draft = Draft { before_version: Some(expected), after_version: Some(after), ..self.draft.clone() };
+        draft.link(&self.chain, head, &self.key)
+    }
 }
 
 /// Reading a chain's head and adding a record, in an append's transaction.
@@ -81,9 +97,11 @@ pub(crate) async fn append(
     }
     if let Some(plan) = audit {
         // After the status update: a flight's chain is then locked by its row.
-        let head = tx.audit_head(&plan.chain, plan.lock).await?;
-        let draft = Draft { before_version: Some(expected), after_version: Some(next.version), ..plan.draft.clone() };
-        tx.insert_audit(&draft.link(&plan.chain, head, &plan.key)).await?;
+        let head = match &plan.head {
+            Head::InTx { lock } => tx.audit_head(&plan.chain, *lock).await?,
+            Head::Known(head) => head.clone(),
+        };
+        tx.insert_audit(&plan.record(head, expected, next.version)).await?;
     }
     tx.commit().await?;
     Ok(next)

@@ -25,7 +25,7 @@ macro_rules! with_write_tx {
 
 mod adhoc;
 mod append;
-pub(crate) use append::AuditPlan;
+pub(crate) use append::{AuditPlan, Head};
 mod entities;
 mod literal;
 mod orm;
