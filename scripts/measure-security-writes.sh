@@ -8,7 +8,9 @@
 #   scripts/measure-security-writes.sh scopes    # both backends, every arm
 #   scripts/measure-security-writes.sh index     # SQLite: sealed, with and without the index
 #
-# Each prints one line per round: "arm req/s p99_ms committed/s server_cpu_us_per_request";
+# Each prints one line per round: "arm req/s p99_ms committed/s server_cpu_us_per_request".
+# Most answers are refusals (409: the load's writers race for the same flights' next
+# version), so committed/s is the figure to compare;
 # rounds interleave the arms so drift on this shared machine falls on all of them.
 # 64 connections, closed loop, write=100. PostgreSQL: the local server, databases
 # fbsec_* (dropped at the end). Nothing is pinned; the server runs its default shape.
@@ -25,13 +27,17 @@ python3 -c 'import secrets; print(secrets.token_hex(32))' >"$work/secret"
 "$bin" token --secret-file "$work/secret" --role reporter --sub bench --ttl 2h >"$work/token"
 auth=(--auth jwks --jwt-secret-file "$work/secret" --oidc-issuer flightbench-dev --audience flightbench)
 
+# Each server writes files of its own: with one shared file, wait_for_url could read
+# the previous (stopped) server's address before the new one's shell truncated it.
+servers=0
 start_server() { # DIR [flags…]
     local dir=$1
     shift
+    servers=$((servers + 1))
     "$bin" serve --addr 127.0.0.1:0 --dir "$dir" --no-admin --cache off --projector off "${auth[@]}" "$@" \
-        >"$work/serve.out" 2>"$work/serve.err" &
+        >"$work/serve.$servers.out" 2>"$work/serve.$servers.err" &
     pid=$!
-    url=$(wait_for_url "$work/serve.out" "$work/serve.err" 100)
+    url=$(wait_for_url "$work/serve.$servers.out" "$work/serve.$servers.err" 100)
 }
 stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 
@@ -84,7 +90,8 @@ scopes)
             for arm in "${arms[@]}"; do
                 # shellcheck disable=SC2046
                 start_server "$dir" $(arm_flags "$arm" "$work/$backend-keys.sqlite")
-                echo "round $round $backend $arm $(write_load "$dir")"
+                result=$(write_load "$dir")
+                echo "round $round $backend $arm $result"
                 stop_server
             done
         done
@@ -109,7 +116,8 @@ index)
             index "$([ "$arm" = with-index ] && echo create || echo drop)"
             # shellcheck disable=SC2046
             start_server "$dir" $(arm_flags sealed "$work/keys.sqlite")
-            echo "round $round $arm $(write_load "$dir")"
+            result=$(write_load "$dir")
+            echo "round $round $arm $result"
             stop_server
         done
     done

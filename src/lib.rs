@@ -17,10 +17,19 @@
 //! - [`routing`]: which shard owns a flight (jump consistent hash). Pure.
 //! - [`dataset`]: the deterministic generator and the manifest describing a seeded
 //!   dataset.
+//! - [`audit`]: the tamper-evident audit log's records, keyed BLAKE3 chains and their
+//!   verification (which record was altered, deleted, inserted or reordered), and the
+//!   log's SQL. Pure but for that text.
+//! - [`seal`]: encryption at rest of the personal fields of delay reports: AES-256-GCM
+//!   data keys per subject, wrapped by key-encryption keys from a file, in a key store
+//!   (SQLite) apart from the shards; erasure by destroying a key; the key store's own
+//!   audit chain.
 //! - [`store`]: the sharded data layer, SQLite files or PostgreSQL databases, with every
 //!   operation under four query paths (`prepared`, `adhoc`, `orm`, `raw`) and
 //!   scatter-gather for queries not keyed by flight. One append (`store::path::append`)
 //!   and one row mapping per table (`store::row`) serve every path and the seeders.
+//!   With a sealer, appends seal and reads open (`personal`); with auditing, every
+//!   append writes its audit record in its own transaction (`audited`).
 //! - [`projection`]: the async read models (a departures board per airport on the
 //!   airport's shard, per-airport-hour and per-carrier punctuality) and the runner that
 //!   follows each shard's events in commit order, with checkpoints written in the same

@@ -6,6 +6,16 @@
 use serde::{Deserialize, Serialize};
 
 /// Cores this process may use (its affinity mask, not the machine's total).
+/// Seconds since the Unix epoch (0 for a clock set before it).
+pub fn unix_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Microseconds since the Unix epoch (0 for a clock set before it).
+pub fn unix_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

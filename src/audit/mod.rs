@@ -14,6 +14,8 @@
 //! (`seal::Sealer::seal_actor`), so an erasure shreds it with their reports while the
 //! chain, which hashes the ciphertext, still verifies.
 
+pub mod sql;
+
 use serde::Serialize;
 
 /// What a change did.

@@ -142,7 +142,7 @@ pub fn claims(
 
 /// Seconds since the epoch now.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    crate::machine::unix_seconds()
 }
 
 #[cfg(test)]

@@ -234,7 +234,8 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { seal, dataset } => {
             let sealer = seal.required(&dataset, "keys rotate")?;
-            let rotation = sealer.rotate(None).await?;
+            let draft = (!seal.no_audit).then(|| super::gdpr::operator_draft(crate::audit::action::ROTATE));
+            let rotation = sealer.rotate(draft).await?;
             println!("re-wrapped {} data key(s) under {}", rotation.rewrapped, rotation.primary);
             for (kek, count) in &rotation.still_under {
                 println!("{count} data key(s) still wrapped under {kek}: keep it in the ring");

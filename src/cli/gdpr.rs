@@ -114,18 +114,7 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
             if !args.seal.no_audit {
                 store.audit_with(args.seal.audit_chain).await?;
             }
-            // Audited as the operator at the console: no token names them.
-            let draft = store.audit_scope().map(|_| crate::audit::Draft {
-                at: crate::store::now_micros(),
-                request_id: "cli".into(),
-                actor: None,
-                actor_key: None,
-                role: "operator".into(),
-                action: crate::audit::action::ERASE.into(),
-                target: String::new(),
-                before_version: None,
-                after_version: None,
-            });
+            let draft = store.audit_scope().map(|_| operator_draft(crate::audit::action::ERASE));
             let erasure = sealer.erase(&subject, draft).await?;
             let remaining = store.subject_events(&subject).await?;
             let in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(&subject)).count();
@@ -162,6 +151,22 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The audit record of a change made at the console (the key store fills in the
+/// target): no token names the operator, so there is no actor to seal.
+pub fn operator_draft(action: &str) -> crate::audit::Draft {
+    crate::audit::Draft {
+        at: crate::store::now_micros(),
+        request_id: "cli".into(),
+        actor: None,
+        actor_key: None,
+        role: "operator".into(),
+        action: action.into(),
+        target: String::new(),
+        before_version: None,
+        after_version: None,
+    }
 }
 
 #[derive(Debug, Args)]

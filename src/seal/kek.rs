@@ -141,7 +141,11 @@ pub fn add_to_file(path: &Path) -> Result<String, KekError> {
     };
     let bytes = cipher::random::<KEY_LEN>().map_err(|_| KekError::Random)?;
     let suffix = cipher::random::<4>().map_err(|_| KekError::Random)?;
-    let id = format!("kek-{}-{}", crate::auth::now(), suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let id = format!(
+        "kek-{}-{}",
+        crate::machine::unix_seconds(),
+        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     let mut file = private_append(path).map_err(io)?;
     if existing.is_none() {
         writeln!(file, "# flightbench key-encryption keys: `<id> <base64url key>`, the last line is the primary.")

@@ -134,7 +134,7 @@ impl KeyStore {
         let conn = Connection::open(path).map_err(db)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        for ddl in crate::store::schema::SQLITE_AUDIT {
+        for ddl in crate::audit::sql::SQLITE_AUDIT {
             conn.execute_batch(ddl).map_err(db)?;
         }
         Ok(Self { path: path.to_owned(), conn, _lock: lock })
@@ -191,7 +191,7 @@ impl KeyStore {
             .execute(
                 "INSERT INTO data_keys (subject, key_id, kek_id, wrapped, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (subject) DO NOTHING",
-                params![subject, id, kek_id, wrapped, crate::auth::now()],
+                params![subject, id, kek_id, wrapped, crate::machine::unix_seconds()],
             )
             .map_err(self.db())?;
         self.existing_raw(subject, ring)?.ok_or_else(|| KeyStoreError::Unwrap(id))
@@ -240,8 +240,11 @@ impl KeyStore {
             .optional()
             .map_err(&db)?;
         if let Some(id) = &key_id {
-            tx.execute("INSERT INTO erased_keys (key_id, erased_at) VALUES (?1, ?2)", params![id, crate::auth::now()])
-                .map_err(&db)?;
+            tx.execute(
+                "INSERT INTO erased_keys (key_id, erased_at) VALUES (?1, ?2)",
+                params![id, crate::machine::unix_seconds()],
+            )
+            .map_err(&db)?;
         }
         if let Some((draft, key)) = audit {
             let target = key_id.clone().unwrap_or_else(|| "none".into());
@@ -320,11 +323,11 @@ fn unwrap_bytes(id: &str, kek_id: &str, wrapped: &str, ring: &KekRing) -> Result
 /// Appends `draft` to the key store's own chain, in `tx`.
 fn append_audit(tx: &rusqlite::Transaction<'_>, draft: Draft, key: &[u8; 32]) -> rusqlite::Result<()> {
     let head: Option<(i64, String)> =
-        tx.query_row(crate::store::sql::AUDIT_HEAD, [KEYS_CHAIN], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        tx.query_row(crate::audit::sql::AUDIT_HEAD, [KEYS_CHAIN], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
     let r = draft.link(KEYS_CHAIN, head, key);
     let d = &r.draft;
     tx.execute(
-        crate::store::sql::INSERT_AUDIT,
+        crate::audit::sql::INSERT_AUDIT,
         params![
             r.chain,
             r.seq,
@@ -354,7 +357,7 @@ impl KeyStore {
         if !has_log {
             return Ok(Vec::new());
         }
-        let mut stmt = self.conn.prepare(crate::store::sql::AUDIT_RECORDS).map_err(self.db())?;
+        let mut stmt = self.conn.prepare(crate::audit::sql::AUDIT_RECORDS).map_err(self.db())?;
         let rows = stmt
             .query_map([since], |r| {
                 Ok(Record {

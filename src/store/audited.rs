@@ -41,10 +41,8 @@ pub struct AuditReport {
     pub tampering: Option<Tamper>,
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
+/// Microseconds since the Unix epoch: an audit record's time.
+pub use crate::machine::unix_micros as now_micros;
 
 impl Store {
     /// Audits every append from now on, in chains of `scope`. Needs the sealer (the

@@ -113,42 +113,7 @@ pub const POSTGRES_SEQUENCING: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION next_event_seq()",
 ];
 
-/// The audit log (`audit`), on every shard, and in the key store for its own changes.
-/// Plain types both databases accept; `at` is in microseconds.
-pub const AUDIT_TABLE: &str = "CREATE TABLE IF NOT EXISTS audit_log (
-        chain TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, request_id TEXT NOT NULL,
-        actor TEXT, actor_key TEXT, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
-        before_version BIGINT, after_version BIGINT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
-        PRIMARY KEY (chain, seq))";
-
-/// `GET /admin/audit?since=` reads by time.
-pub const AUDIT_INDEX: &str = "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at)";
-
-/// SQLite: the table, and triggers that refuse to change or remove a record. Whoever
-/// can write the file can drop them: the chain (`audit::verify`) is what catches that.
-pub const SQLITE_AUDIT: &[&str] = &[
-    AUDIT_TABLE,
-    AUDIT_INDEX,
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END",
-];
-
-/// PostgreSQL: the table, and a trigger that refuses UPDATE, DELETE and TRUNCATE
-/// (only the table's owner or a superuser can disable it).
-pub const POSTGRES_AUDIT: &[&str] = &[
-    AUDIT_TABLE,
-    AUDIT_INDEX,
-    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-        RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
-     END $$",
-    "CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
-        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
-    "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
-        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
-];
+pub use crate::audit::sql::{AUDIT_INDEX, AUDIT_TABLE, POSTGRES_AUDIT, SQLITE_AUDIT};
 
 /// The async read models' checkpoints, on every shard (see `store::projection`).
 pub const CHECKPOINTS_TABLE: &str = "CREATE TABLE projection_checkpoints (

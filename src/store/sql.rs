@@ -57,18 +57,7 @@ pub const INSERT_EVENT: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 );
 
-/// A chain's last audit record.
-pub const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1";
-
-/// PostgreSQL: the chain's lock, held to the end of the transaction (`audit::ChainScope`).
-pub const AUDIT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
-
-pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (chain, seq, at, request_id, actor, actor_key, role, action, \
-     target, before_version, after_version, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-
-/// Audit records from a time on (microseconds), each chain in order.
-pub const AUDIT_RECORDS: &str = "SELECT chain, seq, at, request_id, actor, actor_key, role, action, target, \
-     before_version, after_version, prev_hash, hash FROM audit_log WHERE at >= $1 ORDER BY chain, seq";
+pub use crate::audit::sql::{AUDIT_HEAD, AUDIT_LOCK, AUDIT_RECORDS, INSERT_AUDIT};
 
 pub const ALL: &[&str] =
     &[FLIGHT_BY_ID, DEPARTURES, EVENTS, DELAY_GROUPS, STATUS_FOR_APPEND, UPDATE_STATUS, INSERT_EVENT];

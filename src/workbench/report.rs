@@ -39,7 +39,7 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
         ),
         Part::Security => (
             "Security",
-            "The protocols part's HTTP/1.1 requests (cached point reads, Zipf ids), each carrying one reader's bearer token the server verifies: none (auth off), RS256 (RSA-2048), ES256 (P-256), EdDSA (Ed25519) or HS256 on every request, and ES256 with the verified-token cache (one token for every request: the cache's best case); then the same requests without a token over TLS (HTTP/1.1, h2-tls) and over h2c, each against its cleartext protocol, connections kept open; then the projections part's write-only load, each report signed by one reporter (HS256), stored in clear, sealed (reason and reporter under the reporter's data key), or sealed and audited in a chain per flight or per shard.",
+            "The protocols part's HTTP/1.1 requests (cached point reads, Zipf ids), each carrying one reader's bearer token the server verifies: none (auth off), RS256 (RSA-2048), ES256 (P-256), EdDSA (Ed25519) or HS256 on every request, and ES256 with the verified-token cache (one token for every request: the cache's best case); then the same requests without a token over TLS (HTTP/1.1, h2-tls) and over h2c, each against its cleartext protocol, connections kept open; then the projections part's write-only load, each report signed by one reporter (HS256), stored in clear, sealed (reason and reporter under the reporter's data key), or sealed and audited in a chain per flight, per shard or global.",
         ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }

@@ -201,9 +201,28 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
     let status =
         send(addr, Transport::Plain(Proto::H1), get(&format!("/flights/{a}")).body(Full::default()).unwrap()).await;
     assert_eq!(status.json()["status"]["delay_minutes"], 17, "{:?}", status.json());
+    // Nothing links alice to her events any more: the export finds none.
     let after = call(addr, export("alice"), &token("root", &[Role::Admin])).await.json();
-    assert!(after["events"].as_array().unwrap().iter().all(|e| e["personal_data"] == "erased"), "{after}");
+    assert_eq!((after["data_key"].is_null(), after["events"].as_array().unwrap().len()), (true, 0), "{after}");
     assert_eq!(last_event(addr, b).await["reason"], "fuel", "bob is untouched");
+
+    // The admin API answers alike over h2c and TLS (HTTP/1.1 and h2 by ALPN).
+    let tls = crate::helpers::test_tls();
+    let secure = app::spawn_app(&ds, config(), Some(tls.acceptor.clone())).await;
+    for (at, transport, name) in [
+        (addr, Transport::Plain(Proto::H2c), "h2c"),
+        (secure.addr, Transport::tls(&tls.cert_pem, Proto::H1), "tls h1"),
+        (secure.addr, Transport::tls(&tls.cert_pem, Proto::H2c), "tls h2"),
+    ] {
+        let request = with_bearer(export("bob"), &token("root", &[Role::Admin]));
+        let reply = send(at, transport.clone(), request).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}");
+        assert_eq!(reply.json()["events"][0]["reason"], "fuel", "{name}");
+        let request = with_bearer(export("bob"), &token("bob", &[Role::Reporter]));
+        assert_eq!(send(at, transport, request).await.status, StatusCode::FORBIDDEN, "{name}");
+    }
+    // Kept running to the end: a server that stops closes the store it shares with
+    // `server`.
 
     // A KEK rotation through the running server; the old key can then go.
     kek::add_to_file(&kek_file).unwrap();
@@ -214,6 +233,7 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
     assert_eq!(rotation.json()["still_under"].as_array().unwrap().len(), 0);
     assert_eq!(last_event(addr, b).await["reason"], "fuel");
     server.shutdown().await;
+    drop(secure);
 }
 
 #[tokio::test]
@@ -241,4 +261,91 @@ async fn the_admin_api_needs_auth_and_a_kek() {
     assert!(reply.json()["detail"].as_str().unwrap().contains("no --kek-file"), "{:?}", reply.json());
     let bad = http::Request::delete("/admin/subjects/%FF").body(Full::default()).unwrap();
     assert_eq!(call(unsealed.addr, bad, &token("root", &[Role::Admin])).await.status, StatusCode::BAD_REQUEST);
+}
+
+fn flightbench(args: &[&str], dir: &std::path::Path, kek: Option<&std::path::Path>) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flightbench"));
+    command.args(args).arg("--dir").arg(dir).env_remove("FLIGHTBENCH_KEK").env_remove("FLIGHTBENCH_KEK_FILE");
+    if let Some(kek) = kek {
+        command.arg("--kek-file").arg(kek);
+    }
+    command.output().unwrap()
+}
+
+/// The offline commands: `gdpr export` and `gdpr erase` on a stopped server's
+/// dataset, `keys kek-new` and `keys rotate`; refused, with the way out, without the
+/// KEK or while a server holds the key store.
+#[tokio::test]
+async fn gdpr_and_keys_commands_work_on_a_stopped_servers_dataset() {
+    let ds = dataset(Kind::Sqlite, spec(73, 300, 5), 2).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (kek_file, secret) = (keys.path().join("kek"), keys.path().join("secret"));
+    kek::add_to_file(&kek_file).unwrap();
+    std::fs::write(&secret, SECRET).unwrap();
+    let id = open_flights(&ds, 1)[0];
+    let (kek, secret_arg) = (kek_file.to_str().unwrap(), secret.to_str().unwrap());
+    let args = [
+        "--no-admin",
+        "--auth",
+        "jwks",
+        "--jwt-secret-file",
+        secret_arg,
+        "--oidc-issuer",
+        "https://issuer.test",
+        "--audience",
+        "flightbench",
+        "--kek-file",
+        kek,
+    ];
+    let mut server = app::ServeProcess::start(ds.dir(), &[], &args, false).await;
+    assert_eq!(report(server.api, id, ALICE_REASON, "alice").await.status, StatusCode::CREATED);
+    // While the server holds the key store, the offline commands are refused by name.
+    let busy = flightbench(&["gdpr", "erase", "alice"], ds.dir(), Some(&kek_file));
+    assert_eq!(busy.status.code(), Some(69), "{}", String::from_utf8_lossy(&busy.stderr));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another flightbench process"));
+    // `audit verify` only reads: it runs beside the server.
+    let verified = flightbench(&["audit", "verify"], ds.dir(), Some(&kek_file));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("1 records in 1 chains verified"), "{verified:?}");
+    server.child.kill().await.unwrap();
+    server.child.wait().await.unwrap();
+
+    let no_kek = flightbench(&["gdpr", "erase", "alice"], ds.dir(), None);
+    assert_eq!(no_kek.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&no_kek.stderr).contains("--kek-file or FLIGHTBENCH_KEK"));
+    let export = || {
+        let out = flightbench(&["gdpr", "export", "alice"], ds.dir(), Some(&kek_file));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let opened = |json: serde_json::Value| {
+        let events = json["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{json}");
+        assert_eq!((events[0]["flight_id"].as_i64(), events[0]["reason"].as_str()), (Some(id), Some(ALICE_REASON)));
+    };
+    opened(export());
+
+    // A new KEK, then every data key re-wrapped under it.
+    let added = std::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["keys", "kek-new", "--kek-file", kek])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&added.stdout).contains("the primary from now on"), "{added:?}");
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["keys", "rotate", "--kek-file", kek, "--dataset"])
+        .arg(ds.dir())
+        .output()
+        .unwrap();
+    // alice's key and the audit log's.
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("re-wrapped 2 data key(s)"), "{rotated:?}");
+    opened(export());
+
+    let erased = flightbench(&["gdpr", "erase", "alice"], ds.dir(), Some(&kek_file));
+    assert!(String::from_utf8_lossy(&erased.stdout).contains("erased data key dk-"), "{erased:?}");
+    // Nothing links alice to anything any more: no key, no event of hers to find.
+    let after = export();
+    assert_eq!((after["data_key"].is_null(), after["events"].as_array().unwrap().len()), (true, 0), "{after}");
+    let again = flightbench(&["gdpr", "erase", "alice"], ds.dir(), Some(&kek_file));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("has no data key"), "{again:?}");
+    let verified = flightbench(&["audit", "verify"], ds.dir(), Some(&kek_file));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("4 records in 2 chains verified"), "{verified:?}");
 }
