@@ -5,6 +5,7 @@
 
 mod auth;
 mod bench_report;
+mod ceiling;
 mod cert;
 mod events;
 pub mod gdpr;
@@ -65,7 +66,7 @@ pub enum Command {
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
     Serve(Box<serve::ServeArgs>),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
-    Ceiling(serve::CeilingArgs),
+    Ceiling(ceiling::CeilingArgs),
     /// Load-test a server: HTTP/1.1 or HTTP/2, closed or open loop, honest latencies.
     Load(load::LoadArgs),
     /// Flamegraph of the server under load; `--compare` adds a differential flamegraph.
@@ -137,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => gdpr::audit(args).await,
         Command::Load(args) => load::run_load(args).await,
         Command::Profile(args) => profile::run(args).await,
-        Command::Ceiling(args) => serve::ceiling(args).await,
+        Command::Ceiling(args) => ceiling::ceiling(args).await,
     }
 }
 

@@ -3,14 +3,13 @@
 use super::DatasetArgs;
 use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
-    serve_connections, serve_fixed, tls,
+    serve_connections, tls,
 };
 use crate::projection::live::LiveFeed;
 use crate::projection::{Projector, ProjectorConfig, ReadModel};
 use crate::store::{ProbeConfig, QueryPath, Store};
 use crate::telemetry::{self, Traces, notice};
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Args;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -196,7 +195,7 @@ impl RuntimeArgs {
 
     /// Binds the listeners and runs `serve_one` on each, in this runtime shape, until
     /// SIGINT/SIGTERM. `announce` gets the bound address before serving starts.
-    async fn serve<F, Fut>(
+    pub(super) async fn serve<F, Fut>(
         &self,
         addr: SocketAddr,
         announce: impl FnOnce(SocketAddr, String),
@@ -479,32 +478,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     served
-}
-
-/// `flightbench ceiling`: the fixed-body server load figures are measured against.
-#[derive(Debug, Args)]
-pub struct CeilingArgs {
-    /// Address to listen on; port 0 picks a free port (the real address is printed).
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    pub addr: SocketAddr,
-    /// Size of the fixed JSON body; the default is about one `GET /flights/{id}` reply.
-    #[arg(long, default_value_t = 270, value_parser = clap::value_parser!(u32).range(2..=16_777_216))]
-    pub body_bytes: u32,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
-}
-
-pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
-    // A JSON string of the requested size: `"xxx…"`.
-    let body = Bytes::from(format!("\"{}\"", "x".repeat(args.body_bytes as usize - 2)));
-    let size = body.len();
-    let announce = |local: SocketAddr, shape: String| {
-        println!("listening on http://{local} (HTTP/1.1 and h2c), fixed {size}-byte body, {shape}");
-    };
-    args.runtime
-        .serve(args.addr, announce, move |listener, stopped| {
-            let body = body.clone();
-            async move { serve_fixed(listener, &ServerConfig::default(), body, stopped.wait()).await }
-        })
-        .await
 }

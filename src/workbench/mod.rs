@@ -18,6 +18,7 @@ mod measure;
 mod plan;
 mod provenance;
 pub mod report;
+mod served;
 pub mod stats;
 mod tokens;
 
