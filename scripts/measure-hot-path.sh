@@ -34,6 +34,9 @@ measure() { # binary case tool requests
     local out="$work/vg.out"
     local tool_flags=(--tool=callgrind --callgrind-out-file="$out" --dump-instr=no)
     [ "$3" = dhat ] && tool_flags=(--tool=dhat --dhat-out-file="$out")
+    # Emptied here, before the server starts: the wait below must not read the
+    # previous server's address before the new server's shell truncates the file.
+    : >"$work/server.out"
     # shellcheck disable=SC2046
     valgrind "${tool_flags[@]}" "$1" serve --dir "$work/shards" --addr 127.0.0.1:0 --no-admin --runtime per-core \
         --threads 1 --metrics on $(serve_flags_of "$2") >"$work/server.out" 2>"$work/valgrind.err" &

@@ -78,6 +78,9 @@ flags_of() {
 }
 
 start_server() {
+    # Emptied here, before the server starts: the wait below must not read the
+    # previous server's address before the new server's shell truncates the file.
+    : >"$work/server.out"
     # shellcheck disable=SC2046
     "$bin" serve --dir "$work/shards" --addr 127.0.0.1:0 --cache off --no-admin $(flags_of "$1") \
         >"$work/server.out" 2>"$work/server.err" &

@@ -25,6 +25,9 @@ measure_setup
 start_server() {
     local server=$1 dir=$2
     shift 2
+    # Emptied here, before the server starts: the wait below must not read the
+    # previous server's address before the new server's shell truncates the file.
+    : >"$work/serve.out"
     "$server" serve --addr 127.0.0.1:0 --dir "$dir" --no-admin --cache off "$@" >"$work/serve.out" 2>"$work/serve.err" &
     pid=$!
     url=$(wait_for_url "$work/serve.out" "$work/serve.err" 100)
