@@ -65,8 +65,10 @@ async fn admin_draft(
     let (Some(sealer), Some(_)) = (state.store.sealer(), state.store.audit_scope()) else { return Ok(None) };
     let (actor, actor_key) = match &caller.subject {
         Some(admin) => {
-            let (sealed, key) =
-                sealer.seal_actor(admin, &format!("{request_id}|{what}")).await.map_err(StoreError::from)?;
+            let (sealed, key) = sealer
+                .seal_actor(admin, &crate::seal::actor_context(request_id, what))
+                .await
+                .map_err(StoreError::from)?;
             (Some(sealed), Some(key))
         }
         None => (None, None),
@@ -136,11 +138,28 @@ pub(super) async fn export(
     json(StatusCode::OK, &Export { subject: subject.as_str(), data_key, events }, accept, state).await
 }
 
-/// `GET /admin/audit?since=…`: the audit records from a time on (RFC 3339 or Unix
-/// seconds; default: all), as JSON lines, each chain in order. Actors stay sealed.
+/// One exported audit record, with its actor opened when asked (`actors=open`): the
+/// subject id, or "erased" once their key is gone.
+#[derive(serde::Serialize)]
+struct Exported<'a> {
+    #[serde(flatten)]
+    record: &'a crate::audit::Record,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_subject: Option<String>,
+}
+
+/// `GET /admin/audit?since=…&actors=open`: the audit records from a time on (RFC 3339
+/// or Unix seconds; default: all), as JSON lines, each chain in order. Actors stay
+/// sealed unless `actors=open` (only an admin reaches this: whom to show them to is
+/// the admin's decision).
 pub(super) async fn audit(state: &AppState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
-    let params = super::extract::Params::parse(query, &["since"])?;
+    let params = super::extract::Params::parse(query, &["since", "actors"])?;
+    let open = match params.get("actors") {
+        None | Some("sealed") => false,
+        Some("open") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("actors: {other:?} is not sealed or open"))),
+    };
     let since = match params.get("since") {
         None => i64::MIN,
         Some(text) => match text.parse::<i64>() {
@@ -155,7 +174,16 @@ pub(super) async fn audit(state: &AppState, query: Option<&str>) -> Result<Respo
     records.sort_by(|a, b| (a.draft.at, &a.chain, a.seq).cmp(&(b.draft.at, &b.chain, b.seq)));
     let mut body = Vec::new();
     for record in &records {
-        serde_json::to_writer(&mut body, record).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let actor_subject = match (&record.draft.actor, &record.draft.actor_key, state.store.sealer()) {
+            (Some(actor), Some(key), Some(sealer)) if open => {
+                let context = crate::seal::actor_context(&record.draft.request_id, &record.draft.action);
+                let opened = sealer.open_actor(actor, key, &context).await.map_err(StoreError::from)?;
+                Some(opened.map_or_else(|| "erased".to_owned(), |s| s.as_str().to_owned()))
+            }
+            _ => None,
+        };
+        let exported = Exported { record, actor_subject };
+        serde_json::to_writer(&mut body, &exported).map_err(|e| ApiError::Internal(e.to_string()))?;
         body.push(b'\n');
     }
     let mut response = Response::new(super::response::full(bytes::Bytes::from(body)));

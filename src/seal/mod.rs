@@ -52,6 +52,10 @@ pub enum SealError {
         "event {version} of flight {flight} is sealed under data key {key_id}, which this key store has never held: is it this dataset's key store?"
     )]
     UnknownKey { flight: FlightId, version: i64, key_id: String },
+    #[error("an audit record's actor does not open under data key {key_id}: the record was altered")]
+    ActorTampered { key_id: String },
+    #[error("an audit record's actor is sealed under data key {key_id}, which this key store has never held")]
+    UnknownActorKey { key_id: String },
     #[error(transparent)]
     Cipher(#[from] CipherError),
     #[error("the key store's worker thread failed: {0}")]
@@ -63,7 +67,10 @@ impl crate::failure::Classify for SealError {
         match self {
             SealError::Kek(e) => e.failure(),
             SealError::KeyStore(e) => e.failure(),
-            SealError::Tampered { .. } | SealError::UnknownKey { .. } => crate::failure::Failure::BadInput,
+            SealError::Tampered { .. }
+            | SealError::UnknownKey { .. }
+            | SealError::ActorTampered { .. }
+            | SealError::UnknownActorKey { .. } => crate::failure::Failure::BadInput,
             SealError::Cipher(_) | SealError::Worker(_) => crate::failure::Failure::Internal,
         }
     }
@@ -165,7 +172,7 @@ impl Sealer {
     }
 
     /// The actor of an audit record, sealed under their own data key and bound to
-    /// `context` (the record's request and target): (ciphertext, key id).
+    /// `context` ([`actor_context`]): (ciphertext, key id).
     pub async fn seal_actor(&self, actor: &SubjectId, context: &str) -> Result<(String, String), SealError> {
         let (key_id, key) = self.subject_key(actor.as_str()).await?;
         let sealed = key.seal(&actor_aad(context, &key_id), actor.as_str().as_bytes())?;
@@ -228,6 +235,26 @@ impl Sealer {
             }
         };
         Ok((key_id, key))
+    }
+
+    /// Opens an audit record's sealed actor: their subject id, or `None` once their
+    /// key was erased.
+    pub async fn open_actor(&self, sealed: &str, key_id: &str, context: &str) -> Result<Option<SubjectId>, SealError> {
+        let slot = self.cache().by_id.get(key_id).cloned();
+        let slot = match slot {
+            Some(slot) => slot,
+            // `fetch` names an event in its error; here it is an audit record's actor.
+            None => self.fetch(FlightId::new(1).expect("a flight id"), 0, key_id).await.map_err(|e| match e {
+                SealError::UnknownKey { key_id, .. } => SealError::UnknownActorKey { key_id },
+                e => e,
+            })?,
+        };
+        let Slot::Live(key) = slot else { return Ok(None) };
+        let tampered = || SealError::ActorTampered { key_id: key_id.to_owned() };
+        let plain =
+            cipher::decode(sealed).and_then(|c| key.open(&actor_aad(context, key_id), &c)).map_err(|_| tampered())?;
+        let text = String::from_utf8(plain).map_err(|_| tampered())?;
+        SubjectId::parse(&text).map(Some).map_err(|_| tampered())
     }
 
     /// Opens an event's sealed fields: in clear, or erased.
@@ -317,6 +344,12 @@ impl Sealer {
         };
         self.on_store(move |store| store.rotate(&ring, audit)).await
     }
+}
+
+/// What a sealed actor is bound to: its record's request id and action (the target
+/// of an erasure is not known until the key store's transaction).
+pub fn actor_context(request_id: &str, action: &str) -> String {
+    format!("{request_id}|{action}")
 }
 
 /// The associated data binding a sealed actor to its audit record.

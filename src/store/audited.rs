@@ -75,7 +75,8 @@ impl Store {
         let target = format!("flight/{id}");
         let (actor, actor_key) = match (&event.reported_by, self.sealer.get()) {
             (Some(actor), Some(sealer)) => {
-                let (sealed, key) = sealer.seal_actor(actor, &format!("{}|{target}", change.request_id)).await?;
+                let context = crate::seal::actor_context(&change.request_id, action::REPORT);
+                let (sealed, key) = sealer.seal_actor(actor, &context).await?;
                 (Some(sealed), Some(key))
             }
             _ => (None, None),

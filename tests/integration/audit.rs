@@ -150,6 +150,18 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
     )
     .await;
     assert!(none.body.is_empty(), "nothing after 2100");
+    // An admin may open the actors: alice's are erased with her key, root's is not.
+    let admin_get = |path: &str| with_bearer(get(path).body(Full::default()).unwrap(), &admin);
+    let opened = send(addr, transport(), admin_get("/admin/audit?actors=open")).await;
+    let opened: Vec<serde_json::Value> =
+        String::from_utf8(opened.body.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let subjects: Vec<(&str, &str)> =
+        opened.iter().map(|r| (r["action"].as_str().unwrap(), r["actor_subject"].as_str().unwrap())).collect();
+    assert_eq!(subjects.iter().filter(|s| **s == ("report_delay", "erased")).count(), 4, "{subjects:?}");
+    assert!(subjects.contains(&("erase_subject", "root")), "{subjects:?}");
+    assert!(records.iter().all(|r| r.get("actor_subject").is_none()), "sealed unless asked");
+    let bad = send(addr, transport(), admin_get("/admin/audit?actors=maybe")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     // Intact after the erasure shredded the actor: the chain hashes the ciphertext.
     let report = ds.store.verify_audit().await.unwrap();
