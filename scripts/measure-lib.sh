@@ -61,3 +61,12 @@ wait_for_url() { # OUTFILE ERRFILE TRIES
     [ -n "$found" ] || { cat "$2" >&2; exit 1; }
     echo "$found"
 }
+
+# Drops the PostgreSQL shard databases NAME_0 … NAME_{COUNT-1} of the local server
+# (COUNT defaults to 16, the most any script seeds), if they exist.
+drop_pg() { # NAME [COUNT]
+    local i
+    for i in $(seq 0 $((${2:-16} - 1))); do
+        PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$1_$i\" WITH (FORCE)" >/dev/null
+    done
+}

@@ -45,13 +45,6 @@ print(f"{r['achieved_rate']:.0f} {r['latency']['p99_ms']:.2f} {r['status_counts'
 PY
 }
 
-drop_pg() {
-    local i
-    for i in $(seq 0 15); do
-        PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$1_$i\" WITH (FORCE)" >/dev/null
-    done
-}
-
 case "${1:-}" in
 sequence)
     before=${2:?the binary of a build without the event sequence}

@@ -67,13 +67,6 @@ arm_flags() { # ARM KEYSTORE
     esac
 }
 
-drop_pg() {
-    local i
-    for i in $(seq 0 7); do
-        PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$1_$i\" WITH (FORCE)" >/dev/null
-    done
-}
-
 case "${1:-}" in
 scopes)
     arms=(clear sealed audit-flight audit-shard audit-global)
@@ -82,7 +75,7 @@ scopes)
         if [ "$backend" = sqlite ]; then
             "$bin" seed --dir "$dir" --quiet >/dev/null
         else
-            drop_pg fbsec
+            drop_pg fbsec 8
             "$bin" seed --dir "$dir" --quiet --backend postgres --pg-url "$PG/fbsec" >/dev/null
         fi
         echo "# $backend: $(python3 -c "import json;m=json.load(open('$dir/manifest.json'));print(m['counts']['flights'],'flights,',m['shards'],'shards')"), ${RUN}s per run"
@@ -96,7 +89,7 @@ scopes)
             done
         done
     done
-    drop_pg fbsec
+    drop_pg fbsec 8
     ;;
 index)
     dir="$work/sqlite"

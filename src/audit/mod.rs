@@ -84,6 +84,29 @@ pub fn mac_key(data_key: &[u8; 32]) -> [u8; 32] {
 }
 
 impl Draft {
+    /// A record of `action` on `target`, made now in answer to `request_id` by someone
+    /// in `role`; `actor` is (the actor sealed, the sealing key's id), both `None` when
+    /// nobody signed (`seal::Sealer::seal_actor`). Versions are the append's to fill in.
+    pub fn new(
+        request_id: &str,
+        role: &str,
+        action: &str,
+        target: String,
+        (actor, actor_key): (Option<String>, Option<String>),
+    ) -> Self {
+        Self {
+            at: crate::machine::unix_micros(),
+            request_id: request_id.to_owned(),
+            actor,
+            actor_key,
+            role: role.to_owned(),
+            action: action.to_owned(),
+            target,
+            before_version: None,
+            after_version: None,
+        }
+    }
+
     /// Places the draft after `prev` (`None`: first in its chain).
     pub fn link(self, chain: &str, prev: Option<(i64, String)>, key: &[u8; 32]) -> Record {
         let (seq, prev_hash) = match prev {

@@ -50,3 +50,46 @@ pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (chain, seq, at, request_i
 /// Audit records from a time on (microseconds), each chain in order.
 pub const AUDIT_RECORDS: &str = "SELECT chain, seq, at, request_id, actor, actor_key, role, action, target, \
      before_version, after_version, prev_hash, hash FROM audit_log WHERE at >= $1 ORDER BY chain, seq";
+
+impl super::Record {
+    /// The record as rusqlite parameters of [`INSERT_AUDIT`], in column order (the
+    /// raw path's appends and the key store's changes).
+    pub fn sqlite_params(&self) -> [&dyn rusqlite::ToSql; 13] {
+        let d = &self.draft;
+        [
+            &self.chain,
+            &self.seq,
+            &d.at,
+            &d.request_id,
+            &d.actor,
+            &d.actor_key,
+            &d.role,
+            &d.action,
+            &d.target,
+            &d.before_version,
+            &d.after_version,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
+
+    /// The record as tokio-postgres parameters of [`INSERT_AUDIT`], in column order.
+    pub fn pg_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
+        let d = &self.draft;
+        [
+            &self.chain,
+            &self.seq,
+            &d.at,
+            &d.request_id,
+            &d.actor,
+            &d.actor_key,
+            &d.role,
+            &d.action,
+            &d.target,
+            &d.before_version,
+            &d.after_version,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
+}

@@ -234,7 +234,17 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { seal, dataset } => {
             let sealer = seal.required(&dataset, "keys rotate")?;
-            let draft = (!seal.no_audit).then(|| super::gdpr::operator_draft(crate::audit::action::ROTATE));
+            // The key store alone, without the dataset: audited as the operator.
+            let change = super::gdpr::operator();
+            let draft = (!seal.no_audit).then(|| {
+                crate::audit::Draft::new(
+                    &change.request_id,
+                    &change.role,
+                    crate::audit::action::ROTATE,
+                    String::new(),
+                    (None, None),
+                )
+            });
             let rotation = sealer.rotate(draft).await?;
             println!("re-wrapped {} data key(s) under {}", rotation.rewrapped, rotation.primary);
             for (kek, count) in &rotation.still_under {

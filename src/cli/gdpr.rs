@@ -9,7 +9,7 @@ use crate::domain::SubjectId;
 use crate::failure::Failure;
 use crate::seal::kek::{KEK_ENV, KekSource};
 use crate::seal::{DEFAULT_KEY_STORE, Sealer};
-use crate::store::Store;
+use crate::store::{Change, Store};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,14 +110,12 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
             let subject = subject_of(subject)?;
             let sealer = args.seal.required(&args.dataset.dir, "gdpr erase")?;
             let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
-            store.seal_with(sealer.clone());
+            store.seal_with(sealer);
             if !args.seal.no_audit {
                 store.audit_with(args.seal.audit_chain).await?;
             }
-            let draft = store.audit_scope().map(|_| operator_draft(crate::audit::action::ERASE));
-            let erasure = sealer.erase(&subject, draft).await?;
-            let remaining = store.subject_events(&subject).await?;
-            let in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(&subject)).count();
+            let erasure = store.erase_subject(&subject, &operator(), None).await?;
+            let in_clear = erasure.still_in_clear;
             match &erasure.key_id {
                 Some(key) => println!("erased data key {key}: every event sealed under it now reads as erased"),
                 None => {
@@ -136,16 +134,10 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
             let args = on;
             let subject = subject_of(subject)?;
             let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
-            let sealer = args.seal.sealer(&args.dataset.dir)?;
-            let data_key = match &sealer {
-                Some(sealer) => {
-                    store.seal_with(sealer.clone());
-                    sealer.key_id_for(&subject).await?
-                }
-                None => None,
-            };
-            let events = store.subject_events(&subject).await?;
-            let export = serde_json::json!({ "subject": subject, "data_key": data_key, "events": events });
+            if let Some(sealer) = args.seal.sealer(&args.dataset.dir)? {
+                store.seal_with(sealer);
+            }
+            let export = store.subject_export(&subject).await?;
             println!("{}", serde_json::to_string_pretty(&export)?);
             store.close().await;
         }
@@ -153,20 +145,10 @@ pub async fn run(args: GdprArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The audit record of a change made at the console (the key store fills in the
-/// target): no token names the operator, so there is no actor to seal.
-pub fn operator_draft(action: &str) -> crate::audit::Draft {
-    crate::audit::Draft {
-        at: crate::store::now_micros(),
-        request_id: "cli".into(),
-        actor: None,
-        actor_key: None,
-        role: "operator".into(),
-        action: action.into(),
-        target: String::new(),
-        before_version: None,
-        after_version: None,
-    }
+/// A change made at the console, for its audit record: no token names the operator,
+/// so the record has no actor.
+pub fn operator() -> Change {
+    Change { request_id: "cli".into(), role: "operator".into() }
 }
 
 #[derive(Debug, Args)]

@@ -11,10 +11,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, json};
-use crate::audit::{Draft, action};
 use crate::auth::Caller;
-use crate::domain::{RecordedEvent, SubjectId};
-use crate::store::StoreError;
+use crate::domain::SubjectId;
+use crate::store::{Change, StoreError};
 use http::{Response, StatusCode};
 
 const NEEDS_AUTH: &str =
@@ -34,14 +33,6 @@ struct Erased<'a> {
     still_in_clear: usize,
 }
 
-/// What an export answers.
-#[derive(serde::Serialize)]
-struct Export<'a> {
-    subject: &'a str,
-    data_key: Option<String>,
-    events: Vec<RecordedEvent>,
-}
-
 /// A subject id from its (percent-encoded) path segment.
 fn subject(segment: &str) -> Result<SubjectId, ApiError> {
     let decoded = percent_encoding::percent_decode_str(segment)
@@ -50,40 +41,13 @@ fn subject(segment: &str) -> Result<SubjectId, ApiError> {
     SubjectId::parse(&decoded).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-fn admin_on(state: &AppState) -> Result<(), ApiError> {
-    if state.config.auth.is_none() { Err(ApiError::AdminOff(NEEDS_AUTH)) } else { Ok(()) }
+/// An admin's change, for its audit record.
+fn admin(request_id: &str) -> Change {
+    Change { request_id: request_id.to_owned(), role: "admin".into() }
 }
 
-/// The audit record of an admin's change to the key store, when the log is on: the
-/// admin sealed under their own key (the target is filled in by the key store).
-async fn admin_draft(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &str,
-    what: &str,
-) -> Result<Option<Draft>, ApiError> {
-    let (Some(sealer), Some(_)) = (state.store.sealer(), state.store.audit_scope()) else { return Ok(None) };
-    let (actor, actor_key) = match &caller.subject {
-        Some(admin) => {
-            let (sealed, key) = sealer
-                .seal_actor(admin, &crate::seal::actor_context(request_id, what))
-                .await
-                .map_err(StoreError::from)?;
-            (Some(sealed), Some(key))
-        }
-        None => (None, None),
-    };
-    Ok(Some(Draft {
-        at: crate::store::now_micros(),
-        request_id: request_id.to_owned(),
-        actor,
-        actor_key,
-        role: "admin".into(),
-        action: what.into(),
-        target: String::new(),
-        before_version: None,
-        after_version: None,
-    }))
+fn admin_on(state: &AppState) -> Result<(), ApiError> {
+    if state.config.auth.is_none() { Err(ApiError::AdminOff(NEEDS_AUTH)) } else { Ok(()) }
 }
 
 pub(super) async fn erase(
@@ -95,15 +59,12 @@ pub(super) async fn erase(
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let subject = subject(segment)?;
-    let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let draft = admin_draft(state, caller, request_id, action::ERASE).await?;
-    let erasure = sealer.erase(&subject, draft).await.map_err(StoreError::from)?;
+    state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let erasure = state.store.erase_subject(&subject, &admin(request_id), caller.subject.as_ref()).await?;
     // Neither the subject nor the admin is personal data to log in clear; the key id
     // is random and says nothing about either.
     tracing::info!(erased_key = ?erasure.key_id, by_admin = caller.subject.is_some(), "subject erased");
-    let remaining = state.store.subject_events(&subject).await?;
-    let still_in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(&subject)).count();
-    let body = Erased { subject: subject.as_str(), erased_key: erasure.key_id, still_in_clear };
+    let body = Erased { subject: subject.as_str(), erased_key: erasure.key_id, still_in_clear: erasure.still_in_clear };
     json(StatusCode::OK, &body, accept, state).await
 }
 
@@ -116,9 +77,8 @@ pub(super) async fn rotate(
     request_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
-    let sealer = state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let draft = admin_draft(state, caller, request_id, action::ROTATE).await?;
-    let rotation = sealer.rotate(draft).await.map_err(StoreError::from)?;
+    state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let rotation = state.store.rotate_keys(&admin(request_id), caller.subject.as_ref()).await?;
     tracing::info!(primary = %rotation.primary, rewrapped = rotation.rewrapped, "data keys re-wrapped");
     json(StatusCode::OK, &rotation, accept, state).await
 }
@@ -130,12 +90,7 @@ pub(super) async fn export(
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let subject = subject(segment)?;
-    let data_key = match state.store.sealer() {
-        Some(sealer) => sealer.key_id_for(&subject).await.map_err(StoreError::from)?,
-        None => None,
-    };
-    let events = state.store.subject_events(&subject).await?;
-    json(StatusCode::OK, &Export { subject: subject.as_str(), data_key, events }, accept, state).await
+    json(StatusCode::OK, &state.store.subject_export(&subject).await?, accept, state).await
 }
 
 /// One exported audit record, with its actor opened when asked (`actors=open`): the
@@ -176,8 +131,8 @@ pub(super) async fn audit(state: &AppState, query: Option<&str>) -> Result<Respo
     for record in &records {
         let actor_subject = match (&record.draft.actor, &record.draft.actor_key, state.store.sealer()) {
             (Some(actor), Some(key), Some(sealer)) if open => {
-                let context = crate::seal::actor_context(&record.draft.request_id, &record.draft.action);
-                let opened = sealer.open_actor(actor, key, &context).await.map_err(StoreError::from)?;
+                let (request_id, action) = (&record.draft.request_id, &record.draft.action);
+                let opened = sealer.open_actor(actor, key, request_id, action).await.map_err(StoreError::from)?;
                 Some(opened.map_or_else(|| "erased".to_owned(), |s| s.as_str().to_owned()))
             }
             _ => None,

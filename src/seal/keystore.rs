@@ -175,8 +175,11 @@ impl KeyStore {
             .prepare_cached("SELECT key_id, kek_id, wrapped FROM data_keys WHERE subject = ?1")
             .and_then(|mut s| s.query_row([subject], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
             .map_err(self.db())?;
-        row.map(|(id, kek_id, wrapped)| Ok((unwrap_bytes(&id, &kek_id, &wrapped, ring)?, id)).map(|(b, id)| (id, b)))
-            .transpose()
+        row.map(|(id, kek_id, wrapped)| {
+            let bytes = unwrap_bytes(&id, &kek_id, &wrapped, ring)?;
+            Ok((id, bytes))
+        })
+        .transpose()
     }
 
     fn raw_key_for(&self, subject: &str, ring: &KekRing) -> Result<(String, [u8; KEY_LEN]), KeyStoreError> {
@@ -324,26 +327,8 @@ fn unwrap_bytes(id: &str, kek_id: &str, wrapped: &str, ring: &KekRing) -> Result
 fn append_audit(tx: &rusqlite::Transaction<'_>, draft: Draft, key: &[u8; 32]) -> rusqlite::Result<()> {
     let head: Option<(i64, String)> =
         tx.query_row(crate::audit::sql::AUDIT_HEAD, [KEYS_CHAIN], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-    let r = draft.link(KEYS_CHAIN, head, key);
-    let d = &r.draft;
-    tx.execute(
-        crate::audit::sql::INSERT_AUDIT,
-        params![
-            r.chain,
-            r.seq,
-            d.at,
-            d.request_id,
-            d.actor,
-            d.actor_key,
-            d.role,
-            d.action,
-            d.target,
-            d.before_version,
-            d.after_version,
-            r.prev_hash,
-            r.hash
-        ],
-    )?;
+    let record = draft.link(KEYS_CHAIN, head, key);
+    tx.execute(crate::audit::sql::INSERT_AUDIT, &record.sqlite_params()[..])?;
     Ok(())
 }
 

@@ -83,14 +83,6 @@ pub enum Opened {
     Erased,
 }
 
-/// What an erasure did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Erasure {
-    /// The destroyed key's id, or `None` when the subject had no key (never reported,
-    /// or erased before).
-    pub key_id: Option<String>,
-}
-
 /// What the cache knows of a key id.
 #[derive(Clone)]
 enum Slot {
@@ -129,30 +121,30 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// Loads the key ring and opens (taking the lock of) the key store.
     pub fn load(source: KekSource, key_store: &Path) -> Result<Self, SealError> {
-        let ring = KekRing::load(&source)?;
-        let store = KeyStore::open(key_store)?;
-        Ok(Self {
-            source,
-            ring: RwLock::new(Arc::new(ring)),
-            store: Arc::new(Mutex::new(store)),
-            cache: Default::default(),
-            audit_key: Default::default(),
-            read_only: false,
-        })
+        Self::over(source, KeyStore::open, key_store, false)
     }
 
     /// Opens the key store to read only, without its lock: `audit verify` beside a
     /// running server.
     pub fn load_read_only(source: KekSource, key_store: &Path) -> Result<Self, SealError> {
+        Self::over(source, KeyStore::open_read_only, key_store, true)
+    }
+
+    fn over(
+        source: KekSource,
+        open: fn(&Path) -> Result<KeyStore, KeyStoreError>,
+        key_store: &Path,
+        read_only: bool,
+    ) -> Result<Self, SealError> {
         let ring = KekRing::load(&source)?;
-        let store = KeyStore::open_read_only(key_store)?;
+        let store = open(key_store)?;
         Ok(Self {
             source,
             ring: RwLock::new(Arc::new(ring)),
             store: Arc::new(Mutex::new(store)),
             cache: Default::default(),
             audit_key: Default::default(),
-            read_only: true,
+            read_only,
         })
     }
 
@@ -171,12 +163,19 @@ impl Sealer {
         self.on_store(move |store| store.audit_records(since)).await
     }
 
-    /// The actor of an audit record, sealed under their own data key and bound to
-    /// `context` ([`actor_context`]): (ciphertext, key id).
-    pub async fn seal_actor(&self, actor: &SubjectId, context: &str) -> Result<(String, String), SealError> {
+    /// The actor of an audit record of `action` answering `request_id`, sealed under
+    /// their own data key and bound to both: the record's (actor, actor key) fields,
+    /// both `None` when nobody signed.
+    pub async fn seal_actor(
+        &self,
+        actor: Option<&SubjectId>,
+        request_id: &str,
+        action: &str,
+    ) -> Result<(Option<String>, Option<String>), SealError> {
+        let Some(actor) = actor else { return Ok((None, None)) };
         let (key_id, key) = self.subject_key(actor.as_str()).await?;
-        let sealed = key.seal(&actor_aad(context, &key_id), actor.as_str().as_bytes())?;
-        Ok((cipher::encode(&sealed), key_id))
+        let sealed = key.seal(&actor_aad(request_id, action, &key_id), actor.as_str().as_bytes())?;
+        Ok((Some(cipher::encode(&sealed)), Some(key_id)))
     }
 
     fn cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -237,33 +236,29 @@ impl Sealer {
         Ok((key_id, key))
     }
 
-    /// Opens an audit record's sealed actor: their subject id, or `None` once their
-    /// key was erased.
-    pub async fn open_actor(&self, sealed: &str, key_id: &str, context: &str) -> Result<Option<SubjectId>, SealError> {
-        let slot = self.cache().by_id.get(key_id).cloned();
-        let slot = match slot {
-            Some(slot) => slot,
-            // `fetch` names an event in its error; here it is an audit record's actor.
-            None => self.fetch(FlightId::new(1).expect("a flight id"), 0, key_id).await.map_err(|e| match e {
-                SealError::UnknownKey { key_id, .. } => SealError::UnknownActorKey { key_id },
-                e => e,
-            })?,
-        };
+    /// Opens the sealed actor of an audit record of `action` answering `request_id`:
+    /// their subject id, or `None` once their key was erased.
+    pub async fn open_actor(
+        &self,
+        sealed: &str,
+        key_id: &str,
+        request_id: &str,
+        action: &str,
+    ) -> Result<Option<SubjectId>, SealError> {
+        let slot = self.slot(key_id).await?;
+        let slot = slot.ok_or_else(|| SealError::UnknownActorKey { key_id: key_id.to_owned() })?;
         let Slot::Live(key) = slot else { return Ok(None) };
         let tampered = || SealError::ActorTampered { key_id: key_id.to_owned() };
-        let plain =
-            cipher::decode(sealed).and_then(|c| key.open(&actor_aad(context, key_id), &c)).map_err(|_| tampered())?;
+        let aad = actor_aad(request_id, action, key_id);
+        let plain = cipher::decode(sealed).and_then(|c| key.open(&aad, &c)).map_err(|_| tampered())?;
         let text = String::from_utf8(plain).map_err(|_| tampered())?;
         SubjectId::parse(&text).map(Some).map_err(|_| tampered())
     }
 
     /// Opens an event's sealed fields: in clear, or erased.
     pub async fn open(&self, flight: FlightId, version: i64, sealed: &Sealed) -> Result<Opened, SealError> {
-        let slot = self.cache().by_id.get(&sealed.data_key).cloned();
-        let slot = match slot {
-            Some(slot) => slot,
-            None => self.fetch(flight, version, &sealed.data_key).await?,
-        };
+        let slot = self.slot(&sealed.data_key).await?;
+        let slot = slot.ok_or_else(|| SealError::UnknownKey { flight, version, key_id: sealed.data_key.clone() })?;
         let key = match slot {
             Slot::Erased => return Ok(Opened::Erased),
             Slot::Live(key) => key,
@@ -276,17 +271,20 @@ impl Sealer {
         Ok(Opened::Clear { reported_by, reason })
     }
 
-    /// Fetches a key id from the store into the cache. A KEK id the ring does not
-    /// hold makes it re-read its source once: a rotation may have added it.
-    async fn fetch(&self, flight: FlightId, version: i64, key_id: &str) -> Result<Slot, SealError> {
+    /// What a key id is: from memory, or else fetched from the store into the cache;
+    /// `None` when the store has never held it (its caller names what needed it). A
+    /// KEK id the ring does not hold makes it re-read its source once: a rotation may
+    /// have added it.
+    async fn slot(&self, key_id: &str) -> Result<Option<Slot>, SealError> {
+        if let Some(slot) = self.cache().by_id.get(key_id).cloned() {
+            return Ok(Some(slot));
+        }
         let owned = key_id.to_owned();
         let erasures = self.cache().erasures;
         let stored = self.on_store(move |store| store.lookup(&owned)).await?;
         let slot = match stored {
             Stored::Erased => Slot::Erased,
-            Stored::Unknown => {
-                return Err(SealError::UnknownKey { flight, version, key_id: key_id.to_owned() });
-            }
+            Stored::Unknown => return Ok(None),
             Stored::Live { kek_id, wrapped } => {
                 let mut ring = self.ring();
                 if ring.get(&kek_id).is_none() {
@@ -299,7 +297,7 @@ impl Sealer {
         if cache.erasures == erasures {
             cache.by_id.insert(key_id.to_owned(), slot.clone());
         }
-        Ok(slot)
+        Ok(Some(slot))
     }
 
     fn reload_ring(&self) -> Result<Arc<KekRing>, SealError> {
@@ -308,14 +306,21 @@ impl Sealer {
         Ok(ring)
     }
 
-    /// Destroys the subject's data key and forgets it here; with `audit`, records the
-    /// erasure in the key store's chain in the same transaction.
-    pub async fn erase(&self, subject: &SubjectId, audit: Option<Draft>) -> Result<Erasure, SealError> {
-        let owned = subject.as_str().to_owned();
-        let audit = match audit {
+    /// `audit` with the key that links it into the key store's chain.
+    async fn keyed(&self, audit: Option<Draft>) -> Result<Option<(Draft, [u8; 32])>, SealError> {
+        Ok(match audit {
             Some(draft) => Some((draft, self.audit_key().await?)),
             None => None,
-        };
+        })
+    }
+
+    /// Destroys the subject's data key and forgets it here; with `audit`, records the
+    /// erasure in the key store's chain in the same transaction. Returns the destroyed
+    /// key's id, or `None` when the subject had no key (never reported, or erased
+    /// before).
+    pub async fn erase(&self, subject: &SubjectId, audit: Option<Draft>) -> Result<Option<String>, SealError> {
+        let owned = subject.as_str().to_owned();
+        let audit = self.keyed(audit).await?;
         let key_id = self.on_store(move |store| store.erase(&owned, audit)).await?;
         let mut cache = self.cache_mut();
         cache.erasures += 1;
@@ -323,7 +328,7 @@ impl Sealer {
         if let Some(id) = &key_id {
             cache.by_id.insert(id.clone(), Slot::Erased);
         }
-        Ok(Erasure { key_id })
+        Ok(key_id)
     }
 
     /// The id of the subject's data key, if they have one.
@@ -338,23 +343,16 @@ impl Sealer {
     /// for at most one batch of re-wraps.
     pub async fn rotate(&self, audit: Option<Draft>) -> Result<Rotation, SealError> {
         let ring = self.reload_ring()?;
-        let audit = match audit {
-            Some(draft) => Some((draft, self.audit_key().await?)),
-            None => None,
-        };
+        let audit = self.keyed(audit).await?;
         self.on_store(move |store| store.rotate(&ring, audit)).await
     }
 }
 
-/// What a sealed actor is bound to: its record's request id and action (the target
-/// of an erasure is not known until the key store's transaction).
-pub fn actor_context(request_id: &str, action: &str) -> String {
-    format!("{request_id}|{action}")
-}
-
-/// The associated data binding a sealed actor to its audit record.
-fn actor_aad(context: &str, key_id: &str) -> Vec<u8> {
-    format!("flightbench/audit-actor/v1|{context}|{key_id}").into_bytes()
+/// The associated data binding a sealed actor to its audit record: the record's
+/// request id and action (the target of an erasure is not known until the key store's
+/// transaction).
+fn actor_aad(request_id: &str, action: &str, key_id: &str) -> Vec<u8> {
+    format!("flightbench/audit-actor/v1|{request_id}|{action}|{key_id}").into_bytes()
 }
 
 /// The associated data binding a sealed payload to its event.

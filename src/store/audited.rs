@@ -6,7 +6,7 @@ use super::path::sqlx_rows::SqlxCols;
 use super::path::{AuditPlan, Head, OnShard};
 use super::{Shard, ShardConn, Store, StoreError, decode::Columns};
 use crate::audit::{ChainScope, Draft, Record, Tamper, action, verify};
-use crate::domain::{DelayEvent, FlightId};
+use crate::domain::{DelayEvent, FlightId, SubjectId};
 use futures_util::future::try_join_all;
 use std::collections::BTreeMap;
 
@@ -72,26 +72,7 @@ impl Store {
         global_head: Option<(i64, String)>,
     ) -> Result<Option<AuditPlan>, StoreError> {
         let Some(auditing) = self.audit.get() else { return Ok(None) };
-        let target = format!("flight/{id}");
-        let (actor, actor_key) = match (&event.reported_by, self.sealer.get()) {
-            (Some(actor), Some(sealer)) => {
-                let context = crate::seal::actor_context(&change.request_id, action::REPORT);
-                let (sealed, key) = sealer.seal_actor(actor, &context).await?;
-                (Some(sealed), Some(key))
-            }
-            _ => (None, None),
-        };
-        let draft = Draft {
-            at: now_micros(),
-            request_id: change.request_id.clone(),
-            actor,
-            actor_key,
-            role: change.role.clone(),
-            action: action::REPORT.into(),
-            target,
-            before_version: None,
-            after_version: None,
-        };
+        let draft = self.draft(change, event.reported_by.as_ref(), action::REPORT, format!("flight/{id}")).await?;
         let (chain, head) = match auditing.scope {
             ChainScope::Flight => (format!("flight-{id}"), Head::InTx { lock: false }),
             ChainScope::Shard => (format!("shard-{}", shard.index), Head::InTx { lock: true }),
@@ -114,6 +95,36 @@ impl Store {
             *head = Some(heads.into_iter().flatten().max_by_key(|(seq, _)| *seq));
         }
         Ok(Some(head))
+    }
+
+    /// The audit record of `action` on `target` by `actor` (sealed) in answer to
+    /// `change`. Auditing needs the sealer (`audit_with`), so it is there.
+    async fn draft(
+        &self,
+        change: &Change,
+        actor: Option<&SubjectId>,
+        action: &str,
+        target: String,
+    ) -> Result<Draft, StoreError> {
+        let actor = match self.sealer.get() {
+            Some(sealer) => sealer.seal_actor(actor, &change.request_id, action).await?,
+            None => (None, None),
+        };
+        Ok(Draft::new(&change.request_id, &change.role, action, target, actor))
+    }
+
+    /// The audit record of a change to the key store (an erasure, a rotation: the key
+    /// store fills in the target) by `actor`, when auditing is on.
+    pub async fn key_change_draft(
+        &self,
+        change: &Change,
+        actor: Option<&SubjectId>,
+        action: &str,
+    ) -> Result<Option<Draft>, StoreError> {
+        if self.audit.get().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.draft(change, actor, action, String::new()).await?))
     }
 
     /// Every audit record from `since` (microseconds) on, from every shard and the

@@ -53,6 +53,7 @@ pub use health::{AsyncLag, PROJECTION_LAG, ProbeConfig, Readiness, ShardHealth};
 pub use merge::merge_departures;
 pub use metrics::{Op, PoolStats, StoreMetrics, latency_buckets, latency_histogram};
 pub use migrate::{ShardMigration, upgrade_layout};
+pub use personal::{SubjectErasure, SubjectExport};
 pub use postgres::redact_password;
 pub use projection::{Generation, ProjectionTx, SequencedEvent, TallyKey};
 pub use sqlite::sqlite_pragmas;

@@ -2,11 +2,17 @@
 //! reason and reporter before the transaction, and every read of an event stream opens
 //! them after decoding. The projections, the live feed and `events migrate` see only
 //! the sealed form (`Personal::Sealed`): none of them needs a reason.
+//!
+//! The data subject operations live here too, one place for the admin API and the
+//! CLI: erasure (with what it cannot reach), export, and the KEK rotation, each
+//! audited as the change it is.
 
 use super::path::OnShard;
 use super::path::sqlx_rows::SqlxCols;
-use super::{Shard, ShardConn, Store, StoreError, decode};
+use super::{Change, Shard, ShardConn, Store, StoreError, decode};
+use crate::audit::action;
 use crate::domain::{DelayEvent, FlightId, Personal, Reason, RecordedEvent, SubjectId};
+use crate::seal::keystore::Rotation;
 use crate::seal::{Opened, SealError, Sealer};
 use futures_util::future::try_join_all;
 use std::borrow::Cow;
@@ -66,20 +72,47 @@ impl Store {
         Ok(())
     }
 
-    /// Every event the subject reported, on every shard, opened: those sealed under
-    /// their data key, and any they reported in clear before sealing was turned on.
-    /// A full scan of each shard for the clear ones (`reported_by` has no index):
-    /// seconds on a million flights, for an admin's export.
-    pub async fn subject_events(&self, subject: &SubjectId) -> Result<Vec<RecordedEvent>, StoreError> {
-        let key_id = match self.sealer.get() {
+    /// Erases `subject` (`seal::Sealer::erase`) at `actor`'s request, audited when the
+    /// log is on, and counts what erasure cannot reach: the subject's reports from
+    /// before sealing was on, still in clear.
+    pub async fn erase_subject(
+        &self,
+        subject: &SubjectId,
+        change: &Change,
+        actor: Option<&SubjectId>,
+    ) -> Result<SubjectErasure, StoreError> {
+        let sealer = self.sealer.get().ok_or_else(no_keys)?;
+        let draft = self.key_change_draft(change, actor, action::ERASE).await?;
+        let key_id = sealer.erase(subject, draft).await?;
+        let remaining = self.subject_export(subject).await?.events;
+        let still_in_clear = remaining.iter().filter(|e| e.event.reported_by.as_ref() == Some(subject)).count();
+        Ok(SubjectErasure { key_id, still_in_clear })
+    }
+
+    /// Re-wraps every data key under the newest KEK (`seal::Sealer::rotate`) at
+    /// `actor`'s request, audited when the log is on.
+    pub async fn rotate_keys(&self, change: &Change, actor: Option<&SubjectId>) -> Result<Rotation, StoreError> {
+        let sealer = self.sealer.get().ok_or_else(no_keys)?;
+        let draft = self.key_change_draft(change, actor, action::ROTATE).await?;
+        Ok(sealer.rotate(draft).await?)
+    }
+
+    /// Everything held about the subject: their data key's id, and every event they
+    /// reported, on every shard, opened: those sealed under their key, and any they
+    /// reported in clear before sealing was turned on. A full scan of each shard for
+    /// the clear ones (`reported_by` has no index): seconds on a million flights, for
+    /// an admin's export.
+    pub async fn subject_export(&self, subject: &SubjectId) -> Result<SubjectExport, StoreError> {
+        let data_key = match self.sealer.get() {
             Some(sealer) => sealer.key_id_for(subject).await?,
             None => None,
         };
         let per_shard =
-            try_join_all(self.shards.iter().map(|shard| subject_events_on(shard, key_id.as_deref(), subject))).await?;
+            try_join_all(self.shards.iter().map(|shard| subject_events_on(shard, data_key.as_deref(), subject)))
+                .await?;
         let mut events: Vec<RecordedEvent> = per_shard.into_iter().flatten().collect();
         self.open_events(&mut events).await?;
-        Ok(events)
+        Ok(SubjectExport { subject: subject.clone(), data_key, events })
     }
 }
 
@@ -92,6 +125,30 @@ async fn subject_events_on(
         let rows = sqlx::query(SUBJECT_EVENTS).bind(key_id).bind(subject.as_str()).fetch_all(pool).await.on(shard)?;
         rows.iter().map(|r| decode::recorded_event(&SqlxCols::new(r, shard.index))).collect()
     })
+}
+
+/// What `GET /admin/subjects/{sub}/export` and `gdpr export` answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SubjectExport {
+    pub subject: SubjectId,
+    /// Their data key's id; `None` when they have none.
+    pub data_key: Option<String>,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectErasure {
+    /// The destroyed key's id; `None` when the subject had none (never reported with
+    /// sealing on, or erased before).
+    pub key_id: Option<String>,
+    /// The subject's reports from before sealing was turned on: erasure cannot reach
+    /// them.
+    pub still_in_clear: usize,
+}
+
+fn no_keys() -> StoreError {
+    StoreError::Config("erasing and rotating need the key-encryption keys (--kek-file or FLIGHTBENCH_KEK)".into())
 }
 
 impl From<SealError> for StoreError {

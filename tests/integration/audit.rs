@@ -6,61 +6,14 @@
 
 use crate::app;
 use crate::client::{Proto, Transport, current_version, get, post_delay, send, with_bearer};
-use crate::helpers::{Kind, TestDataset, dataset, spec};
+use crate::helpers::{Kind, TestDataset, dataset, hs256_server, hs256_token, spec};
 use flightbench::audit::{ChainScope, Tamper};
-use flightbench::auth::keys::SigningKey;
-use flightbench::auth::{KeySet, Keys, Role, Rules, Verifier, claims};
-use flightbench::http::ServerConfig;
+use flightbench::auth::Role;
 use flightbench::seal::kek::{self, KekSource};
 use flightbench::seal::{DEFAULT_KEY_STORE, Sealer};
 use http::StatusCode;
 use http_body_util::Full;
 use std::sync::Arc;
-use std::time::Duration;
-
-const SECRET: &[u8] = b"audit-test-secret-of-32-bytes!!!";
-
-fn token(sub: &str, roles: &[Role]) -> String {
-    let key = SigningKey::hmac("hs", SECRET).unwrap();
-    key.token(&claims(
-        "https://issuer.test",
-        "flightbench",
-        sub,
-        roles,
-        Duration::from_secs(300),
-        flightbench::auth::now(),
-    ))
-}
-
-fn config() -> ServerConfig {
-    let keys = Keys::Static(Arc::new(KeySet { keys: vec![], skipped: vec![] }));
-    let verifier = Verifier::new(Rules::new("https://issuer.test", "flightbench"), keys, Some(SECRET));
-    ServerConfig { auth: Some(Arc::new(verifier)), ..ServerConfig::default() }
-}
-
-/// Runs `sql` on every shard (the chain it names lives on one of them); returns the
-/// first error, if any shard refused.
-async fn on_shards(ds: &TestDataset, sql: &str) -> Result<(), String> {
-    match &ds.pg {
-        None => {
-            for file in ds.store.manifest().sqlite.as_ref().unwrap().files.iter() {
-                let conn = rusqlite::Connection::open(ds.dir().join(file)).unwrap();
-                conn.execute_batch(sql).map_err(|e| e.to_string())?;
-            }
-        }
-        Some(pg) => {
-            for url in pg.shard_urls() {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                client
-                    .batch_execute(sql)
-                    .await
-                    .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned()))?;
-            }
-        }
-    }
-    Ok(())
-}
 
 async fn tampering(ds: &TestDataset) -> Option<Tamper> {
     ds.store.verify_audit().await.unwrap().tampering
@@ -84,7 +37,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
     let sealer = Sealer::load(KekSource::File(kek_file.clone()), &ds.dir().join(DEFAULT_KEY_STORE)).unwrap();
     ds.store.seal_with(Arc::new(sealer));
     ds.store.audit_with(ChainScope::Flight).await.unwrap();
-    let server = app::spawn_app(&ds, config(), None).await;
+    let server = app::spawn_app(&ds, hs256_server(), None).await;
     let addr = server.addr;
     let transport = || Transport::Plain(Proto::H1);
     let open: Vec<i64> = ds
@@ -99,8 +52,10 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
     for (id, minutes) in [(a, 5), (a, 10), (a, 15), (b, 20)] {
         let version = current_version(addr, transport(), id).await;
         let body = format!(r#"{{"kind":"revised","delay_minutes":{minutes},"reason":"alice's crew"}}"#);
-        let mut request =
-            with_bearer(post_delay(id, Some(&format!("\"{version}\"")), &body), &token("alice", &[Role::Reporter]));
+        let mut request = with_bearer(
+            post_delay(id, Some(&format!("\"{version}\"")), &body),
+            &hs256_token("alice", &[Role::Reporter]),
+        );
         request
             .headers_mut()
             .insert("x-request-id", http::HeaderValue::from_str(&format!("req-{id}-{minutes}")).unwrap());
@@ -108,7 +63,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&reply.body));
         assert_eq!(reply.header("x-request-id"), Some(format!("req-{id}-{minutes}").as_str()));
     }
-    let admin = token("root", &[Role::Admin]);
+    let admin = hs256_token("root", &[Role::Admin]);
     let erase = with_bearer(http::Request::delete("/admin/subjects/alice").body(Full::default()).unwrap(), &admin);
     assert_eq!(send(addr, transport(), erase).await.status, StatusCode::OK);
 
@@ -116,7 +71,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
     let reader = send(
         addr,
         transport(),
-        with_bearer(get("/admin/audit").body(Full::default()).unwrap(), &token("r", &[Role::Reader])),
+        with_bearer(get("/admin/audit").body(Full::default()).unwrap(), &hs256_token("r", &[Role::Reader])),
     )
     .await;
     assert_eq!(reader.status, StatusCode::FORBIDDEN);
@@ -176,7 +131,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
         format!("UPDATE audit_log SET role = 'admin' WHERE chain = '{chain}'"),
         format!("DELETE FROM audit_log WHERE chain = '{chain}'"),
     ] {
-        let refused = on_shards(&ds, &sql).await.unwrap_err();
+        let refused = ds.on_shards(&sql).await.unwrap_err();
         assert!(refused.contains("append-only"), "{kind:?}: {refused}");
     }
 
@@ -192,7 +147,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
             "ALTER TABLE audit_log ENABLE TRIGGER USER".to_owned(),
         ),
     };
-    on_shards(&ds, &disable).await.unwrap();
+    ds.on_shards(&disable).await.unwrap();
     let c = &chain;
     let cases: [(&str, String, String, Tamper); 4] = [
         (
@@ -236,7 +191,7 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
         ),
     ];
     for (name, tamper, undo, expected) in cases {
-        on_shards(&ds, &tamper).await.unwrap_or_else(|e| panic!("{kind:?} {name}: {e}"));
+        ds.on_shards(&tamper).await.unwrap_or_else(|e| panic!("{kind:?} {name}: {e}"));
         assert_eq!(tampering(&ds).await, Some(expected.clone()), "{kind:?} {name}");
         let out = cli_verify(&ds, &kek_file);
         assert_eq!(out.status.code(), Some(65), "{kind:?} {name}");
@@ -245,10 +200,10 @@ async fn every_change_is_audited_and_every_tampering_named(kind: Kind) {
             "{kind:?} {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        on_shards(&ds, &undo).await.unwrap_or_else(|e| panic!("{kind:?} undo {name}: {e}"));
+        ds.on_shards(&undo).await.unwrap_or_else(|e| panic!("{kind:?} undo {name}: {e}"));
         assert_eq!(tampering(&ds).await, None, "{kind:?} {name} undone");
     }
-    on_shards(&ds, &enable).await.unwrap();
+    ds.on_shards(&enable).await.unwrap();
     server.shutdown().await;
 }
 

@@ -57,6 +57,31 @@ pub async fn dataset(kind: Kind, spec: DatasetSpec, shards: u32) -> TestDataset 
 }
 
 impl TestDataset {
+    /// Runs `sql` (one or more statements) on every shard as the database's owner:
+    /// what someone with direct access to the shards can do. Returns the first
+    /// refusal's message.
+    pub async fn on_shards(&self, sql: &str) -> Result<(), String> {
+        match &self.pg {
+            None => {
+                for file in self.store.manifest().sqlite.as_ref().unwrap().files.iter() {
+                    let conn = rusqlite::Connection::open(self.dir().join(file)).unwrap();
+                    conn.execute_batch(sql).map_err(|e| e.to_string())?;
+                }
+            }
+            Some(pg) => {
+                for url in pg.shard_urls() {
+                    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(conn);
+                    client
+                        .batch_execute(sql)
+                        .await
+                        .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The shard directory (manifest and SQLite files).
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
@@ -154,4 +179,29 @@ pub fn test_tls() -> TestTls {
     std::fs::write(&key_path, &key).unwrap();
     let acceptor = flightbench::http::tls::acceptor(&cert_path, &key_path, Default::default()).unwrap();
     TestTls { cert_pem: cert, acceptor, _dir: dir }
+}
+
+/// The HS256 secret of servers that verify [`hs256_token`]s (`hs256_server`).
+pub const HS256_SECRET: &[u8] = b"integration-test-secret-32-bytes";
+
+/// A token for `sub` with `roles`, signed with [`HS256_SECRET`], valid for 5 minutes.
+pub fn hs256_token(sub: &str, roles: &[flightbench::auth::Role]) -> String {
+    let key = flightbench::auth::SigningKey::hmac("hs", HS256_SECRET).unwrap();
+    let claims = flightbench::auth::claims(
+        "https://issuer.test",
+        "flightbench",
+        sub,
+        roles,
+        std::time::Duration::from_secs(300),
+        flightbench::auth::now(),
+    );
+    key.token(&claims)
+}
+
+/// A server that accepts [`hs256_token`]s.
+pub fn hs256_server() -> flightbench::http::ServerConfig {
+    use flightbench::auth::{KeySet, Keys, Rules, Verifier};
+    let keys = Keys::Static(std::sync::Arc::new(KeySet { keys: vec![], skipped: vec![] }));
+    let verifier = Verifier::new(Rules::new("https://issuer.test", "flightbench"), keys, Some(HS256_SECRET));
+    flightbench::http::ServerConfig { auth: Some(std::sync::Arc::new(verifier)), ..Default::default() }
 }

@@ -6,40 +6,17 @@
 
 use crate::app;
 use crate::client::{Proto, Reply, Transport, current_version, get, post_delay, send, with_bearer};
-use crate::helpers::{Kind, TestDataset, dataset, spec};
-use flightbench::auth::keys::SigningKey;
-use flightbench::auth::{KeySet, Keys, Role, Rules, Verifier, claims};
+use crate::helpers::{HS256_SECRET, Kind, TestDataset, dataset, hs256_server, hs256_token, spec};
+use flightbench::auth::Role;
 use flightbench::domain::FlightId;
-use flightbench::http::ServerConfig;
 use flightbench::seal::kek::{self, KekSource};
 use flightbench::seal::{DEFAULT_KEY_STORE, Sealer};
-
 use flightbench::store::{QueryPath, Store, StoreConfig, StoreError};
 use http::StatusCode;
 use http_body_util::Full;
 use std::sync::Arc;
-use std::time::Duration;
 
-const SECRET: &[u8] = b"sealing-test-secret-of-32-bytes!";
 const ALICE_REASON: &str = "crew rest; call alice on +44 20 7946 0000";
-
-fn token(sub: &str, roles: &[Role]) -> String {
-    let key = SigningKey::hmac("hs", SECRET).unwrap();
-    key.token(&claims(
-        "https://issuer.test",
-        "flightbench",
-        sub,
-        roles,
-        Duration::from_secs(300),
-        flightbench::auth::now(),
-    ))
-}
-
-fn config() -> ServerConfig {
-    let keys = Keys::Static(Arc::new(KeySet { keys: vec![], skipped: vec![] }));
-    let verifier = Verifier::new(Rules::new("https://issuer.test", "flightbench"), keys, Some(SECRET));
-    ServerConfig { auth: Some(Arc::new(verifier)), ..ServerConfig::default() }
-}
 
 async fn call(addr: std::net::SocketAddr, request: http::Request<Full<bytes::Bytes>>, token: &str) -> Reply {
     send(addr, Transport::Plain(Proto::H1), with_bearer(request, token)).await
@@ -53,7 +30,7 @@ fn open_flights(ds: &TestDataset, n: usize) -> Vec<i64> {
 async fn report(addr: std::net::SocketAddr, id: i64, reason: &str, sub: &str) -> Reply {
     let version = current_version(addr, Transport::Plain(Proto::H1), id).await;
     let body = serde_json::json!({"kind": "reported", "delay_minutes": 17, "reason": reason}).to_string();
-    call(addr, post_delay(id, Some(&format!("\"{version}\"")), &body), &token(sub, &[Role::Reporter])).await
+    call(addr, post_delay(id, Some(&format!("\"{version}\"")), &body), &hs256_token(sub, &[Role::Reporter])).await
 }
 
 async fn last_event(addr: std::net::SocketAddr, id: i64) -> serde_json::Value {
@@ -98,31 +75,14 @@ async fn sealed_rows(ds: &TestDataset) -> Vec<(i64, i64, String, Option<String>)
     rows
 }
 
-/// Writes `reason` (a sealed row's ciphertext) over another sealed row's.
+/// Writes `reason` (a sealed row's ciphertext) over another sealed row's, as someone
+/// with access to the shards, and checks it landed.
 async fn overwrite_reason(ds: &TestDataset, flight: i64, version: i64, reason: &str) {
-    let sql = "UPDATE delay_events SET reason = $1 WHERE flight_id = $2 AND version = $3";
-    match &ds.pg {
-        None => {
-            let mut changed = 0;
-            for entry in std::fs::read_dir(ds.dir()).unwrap() {
-                let path = entry.unwrap().path();
-                if is_shard_file(&path) {
-                    let conn = rusqlite::Connection::open(&path).unwrap();
-                    changed += conn.execute(sql, rusqlite::params![reason, flight, version]).unwrap();
-                }
-            }
-            assert_eq!(changed, 1);
-        }
-        Some(pg) => {
-            let mut changed = 0;
-            for url in pg.shard_urls() {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                changed += client.execute(sql, &[&reason, &flight, &version]).await.unwrap();
-            }
-            assert_eq!(changed, 1);
-        }
-    }
+    assert!(reason.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)), "base64url: {reason}");
+    let sql = format!("UPDATE delay_events SET reason = '{reason}' WHERE flight_id = {flight} AND version = {version}");
+    ds.on_shards(&sql).await.unwrap();
+    let rows = sealed_rows(ds).await;
+    assert_eq!(rows.iter().filter(|r| (r.0, r.1, r.2.as_str()) == (flight, version, reason)).count(), 1);
 }
 
 async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
@@ -132,7 +92,7 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
     kek::add_to_file(&kek_file).unwrap();
     let sealer = Sealer::load(KekSource::File(kek_file.clone()), &ds.dir().join(DEFAULT_KEY_STORE)).unwrap();
     ds.store.seal_with(Arc::new(sealer));
-    let server = app::spawn_app(&ds, config(), None).await;
+    let server = app::spawn_app(&ds, hs256_server(), None).await;
     let addr = server.addr;
     let flights = open_flights(&ds, 3);
     let (a, b, c) = (flights[0], flights[1], flights[2]);
@@ -182,12 +142,12 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
 
     // Only an admin erases; an export returns everything, opened.
     let erase = || http::Request::delete("/admin/subjects/alice").body(Full::default()).unwrap();
-    assert_eq!(call(addr, erase(), &token("mallory", &[Role::Reporter])).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(call(addr, erase(), &hs256_token("mallory", &[Role::Reporter])).await.status, StatusCode::FORBIDDEN);
     let export = |sub: &str| get(&format!("/admin/subjects/{sub}/export")).body(Full::default()).unwrap();
-    let before = call(addr, export("alice"), &token("root", &[Role::Admin])).await.json();
+    let before = call(addr, export("alice"), &hs256_token("root", &[Role::Admin])).await.json();
     assert_eq!(before["events"].as_array().unwrap().len(), 2, "{before}");
     assert!(before["events"].as_array().unwrap().iter().any(|e| e["reason"] == ALICE_REASON));
-    let erased = call(addr, erase(), &token("root", &[Role::Admin])).await;
+    let erased = call(addr, erase(), &hs256_token("root", &[Role::Admin])).await;
     assert_eq!(erased.status, StatusCode::OK, "{}", String::from_utf8_lossy(&erased.body));
     let erased = erased.json();
     assert!(erased["erased_key"].as_str().unwrap().starts_with("dk-"), "{erased}");
@@ -202,23 +162,23 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
         send(addr, Transport::Plain(Proto::H1), get(&format!("/flights/{a}")).body(Full::default()).unwrap()).await;
     assert_eq!(status.json()["status"]["delay_minutes"], 17, "{:?}", status.json());
     // Nothing links alice to her events any more: the export finds none.
-    let after = call(addr, export("alice"), &token("root", &[Role::Admin])).await.json();
+    let after = call(addr, export("alice"), &hs256_token("root", &[Role::Admin])).await.json();
     assert_eq!((after["data_key"].is_null(), after["events"].as_array().unwrap().len()), (true, 0), "{after}");
     assert_eq!(last_event(addr, b).await["reason"], "fuel", "bob is untouched");
 
     // The admin API answers alike over h2c and TLS (HTTP/1.1 and h2 by ALPN).
     let tls = crate::helpers::test_tls();
-    let secure = app::spawn_app(&ds, config(), Some(tls.acceptor.clone())).await;
+    let secure = app::spawn_app(&ds, hs256_server(), Some(tls.acceptor.clone())).await;
     for (at, transport, name) in [
         (addr, Transport::Plain(Proto::H2c), "h2c"),
         (secure.addr, Transport::tls(&tls.cert_pem, Proto::H1), "tls h1"),
         (secure.addr, Transport::tls(&tls.cert_pem, Proto::H2c), "tls h2"),
     ] {
-        let request = with_bearer(export("bob"), &token("root", &[Role::Admin]));
+        let request = with_bearer(export("bob"), &hs256_token("root", &[Role::Admin]));
         let reply = send(at, transport.clone(), request).await;
         assert_eq!(reply.status, StatusCode::OK, "{name}");
         assert_eq!(reply.json()["events"][0]["reason"], "fuel", "{name}");
-        let request = with_bearer(export("bob"), &token("bob", &[Role::Reporter]));
+        let request = with_bearer(export("bob"), &hs256_token("bob", &[Role::Reporter]));
         assert_eq!(send(at, transport, request).await.status, StatusCode::FORBIDDEN, "{name}");
     }
     // Kept running to the end: a server that stops closes the store it shares with
@@ -227,7 +187,7 @@ async fn sealed_reports_open_and_erasure_shreds_them(kind: Kind) {
     // A KEK rotation through the running server; the old key can then go.
     kek::add_to_file(&kek_file).unwrap();
     let rotate = http::Request::post("/admin/keys/rotate").body(Full::default()).unwrap();
-    let rotation = call(addr, rotate, &token("root", &[Role::Admin])).await;
+    let rotation = call(addr, rotate, &hs256_token("root", &[Role::Admin])).await;
     assert_eq!(rotation.status, StatusCode::OK, "{}", String::from_utf8_lossy(&rotation.body));
     assert_eq!(rotation.json()["rewrapped"], 1, "bob's key; alice's is gone: {:?}", rotation.json());
     assert_eq!(rotation.json()["still_under"].as_array().unwrap().len(), 0);
@@ -249,18 +209,18 @@ async fn sealed_reports_open_and_erasure_shreds_them_on_postgres() {
 #[tokio::test]
 async fn the_admin_api_needs_auth_and_a_kek() {
     let ds = dataset(Kind::Sqlite, spec(72, 200, 5), 1).await;
-    let open = app::spawn_app(&ds, ServerConfig::default(), None).await;
+    let open = app::spawn_app(&ds, flightbench::http::ServerConfig::default(), None).await;
     let erase = http::Request::delete("/admin/subjects/alice").body(Full::default()).unwrap();
     let reply = send(open.addr, Transport::Plain(Proto::H1), erase).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(reply.json()["detail"].as_str().unwrap().contains("needs --auth"), "{:?}", reply.json());
-    let unsealed = app::spawn_app(&ds, config(), None).await;
+    let unsealed = app::spawn_app(&ds, hs256_server(), None).await;
     let erase = http::Request::delete("/admin/subjects/alice").body(Full::default()).unwrap();
-    let reply = call(unsealed.addr, erase, &token("root", &[Role::Admin])).await;
+    let reply = call(unsealed.addr, erase, &hs256_token("root", &[Role::Admin])).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(reply.json()["detail"].as_str().unwrap().contains("no --kek-file"), "{:?}", reply.json());
     let bad = http::Request::delete("/admin/subjects/%FF").body(Full::default()).unwrap();
-    assert_eq!(call(unsealed.addr, bad, &token("root", &[Role::Admin])).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(call(unsealed.addr, bad, &hs256_token("root", &[Role::Admin])).await.status, StatusCode::BAD_REQUEST);
 }
 
 fn flightbench(args: &[&str], dir: &std::path::Path, kek: Option<&std::path::Path>) -> std::process::Output {
@@ -281,7 +241,7 @@ async fn gdpr_and_keys_commands_work_on_a_stopped_servers_dataset() {
     let keys = tempfile::tempdir().unwrap();
     let (kek_file, secret) = (keys.path().join("kek"), keys.path().join("secret"));
     kek::add_to_file(&kek_file).unwrap();
-    std::fs::write(&secret, SECRET).unwrap();
+    std::fs::write(&secret, HS256_SECRET).unwrap();
     let id = open_flights(&ds, 1)[0];
     let (kek, secret_arg) = (kek_file.to_str().unwrap(), secret.to_str().unwrap());
     let args = [

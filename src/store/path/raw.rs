@@ -268,23 +268,7 @@ impl AuditTx for RawSqliteTx<'_> {
 
     async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(sql::INSERT_AUDIT).on(self.index)?;
-        let d = &r.draft;
-        stmt.execute(rusqlite::params![
-            r.chain,
-            r.seq,
-            d.at,
-            d.request_id,
-            d.actor,
-            d.actor_key,
-            d.role,
-            d.action,
-            d.target,
-            d.before_version,
-            d.after_version,
-            r.prev_hash,
-            r.hash
-        ])
-        .on(self.index)?;
+        stmt.execute(&r.sqlite_params()[..]).on(self.index)?;
         Ok(())
     }
 }
@@ -302,23 +286,7 @@ impl AuditTx for RawPgTx<'_, '_> {
 
     async fn insert_audit(&mut self, r: &Record) -> Result<(), StoreError> {
         let stmt = self.tx.prepare_cached(sql::INSERT_AUDIT).await.on(self.shard)?;
-        let d = &r.draft;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
-            &r.chain,
-            &r.seq,
-            &d.at,
-            &d.request_id,
-            &d.actor,
-            &d.actor_key,
-            &d.role,
-            &d.action,
-            &d.target,
-            &d.before_version,
-            &d.after_version,
-            &r.prev_hash,
-            &r.hash,
-        ];
-        self.tx.execute(&stmt, &params).await.on(self.shard)?;
+        self.tx.execute(&stmt, &r.pg_params()).await.on(self.shard)?;
         Ok(())
     }
 }
