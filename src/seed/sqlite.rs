@@ -143,6 +143,7 @@ fn seed_shard(
     }
     // Serving settings, persistent in the file: WAL, and statistics for the planner.
     conn.execute_batch("ANALYZE; PRAGMA locking_mode = NORMAL;")?;
+    crate::store::drop_planner_samples(&conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     Ok((counts, mode))

@@ -28,12 +28,15 @@ pub fn merge_departures(per_shard: Vec<Vec<Departure>>, limit: usize) -> Vec<Dep
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::*;
 
-    fn dep(id: i64, minute: i64) -> Departure {
-        let at = UtcTime::from_unix(1_800_000_000 + minute * 60).unwrap();
+    pub(in crate::store) const START: i64 = 1_800_000_000;
+
+    /// A departure `minute`s after a fixed instant (the scatter plan's tests share it).
+    pub(in crate::store) fn dep(id: i64, minute: i64) -> Departure {
+        let at = UtcTime::from_unix(START + minute * 60).unwrap();
         FlightView {
             flight: Flight {
                 id: FlightId::new(id).unwrap(),

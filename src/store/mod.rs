@@ -4,9 +4,9 @@
 //! dataset's manifest. Every operation runs under a [`QueryPath`] chosen per call, so
 //! one store (and later one server) can be measured on all four paths against the same
 //! data. Single-flight operations go to the one shard that owns the flight
-//! (`routing`); airport queries scatter to every shard concurrently and gather: a
-//! k-way merge with the limit pushed down for departures, a histogram merge for delay
-//! statistics.
+//! (`routing`); airport queries scatter to every shard concurrently and gather: for
+//! departures, each shard's share of the page and a k-way merge (`scatter`), for delay
+//! statistics, a histogram merge.
 //!
 //! What the store leaves to others: validation of user input (`domain` types arrive
 //! already valid), and HTTP concerns.
@@ -43,6 +43,7 @@ pub(crate) mod pg_tls;
 mod postgres;
 mod projection;
 pub mod row;
+mod scatter;
 pub mod schema;
 pub mod sql;
 mod sqlite;
@@ -56,6 +57,8 @@ pub use migrate::{ShardMigration, upgrade_layout};
 pub use personal::{SubjectErasure, SubjectExport};
 pub use postgres::redact_password;
 pub use projection::{Generation, ProjectionTx, SequencedEvent, TallyKey};
+pub use scatter::ScatterPlan;
+pub(crate) use sqlite::drop_planner_samples;
 pub use sqlite::sqlite_pragmas;
 
 use crate::dataset::{Backend, Manifest};
@@ -278,8 +281,8 @@ impl Store {
     }
 
     /// Departures from `airport` in `window`, ordered by scheduled time then id, at most
-    /// `limit`. Each shard returns its first `limit`; the merge keeps the first `limit`
-    /// overall, which is exact because each shard's list is already in order.
+    /// `limit`: each shard is asked for its share of the page, topped up only where it
+    /// could hold more ([`ScatterPlan::bounded`]), and the answers are merged.
     pub async fn departures(
         &self,
         path: QueryPath,
@@ -287,12 +290,26 @@ impl Store {
         window: TimeWindow,
         limit: Limit,
     ) -> Result<Vec<Departure>, StoreError> {
-        let per_shard = try_join_all(self.shards.iter().map(|shard| {
+        let plan = ScatterPlan::bounded(limit, self.shards.len());
+        self.departures_planned(path, airport, window, limit, plan).await
+    }
+
+    /// [`Store::departures`] with the first round's size chosen by the caller: the same
+    /// rows for every plan (tests force top-ups with small ones; benches run
+    /// [`ScatterPlan::full`], the plan before, beside the default).
+    pub async fn departures_planned(
+        &self,
+        path: QueryPath,
+        airport: AirportCode,
+        window: TimeWindow,
+        limit: Limit,
+        plan: ScatterPlan,
+    ) -> Result<Vec<Departure>, StoreError> {
+        let query = |shard: usize, window, limit| {
+            let shard = &self.shards[shard];
             self.on_shard(Op::Departures, path, shard, path::departures(path, shard, airport, window, limit))
-        }))
-        .instrument(op_span(Op::Departures, path))
-        .await?;
-        Ok(merge_departures(per_shard, limit.get()))
+        };
+        scatter::gather(self.shards.len(), window, limit, plan, query).instrument(op_span(Op::Departures, path)).await
     }
 
     /// A flight's events in version order.

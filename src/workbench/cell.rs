@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(CellId::Board { read_model: true }.to_string(), "projections/board-16");
         assert_eq!(CellId::ProjectionMix.to_string(), "projections/mix-async");
         assert_eq!(CellId::Auth(Signing::Es256Cached).to_string(), "security/es256-cached");
-        for bad in ["paths/fast", "shards/read-8", "compression/deflate", "cache", ""] {
+        for bad in ["paths/fast", "shards/read-2", "compression/deflate", "cache", ""] {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }
     }

@@ -65,7 +65,9 @@ pub fn run() -> RunData {
         c.decoded_bytes = 6_000 * c.responses;
         cells.push(c);
     }
-    for (n, read, departures) in [(1, 10_000.0, 2_000.0), (4, 11_000.0, 1_000.0), (16, 10_500.0, 300.0)] {
+    for (n, read, departures) in
+        [(1, 10_000.0, 2_000.0), (4, 11_000.0, 1_000.0), (8, 10_800.0, 600.0), (16, 10_500.0, 300.0)]
+    {
         cells.push(cell(&format!("shards/read-{n}"), read, 4.0));
         cells.push(cell(&format!("shards/departures-{n}"), departures, 30.0));
     }

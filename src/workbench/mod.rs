@@ -142,6 +142,8 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
     if plan.parts.contains(&Part::Projections) && !series.contains(&PROJECTION_SHARDS) {
         series.push(PROJECTION_SHARDS);
     }
+    // The main dataset serves its own shard count.
+    series.retain(|&n| n != MAIN_SHARDS);
     for &n in &series {
         let dir = plan.workbench_dir(n);
         let manifest = ensure_dataset(&dir, &spec, n, progress).await?;

@@ -70,7 +70,7 @@ crate::choices! {
         Protocols = "protocols",
         /// identity, br, zstd and gzip on the departures endpoint.
         Compression = "compression",
-        /// 1, 4 and 16 shards: point reads and the scatter-gather departures query.
+        /// 1, 4, 8 and 16 shards: point reads and the scatter-gather departures query.
         Shards = "shards",
         /// The point-read cache on and off (Zipf-skewed ids).
         Cache = "cache",
@@ -88,8 +88,8 @@ crate::choices! {
     }
 }
 
-/// Shard counts the shards part compares.
-pub const SHARD_SERIES: [u32; 3] = [1, 4, 16];
+/// Shard counts the shards part compares (8 is the main dataset).
+pub const SHARD_SERIES: [u32; 4] = [1, 4, 8, 16];
 /// Shards of the dataset the projections part compares the board and the
 /// scatter-gather on (the shards part's largest).
 pub const PROJECTION_SHARDS: u32 = 16;

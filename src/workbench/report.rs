@@ -26,7 +26,7 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
         ),
         Part::Shards => (
             "Shard count",
-            "The same flights in 1, 4 and 16 SQLite shards: point reads (one shard each) and departures (every shard, merged).",
+            "The same flights in 1, 4, 8 and 16 SQLite shards: point reads (one shard each) and departures (each shard asked for its share of the page, merged).",
         ),
         Part::Cache => ("Point-read cache", "Point reads with Zipf-skewed ids, the server's cache off and on."),
         Part::Mixed => (

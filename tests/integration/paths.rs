@@ -96,3 +96,69 @@ async fn sqlite_paths_return_identical_correct_results() {
 async fn postgres_paths_return_identical_correct_results() {
     all_paths_match_the_oracle(Kind::Postgres).await;
 }
+
+/// Windows that stress the scatter plan: every departure that ties with another at
+/// the same airport (one window per tied minute), and runs of consecutive departures
+/// at one airport that all live on one shard (the others hold none of the window).
+fn plan_stressing_windows(ds: &TestDataset, shards: u32) -> Vec<(AirportCode, TimeWindow)> {
+    let mut rows = ds.all_expected();
+    rows.sort_by_key(|v| (v.flight.origin, v.flight.scheduled_departure, v.flight.id));
+    let window = |from: UtcTime, last: UtcTime| TimeWindow::new(from, last.plus_seconds(1)).unwrap();
+    let shard = |v: &Departure| flightbench::routing::shard_for(v.flight.id.get(), shards);
+    let mut windows = Vec::new();
+    for pair in rows.windows(2) {
+        let (a, b) = (&pair[0].flight, &pair[1].flight);
+        if a.origin == b.origin && a.scheduled_departure == b.scheduled_departure {
+            windows.push((a.origin, window(a.scheduled_departure, a.scheduled_departure)));
+        }
+    }
+    let ties = windows.len();
+    for run in rows.chunk_by(|a, b| a.flight.origin == b.flight.origin && shard(a) == shard(b)) {
+        if run.len() >= 2 {
+            let (first, last) = (&run[0].flight, &run[run.len() - 1].flight);
+            windows.push((first.origin, window(first.scheduled_departure, last.scheduled_departure)));
+        }
+    }
+    assert!(ties >= 5 && windows.len() - ties >= 5, "{ties} tie windows, {} one-shard runs", windows.len() - ties);
+    windows
+}
+
+/// Every first-round size gives the oracle's page on every path: one row per shard
+/// (a top-up wherever a shard holds more), two, the default share, and the whole page
+/// (the plan before), on many shards, over random windows and the stressing ones.
+async fn every_scatter_plan_matches_the_oracle(kind: Kind, shards: u32) {
+    use flightbench::store::ScatterPlan;
+    let ds = dataset(kind, spec(11, 1_500, 10), shards).await;
+    let mut rng = ChaCha8Rng::seed_from_u64(2_020);
+    let mut inputs: Vec<(AirportCode, TimeWindow)> =
+        (0..ROUNDS).map(|_| (random_airport(&mut rng), random_window(&mut rng, &ds))).collect();
+    inputs.extend(plan_stressing_windows(&ds, shards).into_iter().step_by(3).take(40));
+    let mut topped_up = 0;
+    for (airport, window) in inputs {
+        let limit = Limit::new(rng.random_range(1..=60)).unwrap();
+        let want = expected_departures(&ds, airport, window, limit);
+        let plans = [1, 2].map(|rows| ScatterPlan::first_round(rows, limit));
+        for plan in plans.into_iter().chain([ScatterPlan::bounded(limit, shards as usize), ScatterPlan::full(limit)]) {
+            for &path in QueryPath::ALL {
+                let got = ds.store.departures_planned(path, airport, window, limit, plan).await.unwrap();
+                assert_eq!(got, want, "{kind:?} {path} {plan:?} {airport} {window:?} {limit:?}");
+            }
+        }
+        // A first round of one row must have been topped up wherever a shard holds
+        // two or more rows of the page.
+        let mut per_shard = vec![0; shards as usize];
+        want.iter().for_each(|v| per_shard[flightbench::routing::shard_for(v.flight.id.get(), shards) as usize] += 1);
+        topped_up += usize::from(per_shard.iter().any(|&n| n >= 2));
+    }
+    assert!(topped_up >= 20, "only {topped_up} inputs needed a top-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scatter_plans_return_the_oracles_page() {
+    every_scatter_plan_matches_the_oracle(Kind::Sqlite, 16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scatter_plans_return_the_oracles_page() {
+    every_scatter_plan_matches_the_oracle(Kind::Postgres, 8).await;
+}

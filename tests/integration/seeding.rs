@@ -111,3 +111,26 @@ async fn an_unreachable_postgres_shard_is_a_named_error() {
     assert!(err.contains("127.0.0.1:9") && err.contains("shard 0"), "{err}");
     assert!(!Manifest::exists_in(dir.path()), "a failed seed must not write a manifest");
 }
+
+/// `seed` keeps the planner's `sqlite_stat1` but no `sqlite_stat4` samples (they made
+/// SQLite re-plan every range query; see `store::sqlite::drop_planner_samples`), and
+/// opening a dataset seeded before clears the samples it still holds.
+#[tokio::test]
+async fn shards_keep_no_planner_samples_and_older_ones_lose_them_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(&sqlite_config(dir.path(), spec(3, 2_000, 5), 2)).await.unwrap();
+    let file = dir.path().join("shard-000.sqlite3");
+    let count = |table: &str| {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    assert!(count("sqlite_stat1") > 0);
+    assert_eq!(count("sqlite_stat4"), 0);
+
+    // As a build before this one left it: ANALYZE's samples in place.
+    rusqlite::Connection::open(&file).unwrap().execute_batch("ANALYZE").unwrap();
+    assert!(count("sqlite_stat4") > 0);
+    let store = Store::open(dir.path(), &StoreConfig::default()).await.unwrap();
+    assert_eq!(count("sqlite_stat4"), 0);
+    assert_eq!(store.shard_count(), 2);
+}

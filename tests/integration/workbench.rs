@@ -71,7 +71,10 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Every cell ran and answered; the report is exactly what run.json renders to, so
     // every finding in it comes from the figures.
     let run: flightbench::workbench::data::RunData = serde_json::from_value(json).unwrap();
-    assert_eq!(run.cells.len(), 42, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    assert_eq!(run.cells.len(), 44, "{:?}", run.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    // The shard series' 8 is the main dataset, served as such.
+    let eight = run.cells.iter().find(|c| c.id == flightbench::workbench::CellId::ShardDepartures(8)).unwrap();
+    assert_eq!(eight.config.shards, 8);
     for cell in &run.cells {
         assert!(cell.responses > 0 && cell.requests_per_s > 0.0, "{} measured nothing", cell.id);
         assert_eq!(cell.errors, 0, "{} had errors", cell.id);

@@ -115,15 +115,15 @@ pub(crate) async fn departures(
     window: TimeWindow,
     limit: Limit,
 ) -> Result<Vec<Departure>, StoreError> {
-    let (from, to, limit) = (window.from.unix(), window.to.unix(), limit.get() as i64);
+    let (from, to, limit) = (window.from.unix(), window.to.unix(), limit.get());
     match &shard.conn {
         ShardConn::Sqlite(s) => s
             .raw
             .with(|c| {
-                let mut stmt = c.prepare_cached(sql::DEPARTURES)?;
-                let params = rusqlite::params![airport.as_str(), from, to, limit];
+                let mut stmt = c.prepare_cached(sql::DEPARTURES_STEPPED)?;
+                let params = rusqlite::params![airport.as_str(), from, to];
                 let rows = stmt.query_map(params, sqlite(shard.index, |c| decode::flight_view(c)))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                rows.take(limit).collect::<rusqlite::Result<Vec<_>>>()
             })
             .on(shard)?
             .into_iter()
@@ -131,7 +131,7 @@ pub(crate) async fn departures(
         ShardConn::Postgres(p) => {
             let client = p.raw.get().await.on(shard)?;
             let stmt = client.prepare_cached(sql::DEPARTURES).await.on(shard)?;
-            let rows = client.query(&stmt, &[&airport.as_str(), &from, &to, &limit]).await.on(shard)?;
+            let rows = client.query(&stmt, &[&airport.as_str(), &from, &to, &(limit as i64)]).await.on(shard)?;
             rows.iter().map(|r| decode::flight_view(&PgCols::new(r, shard))).collect()
         }
     }
