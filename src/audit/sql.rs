@@ -51,14 +51,14 @@ pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (chain, seq, at, request_i
 pub const AUDIT_RECORDS: &str = "SELECT chain, seq, at, request_id, actor, actor_key, role, action, target, \
      before_version, after_version, prev_hash, hash FROM audit_log WHERE at >= $1 ORDER BY chain, seq";
 
-impl super::Record {
-    /// The record as rusqlite parameters of [`INSERT_AUDIT`], in column order (the
-    /// raw path's appends and the key store's changes).
-    pub fn sqlite_params(&self) -> [&dyn rusqlite::ToSql; 13] {
-        let d = &self.draft;
+/// A record's 13 fields in [`INSERT_AUDIT`]'s column order, as an array of references
+/// that coerces to either driver's parameter type: one list for both bindings.
+macro_rules! in_column_order {
+    ($record:expr) => {{
+        let (r, d) = ($record, &$record.draft);
         [
-            &self.chain,
-            &self.seq,
+            &r.chain,
+            &r.seq,
             &d.at,
             &d.request_id,
             &d.actor,
@@ -68,28 +68,21 @@ impl super::Record {
             &d.target,
             &d.before_version,
             &d.after_version,
-            &self.prev_hash,
-            &self.hash,
+            &r.prev_hash,
+            &r.hash,
         ]
+    }};
+}
+
+impl super::Record {
+    /// The record as rusqlite parameters of [`INSERT_AUDIT`] (the raw path's appends
+    /// and the key store's changes).
+    pub fn sqlite_params(&self) -> [&dyn rusqlite::ToSql; 13] {
+        in_column_order!(self)
     }
 
-    /// The record as tokio-postgres parameters of [`INSERT_AUDIT`], in column order.
+    /// The record as tokio-postgres parameters of [`INSERT_AUDIT`].
     pub fn pg_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
-        let d = &self.draft;
-        [
-            &self.chain,
-            &self.seq,
-            &d.at,
-            &d.request_id,
-            &d.actor,
-            &d.actor_key,
-            &d.role,
-            &d.action,
-            &d.target,
-            &d.before_version,
-            &d.after_version,
-            &self.prev_hash,
-            &self.hash,
-        ]
+        in_column_order!(self)
     }
 }

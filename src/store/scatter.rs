@@ -98,18 +98,18 @@ where
 /// frontier (at most `limit` of them) or a last row at or past it, and the frontier only
 /// moves earlier as rows arrive.
 fn top_ups(per_shard: &[Vec<Departure>], asked: usize, window: TimeWindow, limit: Limit) -> Vec<TopUp> {
-    let fetched: Vec<&Departure> = {
-        let mut all: Vec<&Departure> = per_shard.iter().flatten().collect();
-        all.sort_unstable_by_key(|d| key(d));
-        all
-    };
-    let frontier = fetched.get(limit.get() - 1).map(|d| key(d));
-    per_shard
-        .iter()
-        .enumerate()
+    // Shards whose answer was full but short of the old plan's whole page; usually
+    // none, and then the frontier is never needed.
+    let open: Vec<(usize, &Vec<Departure>)> =
+        per_shard.iter().enumerate().filter(|(_, rows)| rows.len() >= asked && rows.len() < limit.get()).collect();
+    if open.is_empty() {
+        return Vec::new();
+    }
+    let mut keys: Vec<(UtcTime, FlightId)> = per_shard.iter().flatten().map(key).collect();
+    let frontier = (keys.len() >= limit.get()).then(|| *keys.select_nth_unstable(limit.get() - 1).1);
+    open.into_iter()
         .filter_map(|(shard, rows)| {
-            let last = rows.last().filter(|_| rows.len() >= asked && rows.len() < limit.get())?;
-            let after = key(last);
+            let after = key(rows.last()?);
             if frontier.is_some_and(|f| after >= f) {
                 return None;
             }
