@@ -35,6 +35,9 @@
 //!   follows each shard's events in commit order, with checkpoints written in the same
 //!   transaction as the rows.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`reshard`]: moves a dataset to another shard count while it is served (copy,
+//!   catch up from the event streams, verify, switch behind a fence); `http::follow`
+//!   is the server's half.
 //! - [`auth`]: who is calling: bearer tokens verified on `ring` against a static key
 //!   set or an OpenID Connect provider's (discovered, refreshed), roles, and the
 //!   development keys and tokens of `flightbench keys` and `token`. Uses [`load`]'s TLS
@@ -77,6 +80,7 @@ pub mod load;
 pub mod machine;
 pub mod profile;
 pub mod projection;
+pub mod reshard;
 pub mod routing;
 pub mod seal;
 pub mod seed;

@@ -14,6 +14,7 @@ mod profile;
 mod project;
 mod projections;
 mod query;
+mod reshard;
 mod run;
 mod seed;
 mod serve;
@@ -56,6 +57,8 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Run one store operation against the seeded dataset and print JSON.
     Query(query::QueryArgs),
+    /// Move the dataset to another shard count while `serve` keeps serving it.
+    Reshard(reshard::ReshardArgs),
     /// Maintain the stored event streams (`events migrate`: old schema versions → current).
     Events(events::EventsArgs),
     /// Keep the async read models up to date, apart from the API (`serve` runs the same
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Reshard(args) => reshard::run(args).await,
         Command::Project(args) => project::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
@@ -245,6 +249,7 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<KekError>(cause))
                 .or_else(|| classified::<KeyStoreError>(cause))
                 .or_else(|| classified::<SeedError>(cause))
+                .or_else(|| classified::<crate::reshard::ReshardError>(cause))
                 .or_else(|| classified::<ManifestError>(cause))
                 .or_else(|| classified::<TelemetryError>(cause))
                 .or_else(|| classified::<TlsError>(cause))

@@ -1,12 +1,13 @@
 //! `flightbench serve`.
 
 use super::DatasetArgs;
+use crate::http::follow::Projecting;
 use crate::http::{
     AppState, CompressionLevels, RuntimeShape, ServerConfig, Stopped, admin, reuseport_listeners, run_per_core,
     serve_connections, tls,
 };
 use crate::projection::live::LiveFeed;
-use crate::projection::{Projector, ProjectorConfig, ReadModel};
+use crate::projection::{ProjectorConfig, ReadModel};
 use crate::store::{ProbeConfig, QueryPath, Store};
 use crate::telemetry::{self, Traces, notice};
 use anyhow::Context;
@@ -364,13 +365,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Before the store opens too: a bad KEK file, or a key store another process
     // holds, fails the start.
     let sealer = args.seal.sealer(&args.dataset.dir)?;
-    let store = Store::open(&args.dataset.dir, &args.dataset.store_config()).await?;
-    if let Some(sealer) = sealer {
-        store.seal_with(sealer);
-        if !args.seal.no_audit {
-            store.audit_with(args.seal.audit_chain).await?;
-        }
-    }
+    // How the store is opened, now and on each layout a reshard moves the dataset to.
+    let open_store: crate::http::follow::OpenStore = {
+        let (dir, config) = (args.dataset.dir.clone(), args.dataset.store_config());
+        let audit = (!args.seal.no_audit).then_some(args.seal.audit_chain);
+        Box::new(move || {
+            let (dir, config, sealer) = (dir.clone(), config.clone(), sealer.clone());
+            Box::pin(async move {
+                let store = Store::open(&dir, &config).await?;
+                if let Some(sealer) = sealer {
+                    store.seal_with(sealer);
+                    if let Some(chain) = audit {
+                        store.audit_with(chain).await?;
+                    }
+                }
+                Ok(store)
+            })
+        })
+    };
+    let store = open_store().await?;
     let protocols = if acceptor.is_some() {
         "https://{local} (TLS, ALPN h2 and http/1.1)"
     } else {
@@ -383,22 +396,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let default_path = config.default_path;
     let metrics_on = config.metrics;
     let store = Arc::new(store);
-    // The runner shares the store (so appends wake it) on this (main) runtime.
-    let (projector_stop, projector_stopped) = tokio::sync::watch::channel(false);
     let feed = (args.projector == ProjectorMode::InProcess).then(|| LiveFeed::new(config.max_live_subscribers));
-    let projector = feed.as_ref().map(|feed| {
-        Projector::new(store.clone(), ProjectorConfig::for_writes(&config.inline_read_models)).with_feed(feed.clone())
-    });
-    let projector_stats = projector.as_ref().map(Projector::stats);
-    let projecting = projector.map(|p| tokio::spawn(async move { p.run(projector_stopped).await }));
+    let runner_config = ProjectorConfig::for_writes(&config.inline_read_models);
     let auth = config.auth.clone();
-    let state = AppState::new(store, config);
-    if let Some(stats) = projector_stats {
-        state.report_projector(stats);
-    }
+    let state = AppState::new(store.clone(), config);
+    // The runner shares the store (so appends wake it) on this (main) runtime.
+    let projecting = feed.as_ref().map(|feed| Projecting::start(&state, store, runner_config, Some(feed.clone())));
+    let projecting = Arc::new(tokio::sync::Mutex::new(projecting));
     if let Some(feed) = feed {
         state.serve_live(feed);
     }
+    let (follow_stop, follow_stopped) = tokio::sync::watch::channel(false);
+    let following = tokio::spawn(crate::http::follow::follow_layout(
+        state.clone(),
+        args.dataset.dir.clone(),
+        args.dataset.pg_password.clone(),
+        open_store,
+        projecting.clone(),
+        follow_stopped,
+    ));
     let cpu_at_start = crate::machine::CpuTime::of_process();
     // The admin listener runs on this (main) runtime, beside the API's threads.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -450,11 +466,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    let _ = projector_stop.send(true);
-    if let Some(projecting) = projecting {
-        let _ = projecting.await;
+    let _ = follow_stop.send(true);
+    let _ = following.await;
+    if let Some(runner) = projecting.lock().await.as_mut() {
+        runner.stop().await;
     }
-    state.store.close().await;
+    state.store().close().await;
     if let (Ok(()), Some(metrics), Some(start), Some(end)) =
         (&served, &state.metrics, cpu_at_start, crate::machine::CpuTime::of_process())
     {

@@ -64,6 +64,18 @@ pub struct Manifest {
     pub sqlite: Option<SqliteSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresLayout>,
+    /// The shard layout's generation: 1 as seeded, one more after each `reshard`. A
+    /// server compares it to follow a reshard without a restart; a dataset written
+    /// before resharding existed has none and is at 1.
+    #[serde(default = "first_layout")]
+    pub layout: u32,
+}
+
+/// A seeded dataset's layout generation.
+pub const FIRST_LAYOUT: u32 = 1;
+
+fn first_layout() -> u32 {
+    FIRST_LAYOUT
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +217,7 @@ mod tests {
                 files: vec!["a".into(), "b".into()],
             }),
             postgres: None,
+            layout: FIRST_LAYOUT,
         }
     }
 

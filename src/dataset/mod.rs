@@ -12,6 +12,7 @@ mod reference;
 
 pub use generator::{DatasetSpec, GeneratedFlight, Generator, Popularity, SpecError};
 pub use manifest::{
-    Backend, Counts, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestError, PostgresLayout, SqliteSettings,
+    Backend, Counts, FIRST_LAYOUT, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestError, PostgresLayout,
+    SqliteSettings,
 };
 pub use reference::{AIRPORTS, Airport, CARRIERS, distance_km};

@@ -50,6 +50,13 @@ pub enum ApiError {
     /// A failure inside the server itself (logged; the client sees a generic detail).
     #[error("internal: {0}")]
     Internal(String),
+    /// A write that met a layout retired by `flightbench reshard` while no newer one
+    /// appeared (a reshard interrupted in its switch): nothing was written.
+    #[error(
+        "the dataset's shard layout is being switched by `flightbench reshard`; nothing was written, retry shortly \
+         (if this lasts, run `flightbench reshard` again to finish the switch, or `--abort`)"
+    )]
+    LayoutSwitching,
 }
 
 /// The problem document.
@@ -91,7 +98,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::ProfileBusy | ApiError::AdminOff(_) => StatusCode::CONFLICT,
-            ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) | ApiError::LayoutSwitching => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -128,6 +137,7 @@ impl ApiError {
             ApiError::LiveOff => "Live feed not served here",
             ApiError::Live(_) => "Live feed unavailable",
             ApiError::Internal(_) => "Internal server error",
+            ApiError::LayoutSwitching => "Shard layout switching",
             ApiError::Auth(AuthError::Forbidden(_)) => "Forbidden",
             ApiError::Auth(_) => "Unauthorized",
             ApiError::Store(e) => match e {

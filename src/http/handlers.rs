@@ -23,15 +23,15 @@ use http_body_util::{BodyExt, Limited};
 /// and projection lag without anyone calling `/readyz`.
 pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     let Some(metrics) = &state.metrics else { unreachable!("routed only with metrics on") };
-    let readiness = state.store.readiness(state.config.probes).await;
+    let readiness = state.store().readiness(state.config.probes).await;
     let scraped = Scraped {
         in_flight: state.config.max_in_flight - state.in_flight.available_permits(),
         max_in_flight: state.config.max_in_flight,
         cache: state.cache.as_ref().map(|c| c.stats()),
-        pools: state.store.pool_stats(),
+        pools: state.store().pool_stats(),
         shards: readiness.shards,
         async_lags: readiness.probes.async_projections.lags,
-        projector: state.projector.get().cloned(),
+        projector: state.projector(),
         stalled_writes: state.stalled_writes.load(std::sync::atomic::Ordering::Relaxed),
         live: state.live.get().map(|feed| {
             let stats = feed.stats();
@@ -68,7 +68,7 @@ pub(super) async fn flight(
     };
     // Boxed: the four paths' futures are large (sea-orm's most), and a cache hit
     // should not carry their size; a miss pays one allocation next to a query.
-    let view = Box::pin(state.store.flight(query_path, id)).await?;
+    let view = Box::pin(state.store().flight(query_path, id)).await?;
     let cached = CachedFlight::new(serialize(&view), view.status.version);
     if let (Some(cache), Some(ticket)) = (&state.cache, ticket) {
         cache.fill(id, ticket, cached.clone());
@@ -97,7 +97,7 @@ async fn flight_response(
 
 /// `GET /readyz`: every probe in `store::health`, 503 when any fails.
 pub(super) async fn readyz(state: &AppState, accept: &AcceptEncoding) -> Result<Response<Body>, ApiError> {
-    let readiness = state.store.readiness(state.config.probes).await;
+    let readiness = state.store().readiness(state.config.probes).await;
     let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, &readiness, accept, state).await
 }
@@ -142,7 +142,7 @@ where
     let event = parse_event(&body.to_bytes())?.with_reporter(caller.subject);
     let role = if state.config.auth.is_some() { "reporter" } else { "anonymous" };
     let change = crate::store::Change { request_id: request_id.clone(), role: role.into() };
-    let outcome = state.store.append_as(query_path, id, expected, &event, &change).await;
+    let outcome = append_following_layout(state, query_path, id, expected, &event, &change).await;
     // Whatever the outcome: an error after the commit (a lost connection, say) may
     // still have changed the flight.
     if let Some(cache) = &state.cache {
@@ -162,6 +162,34 @@ where
     response.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("/flights/{id}/events")).expect("ascii"));
     Ok(response)
 }
+
+/// Appends on the current layout. A write that meets the fence of a layout
+/// `flightbench reshard` retired wrote nothing; it waits for the server to follow the
+/// layout (`follow`) and is tried again, at most [`LAYOUT_TRIES`] times in all.
+async fn append_following_layout(
+    state: &AppState,
+    query_path: QueryPath,
+    id: FlightId,
+    expected: i64,
+    event: &crate::domain::DelayEvent,
+    change: &crate::store::Change,
+) -> Result<crate::domain::AppendOutcome, ApiError> {
+    for _ in 0..LAYOUT_TRIES {
+        let seen = state.layout_changes();
+        match state.store().append_as(query_path, id, expected, event, change).await {
+            Err(error) if crate::reshard::is_retired(&error) => {
+                if !state.await_layout_change(seen, super::follow::LAYOUT_WAIT).await {
+                    break;
+                }
+            }
+            done => return Ok(done?),
+        }
+    }
+    Err(ApiError::LayoutSwitching)
+}
+
+/// Tries of a write across layout changes: one reshard needs two.
+const LAYOUT_TRIES: usize = 3;
 
 /// The header a change's request id travels in, both ways.
 pub(super) const REQUEST_ID: &str = "x-request-id";
@@ -192,9 +220,9 @@ pub const INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// cannot hold both; this is Marten's inline in what the writer is promised (its
 /// change is in every model when it is answered), not in atomicity.
 async fn wait_for_read_models(state: &AppState, id: FlightId) {
-    let Some(projector) = state.projector.get() else { return };
-    let shard = state.store.shards().shard_for(id.get());
-    let head = match state.store.event_head(shard).await {
+    let Some(projector) = state.projector() else { return };
+    let shard = state.store().shards().shard_for(id.get());
+    let head = match state.store().event_head(shard).await {
         Ok(head) => head,
         Err(error) => return tracing::warn!(%error, "inline read models: cannot read the shard's newest event"),
     };

@@ -58,7 +58,8 @@ pub(super) fn live<B>(state: &AppState, request: &Request<B>) -> Result<Response
 /// [`DASHBOARD_AIRPORTS`].
 pub(super) fn dashboard<B>(state: &AppState, request: &Request<B>) -> Result<Response<Body>, ApiError> {
     let params = Params::parse(request.uri().query(), &["airports"])?;
-    let manifest = state.store.manifest();
+    let store = state.store();
+    let manifest = store.manifest();
     let airports: Vec<String> = match params.get("airports") {
         Some(list) => airports(list)?.iter().map(|a| a.as_str().to_owned()).collect(),
         None => manifest.airports.iter().take(DASHBOARD_AIRPORTS).cloned().collect(),

@@ -16,6 +16,7 @@ pub mod cache;
 mod config;
 mod error;
 mod extract;
+pub mod follow;
 mod handlers;
 mod live;
 mod metrics;
@@ -57,7 +58,16 @@ use tokio::sync::Semaphore;
 
 /// What every request handler shares.
 pub struct AppState {
-    pub store: Arc<Store>,
+    /// The store on the dataset's current shard layout: replaced, without a restart,
+    /// when `flightbench reshard` moves the dataset (`replace_store`). Read through
+    /// [`AppState::store`], once per request.
+    store: std::sync::RwLock<Arc<Store>>,
+    /// Counts changes of layout: a new store swapped in, or an interrupted switch's
+    /// fences removed (`follow`). A write the fence refused waits for the next one.
+    layout_changes: tokio::sync::watch::Sender<u64>,
+    /// Woken by a write that met a retired layout, so whoever follows the layout
+    /// (`serve`) looks at the manifest at once rather than at its next poll.
+    pub layout_moved: tokio::sync::Notify,
     pub config: ServerConfig,
     /// Point-read bodies of hot flights; `None` with `--cache off`.
     pub cache: Option<FlightCache>,
@@ -67,7 +77,7 @@ pub struct AppState {
     /// `None` with `ServerConfig::metrics` off: nothing is recorded, `/metrics` is 404.
     pub metrics: Option<Arc<ServerMetrics>>,
     /// The in-process projection runner's counters, when it runs here.
-    pub projector: std::sync::OnceLock<Arc<ProjectorStats>>,
+    projector: std::sync::RwLock<Option<Arc<ProjectorStats>>>,
     /// The board's changes as the in-process runner commits them, for `/live`.
     pub live: std::sync::OnceLock<Arc<LiveFeed>>,
     /// Connections closed because the peer stopped reading (`stall`).
@@ -84,7 +94,9 @@ impl AppState {
             metrics
         });
         Arc::new(Self {
-            store,
+            layout_changes: tokio::sync::watch::Sender::new(0),
+            layout_moved: tokio::sync::Notify::new(),
+            store: std::sync::RwLock::new(store),
             config,
             cache,
             in_flight,
@@ -95,9 +107,55 @@ impl AppState {
         })
     }
 
-    /// Reports the counters of the projection runner in this process (set once).
+    /// The store on the current layout; a request keeps the one it started with.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Serves from `store` (a reshard's new layout) from now on; returns the one it
+    /// replaces, which requests already under way finish on.
+    pub fn replace_store(&self, store: Arc<Store>) -> Arc<Store> {
+        if let Some(metrics) = &self.metrics {
+            store.record_metrics(metrics.store.clone());
+        }
+        let old = std::mem::replace(&mut *self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner()), store);
+        self.layout_changed();
+        old
+    }
+
+    /// Wakes the writes waiting for a change of layout.
+    pub fn layout_changed(&self) {
+        self.layout_changes.send_modify(|n| *n += 1);
+    }
+
+    /// How many times the layout has changed: read before a write, for
+    /// [`AppState::await_layout_change`].
+    pub fn layout_changes(&self) -> u64 {
+        *self.layout_changes.borrow()
+    }
+
+    /// After a write met a retired layout's fence: asks the follower to look, and
+    /// waits up to `within` for the layout to change from `seen`. False if it did not
+    /// (a reshard stuck in its switch, or nothing follows the layout here).
+    pub async fn await_layout_change(&self, seen: u64, within: std::time::Duration) -> bool {
+        let mut changes = self.layout_changes.subscribe();
+        // Changed already (the write started on the store just replaced): retry at once.
+        if *changes.borrow() > seen {
+            return true;
+        }
+        self.layout_moved.notify_one();
+        matches!(tokio::time::timeout(within, changes.wait_for(|n| *n > seen)).await, Ok(Ok(_)))
+    }
+
+    /// Reports the counters of the projection runner in this process (again when a
+    /// new layout's runner replaces it).
     pub fn report_projector(&self, projector: Arc<ProjectorStats>) {
-        let _ = self.projector.set(projector);
+        *self.projector.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(projector);
+    }
+
+    /// The in-process projection runner's counters, if one runs here.
+    pub fn projector(&self) -> Option<Arc<ProjectorStats>> {
+        self.projector.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Serves `/live` from `feed` (set once, by whoever runs the projector here).
@@ -143,7 +201,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     serve_connections(listener, &state, tls, shutdown).await;
-    state.store.close().await;
+    state.store().close().await;
     Ok(())
 }
 

@@ -152,7 +152,7 @@ pub fn problem(error: &ApiError) -> Response<Body> {
     if let Some(challenge) = error.www_authenticate().and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
     }
-    if matches!(error, ApiError::Overloaded(_)) {
+    if matches!(error, ApiError::Overloaded(_) | ApiError::LayoutSwitching) {
         response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response

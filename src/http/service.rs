@@ -173,7 +173,7 @@ where
         (Route::Flight, _) => Err(allow("GET")),
         (Route::FlightEvents, &Method::GET) => {
             let query_path = query_path(state, &request)?;
-            let events = Box::pin(state.store.events(query_path, flight_id(param)?)).await?;
+            let events = Box::pin(state.store().events(query_path, flight_id(param)?)).await?;
             json(StatusCode::OK, &events, &accept, state).await
         }
         (Route::FlightEvents, _) => Err(allow("GET")),
@@ -187,29 +187,29 @@ where
             let params = Params::parse(request.uri().query(), &["from", "to", "limit"])?;
             let limit = params.get("limit").map(Limit::parse).transpose().map_err(bad)?.unwrap_or(Limit::DEFAULT);
             let departures =
-                Box::pin(state.store.departures(query_path, airport(param)?, params.window()?, limit)).await?;
+                Box::pin(state.store().departures(query_path, airport(param)?, params.window()?, limit)).await?;
             json(StatusCode::OK, &departures, &accept, state).await
         }
         (Route::AirportDelays, &Method::GET) => {
             let query_path = query_path(state, &request)?;
             let params = Params::parse(request.uri().query(), &["from", "to"])?;
-            let stats = Box::pin(state.store.delay_stats(query_path, airport(param)?, params.window()?)).await?;
+            let stats = Box::pin(state.store().delay_stats(query_path, airport(param)?, params.window()?)).await?;
             json(StatusCode::OK, &stats, &accept, state).await
         }
         (Route::Board, &Method::GET) => {
             let params = Params::parse(request.uri().query(), &["from", "to", "limit"])?;
             let limit = params.get("limit").map(Limit::parse).transpose().map_err(bad)?.unwrap_or(Limit::DEFAULT);
-            let board = Box::pin(state.store.board(airport(param)?, params.window()?, limit)).await?;
+            let board = Box::pin(state.store().board(airport(param)?, params.window()?, limit)).await?;
             json(StatusCode::OK, &board, &accept, state).await
         }
         (Route::AirportHours, &Method::GET) => {
             let params = Params::parse(request.uri().query(), &["from", "to"])?;
-            let hours = Box::pin(state.store.airport_hours(airport(param)?, params.window()?)).await?;
+            let hours = Box::pin(state.store().airport_hours(airport(param)?, params.window()?)).await?;
             let hours: Vec<_> = hours.iter().map(|(hour, tally)| Punctuality::of(Some(*hour), tally)).collect();
             json(StatusCode::OK, &hours, &accept, state).await
         }
         (Route::CarrierOnTime, &Method::GET) => {
-            let tally = Box::pin(state.store.carrier_on_time(carrier(param)?)).await?;
+            let tally = Box::pin(state.store().carrier_on_time(carrier(param)?)).await?;
             json(StatusCode::OK, &Punctuality::of(None, &tally), &accept, state).await
         }
         (Route::Departures | Route::AirportDelays | Route::Board | Route::AirportHours | Route::CarrierOnTime, _) => {

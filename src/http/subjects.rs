@@ -59,8 +59,8 @@ pub(super) async fn erase(
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let subject = subject(segment)?;
-    state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let erasure = state.store.erase_subject(&subject, &admin(request_id), caller.subject.as_ref()).await?;
+    state.store().sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let erasure = state.store().erase_subject(&subject, &admin(request_id), caller.subject.as_ref()).await?;
     // Neither the subject nor the admin is personal data to log in clear; the key id
     // is random and says nothing about either.
     tracing::info!(erased_key = ?erasure.key_id, by_admin = caller.subject.is_some(), "subject erased");
@@ -77,8 +77,8 @@ pub(super) async fn rotate(
     request_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
-    state.store.sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
-    let rotation = state.store.rotate_keys(&admin(request_id), caller.subject.as_ref()).await?;
+    state.store().sealer().ok_or(ApiError::AdminOff(NOT_SEALING))?;
+    let rotation = state.store().rotate_keys(&admin(request_id), caller.subject.as_ref()).await?;
     tracing::info!(primary = %rotation.primary, rewrapped = rotation.rewrapped, "data keys re-wrapped");
     json(StatusCode::OK, &rotation, accept, state).await
 }
@@ -90,7 +90,7 @@ pub(super) async fn export(
 ) -> Result<Response<Body>, ApiError> {
     admin_on(state)?;
     let subject = subject(segment)?;
-    json(StatusCode::OK, &state.store.subject_export(&subject).await?, accept, state).await
+    json(StatusCode::OK, &state.store().subject_export(&subject).await?, accept, state).await
 }
 
 /// One exported audit record, with its actor opened when asked (`actors=open`): the
@@ -125,11 +125,11 @@ pub(super) async fn audit(state: &AppState, query: Option<&str>) -> Result<Respo
                 .saturating_mul(1_000_000),
         },
     };
-    let mut records = state.store.audit_records(since).await?;
+    let mut records = state.store().audit_records(since).await?;
     records.sort_by(|a, b| (a.draft.at, &a.chain, a.seq).cmp(&(b.draft.at, &b.chain, b.seq)));
     let mut body = Vec::new();
     for record in &records {
-        let actor_subject = match (&record.draft.actor, &record.draft.actor_key, state.store.sealer()) {
+        let actor_subject = match (&record.draft.actor, &record.draft.actor_key, state.store().sealer()) {
             (Some(actor), Some(key), Some(sealer)) if open => {
                 let (request_id, action) = (&record.draft.request_id, &record.draft.action);
                 let opened = sealer.open_actor(actor, key, request_id, action).await.map_err(StoreError::from)?;

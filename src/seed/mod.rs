@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use postgres::PgShards;
+pub(crate) use postgres::{connect, quote_ident, replace_dbname};
 
 /// Where and what to seed.
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ pub async fn seed(config: &SeedConfig) -> Result<SeedReport, SeedError> {
         airports: AIRPORTS.iter().map(|a| a.code.to_owned()).collect(),
         sqlite,
         postgres,
+        layout: crate::dataset::FIRST_LAYOUT,
     };
     manifest.save(&config.dir).map_err(|cause| SeedError::Io { path: manifest_path, cause })?;
     project(config, manifest.counts.events).await?;

@@ -104,12 +104,12 @@ fn shard_err(shard: usize, url: &str, source: tokio_postgres::Error) -> SeedErro
 }
 
 /// `"name"` with embedded quotes doubled.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The URL with its path (database name) replaced, query string kept.
-fn replace_dbname(url: &str, db: &str) -> String {
+pub(crate) fn replace_dbname(url: &str, db: &str) -> String {
     let (head, query) = match url.split_once('?') {
         Some((h, q)) => (h, Some(q)),
         None => (url, None),

@@ -65,14 +65,21 @@ pub(super) fn seed_all(
     Ok((total(all), files))
 }
 
-/// Removes shard files (and their WAL/SHM companions) left by an earlier dataset, so a
-/// dataset with fewer shards leaves no strays behind.
+/// Removes shard files (and their WAL/SHM companions) left by an earlier dataset, and
+/// the layouts `reshard` wrote (`layout-<n>/`), so a dataset with fewer shards leaves
+/// no strays behind.
 fn remove_stale_files(dir: &Path) -> Result<(), SeedError> {
     let entries = std::fs::read_dir(dir).map_err(|cause| SeedError::Io { path: dir.to_owned(), cause })?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("shard-") && (name.contains(".sqlite3")) {
+            let path: PathBuf = entry.path();
+            std::fs::remove_file(&path).map_err(|cause| SeedError::Io { path, cause })?;
+        } else if name.starts_with("layout-") && entry.path().join(crate::dataset::MANIFEST_FILE).exists() {
+            let path: PathBuf = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|cause| SeedError::Io { path, cause })?;
+        } else if name == crate::reshard::STATE_FILE {
             let path: PathBuf = entry.path();
             std::fs::remove_file(&path).map_err(|cause| SeedError::Io { path, cause })?;
         }

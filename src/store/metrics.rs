@@ -77,13 +77,18 @@ impl StoreMetrics {
     }
 
     pub fn observe(&self, op: Op, path: QueryPath, shard: usize, elapsed: Duration) {
+        let series =
+            || self.queries.get_or_create(&QueryLabels { op: op.as_str(), path: path.as_str(), shard }).clone();
+        // A shard beyond the count registered (a server that followed a reshard to more
+        // shards) has no slot: it is looked up each time rather than filed under
+        // another shard's slot.
+        if shard >= self.shards {
+            return series().observe(elapsed.as_secs_f64());
+        }
         let path_index = QueryPath::ALL.iter().position(|p| *p == path).unwrap_or(0);
         let slot = (op as usize * QueryPath::ALL.len() + path_index) * self.shards + shard;
         let Some(slot) = self.slots.get(slot) else { return };
-        slot.get_or_init(|| {
-            self.queries.get_or_create(&QueryLabels { op: op.as_str(), path: path.as_str(), shard }).clone()
-        })
-        .observe(elapsed.as_secs_f64());
+        slot.get_or_init(series).observe(elapsed.as_secs_f64());
     }
 }
 

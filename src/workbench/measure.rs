@@ -312,7 +312,7 @@ async fn measure_cell(
     if cell.keeping.is_some()
         && let Workload::Mix { shape, .. } = &mut load_shape.workload
     {
-        shape.writable = Some(writable_flights(&server.state.store).await?);
+        shape.writable = Some(writable_flights(&server.state.store()).await?);
     }
     let load = load_shape.config(server.addr, plan.load_threads, &placement.load_cores);
     let before = server.state.cache.as_ref().map(|c| c.stats());

@@ -102,7 +102,19 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
     // Restart once more and check every stream through the server.
     let (_server, addr) = start_server(&dir, "per-core").await;
     let acknowledged = acknowledged.lock().unwrap().clone();
-    for &id in &flights {
+    assert_acknowledged_once(addr, &flights, &acknowledged).await;
+    eprintln!("{total} acknowledged writes over 3 SIGKILLs, none lost or duplicated");
+}
+
+/// Through the server at `addr`: each flight's stream has versions 1..=n, every
+/// acknowledged write (reason → flight and the version its 201 reported) is in it
+/// exactly once at that version, and the status equals a replay of the stream.
+pub async fn assert_acknowledged_once(
+    addr: SocketAddr,
+    flights: &[FlightId],
+    acknowledged: &HashMap<String, (FlightId, i64)>,
+) {
+    for &id in flights {
         let reply = try_send(addr, Proto::H1, get(&format!("/flights/{id}/events")).body(Full::default()).unwrap())
             .await
             .unwrap();
@@ -134,5 +146,4 @@ async fn no_acknowledged_write_is_lost_across_sigkill() {
             "flight {id}: projection != replay"
         );
     }
-    eprintln!("{total} acknowledged writes over 3 SIGKILLs, none lost or duplicated");
 }

@@ -149,9 +149,13 @@ impl Drop for PgDatabases {
                     .await
                     .expect("connect to drop test databases");
                 tokio::spawn(conn);
-                for i in 0..shards {
+                // The shards, and any layout `reshard` made of them (`<name>_l<n>_<i>`).
+                let pattern = format!("{}\\_l%", name.replace('_', "\\_"));
+                let layouts = client.query("SELECT datname FROM pg_database WHERE datname LIKE $1", &[&pattern]).await;
+                let layouts: Vec<String> = layouts.expect("list test databases").iter().map(|r| r.get(0)).collect();
+                for db in (0..shards).map(|i| format!("{name}_{i}")).chain(layouts) {
                     client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}_{i}\" WITH (FORCE)"))
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
                         .await
                         .expect("drop test database");
                 }

@@ -23,6 +23,7 @@ mod pg_tls;
 mod probes;
 mod profile;
 mod projections;
+mod resharding;
 mod sealing;
 mod seeding;
 mod tls;
