@@ -43,12 +43,16 @@ mod postgres;
 mod shards;
 mod sql;
 mod sqlite;
+mod state;
+
+use state::{Phase, State, hold, lock};
+pub use state::{Release, release_interrupted_switch, set_priority};
 
 use crate::dataset::{MANIFEST_FILE, Manifest, ManifestError};
 use crate::projection::ProjectionError;
 use crate::routing::ShardCount;
 use crate::store::StoreConfig;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shards::Shards;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -80,45 +84,6 @@ pub struct ReshardConfig {
     /// The nice value the process runs at (`set_priority`); the switch runs at 0 if
     /// it may.
     pub nice: i32,
-}
-
-/// Sets every thread of this process to nice value `nice`. Linux keeps a nice value
-/// per thread, and a thread started later inherits its starter's, so the runtime's
-/// threads, which exist already, are each set. Raising the priority again needs
-/// root (or `RLIMIT_NICE`); that failure is returned.
-pub fn set_priority(nice: i32) -> std::io::Result<()> {
-    for entry in std::fs::read_dir("/proc/self/task")? {
-        let name = entry?.file_name();
-        let Ok(tid) = name.to_string_lossy().parse::<libc::id_t>() else { continue };
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Where a reshard is, saved after each step so that the next run resumes there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct State {
-    /// The generation the new layout will have, and its directory's suffix.
-    layout: u32,
-    from: u32,
-    to: u32,
-    phase: Phase,
-    /// Per old shard: the event number copied up to.
-    cursors: Vec<i64>,
-    /// Per old shard: the newest audit record time copied.
-    audit_since: Vec<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Phase {
-    Copy,
-    CatchUp,
-    /// Fences may be on the old shards and the manifest not yet moved.
-    Switch,
 }
 
 /// What a reshard did.
@@ -301,64 +266,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReshardError + '_ {
     move |cause| ReshardError::Io { path: path.to_owned(), cause }
 }
 
-impl State {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join(STATE_FILE)
-    }
-
-    fn load(dir: &Path) -> Result<Option<Self>, ReshardError> {
-        let path = Self::path(dir);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| ReshardError::Io { path, cause: std::io::Error::other(e) }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(cause) => Err(ReshardError::Io { path, cause }),
-        }
-    }
-
-    /// Temp file, fsync, rename: a crash leaves the old state or the new one.
-    fn save(&self, dir: &Path) -> Result<(), ReshardError> {
-        let path = Self::path(dir);
-        let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| ReshardError::Io { path: path.clone(), cause: std::io::Error::other(e) })?;
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
-    }
-
-    fn remove(dir: &Path) -> Result<(), ReshardError> {
-        let path = Self::path(dir);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ReshardError::Io { path, cause: e }),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The test hook: stops the run at `phase` until it is killed.
-fn hold(phase: &str) {
-    if std::env::var(HOLD_ENV).is_ok_and(|h| h == phase) {
-        eprintln!("reshard: holding in phase {phase} ({HOLD_ENV})");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}
-
-/// Takes the dataset's reshard lock (released when the file is dropped, or when the
-/// process dies).
-fn lock(dir: &Path) -> Result<std::fs::File, ReshardError> {
-    let path = dir.join(LOCK_FILE);
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ReshardError::Locked(path)),
-        Err(std::fs::TryLockError::Error(cause)) => Err(ReshardError::Io { path, cause }),
-    }
-}
-
 /// The new layout's manifest: the old one with the new count, generation and shards.
 fn staged_manifest(manifest: &Manifest, layout: u32, to: ShardCount) -> Manifest {
     let mut staged = manifest.clone();
@@ -401,37 +308,6 @@ async fn layout_exists(dir: &Path, staged: &Manifest, password: Option<&str>) ->
         }
     }
     Ok(None)
-}
-
-/// For a server whose write met a fence while the manifest stayed where it was: if no
-/// reshard holds the dataset, its switch was interrupted (killed between fencing the
-/// old shards and moving the manifest), so the old layout is still the dataset and
-/// takes writes again. The fences are removed under the reshard lock, so a reshard
-/// that has just started cannot have its own fences removed; the next reshard resumes
-/// from its catch-up.
-pub async fn release_interrupted_switch(dir: &Path, password: Option<&str>) -> Result<Release, ReshardError> {
-    let _lock = match lock(dir) {
-        Ok(lock) => lock,
-        Err(ReshardError::Locked(_)) => return Ok(Release::ReshardRunning),
-        Err(e) => return Err(e),
-    };
-    let manifest = Manifest::load(dir)?;
-    Ok(match shards::unfence(dir, &manifest, password).await? {
-        0 => Release::NoFence,
-        shards => Release::Removed(shards),
-    })
-}
-
-/// What [`release_interrupted_switch`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
-    /// A reshard holds the dataset (in its switch, say): wait for it.
-    ReshardRunning,
-    /// No fence stands on the current layout: the write that met one started on a
-    /// layout since replaced.
-    NoFence,
-    /// Fences an interrupted switch left, removed from this many shards.
-    Removed(usize),
 }
 
 /// Runs (or resumes, or aborts) a reshard of the dataset in `config.dir`.
