@@ -346,6 +346,20 @@ pub async fn reshard(config: &ReshardConfig) -> Result<ReshardReport, ReshardErr
     }
     let to = config.to.ok_or(ReshardError::NoTarget)?;
     report.to = to.get();
+    // A state file edited or left from another dataset must not be resumed from: its
+    // cursors are indexed by old shard.
+    if let Some(s) = state
+        .as_ref()
+        .filter(|s| s.from != manifest.shards.get() || s.cursors.len() != old.len() || s.audit_since.len() != old.len())
+    {
+        let problem = format!(
+            "names {} shards and {} cursors, but the dataset has {} shards; run `flightbench reshard --abort`",
+            s.from,
+            s.cursors.len(),
+            old.len()
+        );
+        return Err(ReshardError::Io { path: State::path(dir), cause: std::io::Error::other(problem) });
+    }
     let staged = staged_manifest(&manifest, manifest.layout + 1, to);
     let resumed = match &state {
         Some(s) if s.to != to.get() => return Err(ReshardError::OtherTarget { found: s.to }),
