@@ -136,7 +136,8 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Connections per shard, per library.
     pub pool_size: u32,
-    /// How long a SQLite writer waits for the shard's write lock.
+    /// How long a SQLite writer waits for the shard's write lock, and (at least
+    /// 10 s) how long anyone waits for a pooled connection.
     pub busy_timeout: Duration,
     /// Applied to every PostgreSQL shard URL (the manifest stores none).
     pub pg_password: Option<String>,

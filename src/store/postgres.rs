@@ -48,9 +48,12 @@ impl PostgresShard {
         options = options.disable_statement_logging();
         raw_config.options(format!("-c standard_conforming_strings=on -c plan_cache_mode={plan_cache_mode}"));
         raw_config.connect_timeout(Duration::from_secs(5));
+        // A connection is waited for as long as a SQLite shard's lock is (at least
+        // 10 s): `reshard`'s read-model build asks for 5 minutes, and its followers,
+        // at nice 19 beside a busy server, outwaited 10 s (results/resharding.md).
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(config.busy_timeout.max(Duration::from_secs(10)))
             .connect_with(options)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
