@@ -88,7 +88,11 @@ fn print_report(r: &ReshardReport, aborted: bool) {
     );
     println!("  read models built on the new layout in {:.1} s", r.read_models_seconds);
     println!("  verify:   {} flights equal in both layouts ({:.1} s)", r.flights_verified, r.verify_seconds);
-    println!("  switch:   writes paused {:.1} ms", r.pause_ms);
+    let s = &r.pause_steps;
+    println!(
+        "  switch:   writes paused {:.1} ms (locks {:.1}, last writes {:.1}, compare {:.1}, audit chains {:.1}, fences {:.1}, manifest {:.1})",
+        r.pause_ms, s.lock_ms, s.catch_up_ms, s.compare_ms, s.audit_ms, s.fence_ms, s.manifest_ms
+    );
     println!("  the old layout is kept, fenced against writes; remove it when satisfied:");
     for file in &r.old_layout {
         println!("    {file}");

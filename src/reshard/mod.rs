@@ -52,7 +52,7 @@ use crate::dataset::{MANIFEST_FILE, Manifest, ManifestError};
 use crate::projection::ProjectionError;
 use crate::routing::ShardCount;
 use crate::store::StoreConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shards::Shards;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ pub struct ReshardConfig {
 }
 
 /// What a reshard did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReshardReport {
     pub backend: String,
     pub from: u32,
@@ -106,9 +106,30 @@ pub struct ReshardReport {
     pub verify_seconds: f64,
     /// Writes waited this long: from the first old shard's lock to the new manifest.
     pub pause_ms: f64,
+    /// Where the pause went.
+    #[serde(default)]
+    pub pause_steps: PauseSteps,
     pub seconds: f64,
     /// The old layout's shards, fenced, kept until the user removes them.
     pub old_layout: Vec<String>,
+}
+
+/// The write pause, step by step (milliseconds): what to shorten if it is too long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PauseSteps {
+    /// Taking every old shard's write lock (waiting for the appends under way).
+    pub lock_ms: f64,
+    /// Copying what was written since the last catch-up round.
+    pub catch_up_ms: f64,
+    /// Comparing the flights written since the verify.
+    pub compare_ms: f64,
+    /// Comparing every audit chain's length and last hash.
+    pub audit_ms: f64,
+    /// Saving the run's state and committing the fences (which ends the old
+    /// shards' transactions).
+    pub fence_ms: f64,
+    /// Writing the new manifest.
+    pub manifest_ms: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -410,8 +431,9 @@ pub async fn reshard(config: &ReshardConfig) -> Result<ReshardReport, ReshardErr
     if raised {
         let _ = set_priority(config.nice);
     }
-    let pause = pause?;
+    let (pause, steps) = pause?;
     report.pause_ms = pause.as_secs_f64() * 1e3;
+    report.pause_steps = steps;
     report.seconds = started.elapsed().as_secs_f64();
     State::remove(dir)?;
     drop(lock);

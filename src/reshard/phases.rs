@@ -1,7 +1,7 @@
 //! The four phases of a reshard (see `mod.rs`), written once against `Shards`.
 
 use super::shards::Shards;
-use super::{MANIFEST_FILE, Mismatch, Phase, ReshardConfig, ReshardError, State, hold, io, layout_dir};
+use super::{MANIFEST_FILE, Mismatch, PauseSteps, Phase, ReshardConfig, ReshardError, State, hold, io, layout_dir};
 use crate::dataset::Manifest;
 use crate::projection::{Projector, ProjectorConfig};
 use crate::routing::ShardCount;
@@ -195,9 +195,16 @@ pub(super) async fn switch(
     old: &Shards,
     new: &Shards,
     mut moving: BTreeSet<i64>,
-) -> Result<Duration, ReshardError> {
+) -> Result<(Duration, PauseSteps), ReshardError> {
     let paused = Instant::now();
+    let mut steps = PauseSteps::default();
+    let mut step = Instant::now();
+    let mut lap = |into: &mut f64| {
+        *into = step.elapsed().as_secs_f64() * 1e3;
+        step = Instant::now();
+    };
     old.pause().await?;
+    lap(&mut steps.lock_ms);
     for shard in 0..old.len() {
         let caught =
             old.catch_up(shard, true, state.cursors[shard], state.audit_since[shard], staged.shards, new).await?;
@@ -205,11 +212,13 @@ pub(super) async fn switch(
         state.audit_since[shard] = caught.audit_since;
         moving.extend(caught.flights);
     }
+    lap(&mut steps.catch_up_ms);
     let unequal = old.compare_flights(new, manifest.shards, staged.shards, &moving).await;
     if let Some(&id) = unequal.map_err(ReshardError::Verify)?.first() {
         let problem = "differs in version between the layouts with writes paused".to_owned();
         return Err(ReshardError::Verify(Mismatch::Flight { id, problem }));
     }
+    lap(&mut steps.compare_ms);
     let (before, after) = (old.audit_heads().await, new.audit_heads().await);
     let (before, after) = (before.map_err(ReshardError::Verify)?, after.map_err(ReshardError::Verify)?);
     if let Some((chain, head)) = before.iter().find(|(chain, head)| after.get(*chain) != Some(head)) {
@@ -220,9 +229,11 @@ pub(super) async fn switch(
         let problem = "is in the new layout only".to_owned();
         return Err(ReshardError::Verify(Mismatch::Audit { chain: chain.clone(), problem }));
     }
+    lap(&mut steps.audit_ms);
     state.phase = Phase::Switch;
     state.save(dir)?;
     old.fence_and_commit().await?;
+    lap(&mut steps.fence_ms);
     hold("switch");
     // The dataset's manifest: the new layout's, with SQLite files relative to `dir`.
     let mut moved = staged.clone();
@@ -231,7 +242,8 @@ pub(super) async fn switch(
         s.files = s.files.iter().map(|f| format!("{prefix}/{f}")).collect();
     }
     moved.save(dir).map_err(io(&dir.join(MANIFEST_FILE)))?;
-    Ok(paused.elapsed())
+    lap(&mut steps.manifest_ms);
+    Ok((paused.elapsed(), steps))
 }
 
 #[cfg(test)]
