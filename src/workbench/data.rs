@@ -43,6 +43,9 @@ pub struct RunData {
     /// The projections part's rebuilds.
     #[serde(default)]
     pub rebuilds: Vec<RebuildRate>,
+    /// The reshard part's figures.
+    #[serde(default)]
+    pub resharding: Option<super::resharding::Resharding>,
 }
 
 /// Where the figures come from.

@@ -41,6 +41,11 @@ pub enum WorkbenchError {
     Task(#[from] tokio::task::JoinError),
     #[error("the read models: {0}")]
     Projection(#[from] crate::projection::ProjectionError),
+    #[error("copying the dataset to reshard, {path}: {cause}")]
+    CopyDataset { path: PathBuf, cause: std::io::Error },
+    /// `flightbench reshard` failed, or what it did does not add up.
+    #[error("the reshard part: {0}")]
+    Reshard(String),
 }
 
 impl Classify for WorkbenchError {
@@ -49,14 +54,17 @@ impl Classify for WorkbenchError {
             WorkbenchError::NotSqlite { .. } | WorkbenchError::Manifest(_) => Failure::BadInput,
             WorkbenchError::Seed(e) => e.failure(),
             WorkbenchError::Store(e) => e.failure(),
-            WorkbenchError::Read { cause, .. } | WorkbenchError::Server { cause, .. } => cause.failure(),
+            WorkbenchError::Read { cause, .. }
+            | WorkbenchError::Server { cause, .. }
+            | WorkbenchError::CopyDataset { cause, .. } => cause.failure(),
             WorkbenchError::Load { cause, .. } => cause.failure(),
             WorkbenchError::Profile { cause, .. } => cause.failure(),
             WorkbenchError::Projection(e) => e.failure(),
             WorkbenchError::NoSamples(_)
             | WorkbenchError::Flamegraph(_)
             | WorkbenchError::Plan { .. }
-            | WorkbenchError::Task(_) => Failure::Internal,
+            | WorkbenchError::Task(_)
+            | WorkbenchError::Reshard(_) => Failure::Internal,
         }
     }
 }

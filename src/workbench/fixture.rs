@@ -182,7 +182,59 @@ pub fn run() -> RunData {
                 )
             })
             .collect(),
+        resharding: Some(resharding()),
     };
     run.headlines = super::super::headline::headlines(&run);
     run
+}
+
+/// 100,000 flights from 8 to 16 shards at 2,000 req/s offered: three windows before,
+/// five during (one slower), three after, no write lost.
+pub fn resharding() -> crate::workbench::resharding::Resharding {
+    use crate::workbench::resharding::{Phase, Resharding, Window};
+    let phases = [Phase::Before; 3].into_iter().chain([Phase::During; 5]).chain([Phase::After; 3]);
+    let windows = phases
+        .enumerate()
+        .map(|(i, phase)| Window {
+            phase,
+            start_s: i as f64 * 2.1,
+            requests_per_s: if i == 5 { 1_900.0 } else { 2_000.0 },
+            p99_ms: match phase {
+                Phase::Before => 5.0,
+                Phase::During => 12.0 + i as f64,
+                Phase::After => 8.0,
+            },
+            errors: 0,
+            unexpected_statuses: 0,
+        })
+        .collect();
+    Resharding {
+        flights: 100_000,
+        capacity: 4_000.0,
+        offered_rate: 2_000.0,
+        window_s: 2.0,
+        nice: 19,
+        windows,
+        reshard: crate::reshard::ReshardReport {
+            backend: "sqlite".into(),
+            from: 8,
+            to: 16,
+            layout: 2,
+            flights: 100_000,
+            events_copied: 300_000,
+            copy_seconds: 4.0,
+            catch_up_rounds: 2,
+            events_caught_up: 600,
+            catch_up_seconds: 0.1,
+            read_models_seconds: 3.0,
+            flights_verified: 100_000,
+            verify_seconds: 2.5,
+            pause_ms: 120.0,
+            seconds: 10.5,
+            ..Default::default()
+        },
+        acknowledged_writes: 1_200,
+        writes_found: 1_200,
+        writes_failed: 0,
+    }
 }

@@ -48,7 +48,7 @@ pub(super) async fn measure(
     let mut rebuilds = Vec::new();
     let mut index = 0;
     for &part in &plan.parts {
-        if part == Part::Profile {
+        if matches!(part, Part::Profile | Part::Reshard) {
             continue;
         }
         let mut cell_plans: Vec<CellPlan> = CellId::of(part).into_iter().map(CellPlan::of).collect();
@@ -241,7 +241,7 @@ async fn measure_guarded(
     Ok((cell_figures, round))
 }
 
-fn load_shape(
+pub(super) fn load_shape(
     plan: &Plan,
     cell: &CellPlan,
     shape: &DatasetShape,

@@ -18,6 +18,7 @@ mod measure;
 mod plan;
 mod provenance;
 pub mod report;
+pub mod resharding;
 mod served;
 pub mod stats;
 mod tokens;
@@ -66,6 +67,10 @@ pub enum Progress<'a> {
     CellDone {
         cell: &'a Cell,
         round: &'a Round,
+    },
+    /// The reshard part, at `stage`.
+    Resharding {
+        stage: &'a str,
     },
 }
 
@@ -168,6 +173,8 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
         store.close().await;
     }
     let measure::Measured { cells, profile, rebuilds } = result?;
+    let resharding =
+        if plan.parts.contains(&Part::Reshard) { Some(resharding::measure(plan, progress).await?) } else { None };
     let mut run = RunData {
         schema_version: data::RUN_SCHEMA_VERSION,
         started_at,
@@ -198,6 +205,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
         headlines: Vec::new(),
         profile,
         rebuilds,
+        resharding,
     };
     run.headlines = headline::headlines(&run);
     Ok(run)

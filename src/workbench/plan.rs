@@ -83,6 +83,11 @@ crate::choices! {
         /// with the token cache, against no auth; TLS against cleartext; writes sealed
         /// and audited against writes in clear.
         Security = "security",
+        /// `flightbench reshard` from 8 to 16 shards on a copy of the run's dataset
+        /// while the mixed part's load runs at half capacity: how long, the write
+        /// pause, throughput and p99 before, during and after, every acknowledged
+        /// write looked for afterwards.
+        Reshard = "reshard",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",
     }
@@ -172,7 +177,27 @@ impl Plan {
 
     /// Roughly how long the measuring takes (seeding aside).
     pub fn estimate(&self) -> Duration {
-        (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32
+        let cells = (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32;
+        cells + if self.parts.contains(&Part::Reshard) { self.reshard_estimate() } else { Duration::ZERO }
+    }
+
+    /// The reshard part: a capacity run, the quiet windows, and the reshard itself at
+    /// about 2,500 flights a second (1,000,000 flights took 391 s at nice 19 beside a
+    /// server at half its capacity, results/resharding.md).
+    fn reshard_estimate(&self) -> Duration {
+        let windows = 1 + 2 * super::resharding::QUIET_WINDOWS as u32;
+        (self.warmup + self.measure) + self.measure * windows + Duration::from_secs_f64(self.flights as f64 / 2_500.0)
+    }
+
+    /// The reshard part's datasets: its own, seeded once and never served, and the copy
+    /// each run reshards (removed afterwards).
+    pub(super) fn reshard_dirs(&self) -> (PathBuf, PathBuf) {
+        let from = super::resharding::RESHARD_FROM;
+        let workbench = self.dir.join("workbench");
+        (
+            workbench.join(format!("reshard-source-{}-flights-{from}-shards", self.flights)),
+            workbench.join(format!("reshard-{}-flights", self.flights)),
+        )
     }
 
     /// The main dataset: `--dir` when it holds this run's dataset or none at all;

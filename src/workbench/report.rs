@@ -41,6 +41,10 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
             "Security",
             "The protocols part's HTTP/1.1 requests (cached point reads, Zipf ids), each carrying one reader's bearer token the server verifies: none (auth off), RS256 (RSA-2048), ES256 (P-256), EdDSA (Ed25519) or HS256 on every request, and ES256 with the verified-token cache (one token for every request: the cache's best case); then the same requests without a token over TLS (HTTP/1.1, h2-tls) and over h2c, each against its cleartext protocol, connections kept open; then the projections part's write-only load, each report signed by one reporter (HS256), stored in clear, sealed (reason and reporter under the reporter's data key), or sealed and audited in a chain per flight, per shard or global.",
         ),
+        Part::Reshard => (
+            "Online resharding",
+            "`flightbench reshard --to 16` (its own process, nice 19) on a copy of an 8-shard dataset of the run's flights, while the server keeps serving it and follows the switch: the mixed part's requests, open loop at half the capacity measured on the copy just before, in back-to-back windows before, during and after; beside them one connection revises 64 flights, and every write it got a 201 for is looked for afterwards on the new layout, once, at its version.",
+        ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
 }
@@ -76,6 +80,15 @@ fn projection_tables(run: &RunData) -> Vec<Vec<Vec<String>>> {
     [writes, rebuilds].into_iter().filter(|t| t.len() > 1).collect()
 }
 
+/// A part's tables beside its cells' (or instead of them).
+fn part_tables(run: &RunData, part: Part) -> Vec<Vec<Vec<String>>> {
+    match part {
+        Part::Projections => projection_tables(run),
+        Part::Reshard => run.resharding.as_ref().map(super::resharding::tables).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// A chart's file name and its SVG.
 struct Chart {
     file: String,
@@ -83,6 +96,10 @@ struct Chart {
 }
 
 fn charts_for(run: &RunData, part: Part) -> Vec<Chart> {
+    if part == Part::Reshard {
+        let charts = run.resharding.iter().flat_map(super::resharding::charts);
+        return charts.map(|(file, svg)| Chart { file, svg }).collect();
+    }
     let cells: Vec<&Cell> = run.part(part).collect();
     if cells.is_empty() {
         return Vec::new();
@@ -256,17 +273,17 @@ pub fn markdown(run: &RunData) -> String {
         let _ = writeln!(md, "\n### Headline ratios\n");
         md_table(&mut md, &headline_rows(run));
     }
-    for part in parts_with_cells(run) {
+    for part in parts_shown(run) {
         let (title, about) = part_title(part);
         let _ = writeln!(md, "\n## {title}\n\n{about}\n");
         let cells: Vec<&Cell> = run.part(part).collect();
-        md_table(&mut md, &table(&cells));
-        md.push('\n');
-        if part == Part::Projections {
-            for table in projection_tables(run) {
-                md_table(&mut md, &table);
-                md.push('\n');
-            }
+        if !cells.is_empty() {
+            md_table(&mut md, &table(&cells));
+            md.push('\n');
+        }
+        for table in part_tables(run, part) {
+            md_table(&mut md, &table);
+            md.push('\n');
         }
         for chart in charts_for(run, part) {
             let _ = writeln!(md, "![{}](charts/{})", chart.file, chart.file);
@@ -361,19 +378,20 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
         html_rows(&mut h, &headline_rows(run));
         h.push_str("</table>");
     }
-    for part in parts_with_cells(run) {
+    for part in parts_shown(run) {
         let (title, about) = part_title(part);
-        let _ =
-            write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p><table>"#, part.as_str(), escape(title), escape(about));
+        let _ = write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p>"#, part.as_str(), escape(title), escape(about));
         let cells: Vec<&Cell> = run.part(part).collect();
-        html_rows(&mut h, &table(&cells));
-        h.push_str("</table>");
-        if part == Part::Projections {
-            for table in projection_tables(run) {
-                h.push_str(r#"<table class="projection-figures">"#);
-                html_rows(&mut h, &table);
-                h.push_str("</table>");
-            }
+        if !cells.is_empty() {
+            h.push_str("<table>");
+            html_rows(&mut h, &table(&cells));
+            h.push_str("</table>");
+        }
+        let class = if part == Part::Projections { "projection-figures" } else { "part-figures" };
+        for table in part_tables(run, part) {
+            let _ = write!(h, r#"<table class="{class}">"#);
+            html_rows(&mut h, &table);
+            h.push_str("</table>");
         }
         h.push_str(r#"<div class="charts">"#);
         for chart in charts_for(run, part) {
@@ -425,8 +443,10 @@ fn html_rows(h: &mut String, rows: &[Vec<String>]) {
     }
 }
 
-fn parts_with_cells(run: &RunData) -> Vec<Part> {
-    run.parts.iter().copied().filter(|&p| run.part(p).next().is_some()).collect()
+/// The parts with figures to show: cells, or the reshard part's own.
+fn parts_shown(run: &RunData) -> Vec<Part> {
+    let has_figures = |p: Part| run.part(p).next().is_some() || (p == Part::Reshard && run.resharding.is_some());
+    run.parts.iter().copied().filter(|&p| has_figures(p)).collect()
 }
 
 /// Writes run.json, report.md, report.html and charts/*.svg into `dir`; returns the
@@ -443,7 +463,7 @@ pub fn write(run: &RunData, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     put(dir.join("run.json"), &serde_json::to_string_pretty(run).map_err(std::io::Error::other)?)?;
     put(dir.join("report.md"), &markdown(run))?;
     put(dir.join("report.html"), &html(run))?;
-    for part in parts_with_cells(run) {
+    for part in parts_shown(run) {
         for chart in charts_for(run, part) {
             put(charts_dir.join(&chart.file), &chart.svg)?;
         }

@@ -111,6 +111,24 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     // Quick rebuilds its own dataset only (the default and full presets add 1M flights).
     assert_eq!(run.rebuilds.len(), 3, "{:?}", run.rebuilds);
     assert!(run.rebuilds.iter().all(|r| r.events > 3_000 && r.events_per_s > 0.0), "{:?}", run.rebuilds);
+    // The reshard part resharded a copy for real while the server served it and
+    // followed the switch: no request failed, every acknowledged write is on the new
+    // layout, and the copy is gone.
+    let resharding = run.resharding.as_ref().expect("the reshard part's figures");
+    let reshard = &resharding.reshard;
+    assert_eq!((reshard.from, reshard.to, reshard.flights, reshard.flights_verified), (8, 16, 3_000, 3_000));
+    assert!(reshard.pause_ms > 0.0 && reshard.seconds > 0.0 && reshard.events_copied > 3_000, "{reshard:?}");
+    use flightbench::workbench::resharding::Phase;
+    for phase in Phase::ALL {
+        let p = resharding.phase(phase).unwrap_or_else(|| panic!("no window {phase:?} the reshard"));
+        assert!(p.median_rate > 0.0, "{phase:?}: {p:?}");
+        assert_eq!(p.errors + p.unexpected_statuses, 0, "{phase:?}: {p:?}");
+    }
+    assert!(resharding.acknowledged_writes > 0, "{resharding:?}");
+    assert_eq!((resharding.writes_found, resharding.writes_failed), (resharding.acknowledged_writes, 0));
+    let workbench_dirs: Vec<_> =
+        std::fs::read_dir(data.join("workbench")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!workbench_dirs.iter().any(|d| d == "reshard-3000-flights"), "the copy is left: {workbench_dirs:?}");
     // The server ran in-process, so every cell has its CPU per request; quick takes one
     // round, and says its ratios have no interval.
     for cell in &run.cells {
