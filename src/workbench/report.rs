@@ -43,7 +43,7 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
         ),
         Part::Reshard => (
             "Online resharding",
-            "`flightbench reshard --to 16` (its own process, nice 19) on a copy of an 8-shard dataset of the run's flights, while the server keeps serving it and follows the switch: the mixed part's requests, open loop at half the capacity measured on the copy just before, in back-to-back windows before, during and after; beside them one connection revises 64 flights, and every write it got a 201 for is looked for afterwards on the new layout, once, at its version.",
+            "flightbench reshard --to 16 (its own process, nice 19) on a copy of an 8-shard dataset of the run's flights, while the server keeps serving it and follows the switch: the mixed part's requests, open loop at half the capacity measured on the copy just before, in back-to-back windows before, during and after; beside them one connection revises 64 flights, and every write it got a 201 for is looked for afterwards on the new layout, once, at its version.",
         ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
