@@ -223,14 +223,36 @@ fn add_head(heads: &mut AuditHeads, chain: String, count: i64, last: i64, hash: 
     }
 }
 
+/// A layout's flights read from one shard: id → (version, BLAKE3 digest of its flight,
+/// status and events rows).
+type Bundles = BTreeMap<i64, (i64, [u8; 32])>;
+
+/// One chunk of flight ids read from every shard of both layouts (`old` and `new`, a
+/// map per shard) compared: every flight must be on the new shard it hashes to, once,
+/// and equal to the old one (`compare_bundles`).
+fn compare_gathered(
+    old: Vec<Bundles>,
+    new: Vec<Bundles>,
+    to: ShardCount,
+    moving: &mut BTreeSet<i64>,
+) -> Result<u64, Mismatch> {
+    let before = old.into_iter().flatten().collect();
+    let mut after = BTreeMap::new();
+    for (shard, bundles) in new.into_iter().enumerate() {
+        for (id, bundle) in bundles {
+            if to.shard_for(id) != shard {
+                return Err(Mismatch::Flight { id, problem: format!("is on new shard {shard}, not its own") });
+            }
+            after.insert(id, bundle);
+        }
+    }
+    compare_bundles(before, after, moving)
+}
+
 /// One chunk's flights in both layouts (id → version and digest) compared: every flight
 /// in both, equal; one whose version differs is being written (the switch compares it
 /// again with writes paused) and goes to `moving`.
-fn compare_bundles(
-    before: BTreeMap<i64, (i64, [u8; 32])>,
-    mut after: BTreeMap<i64, (i64, [u8; 32])>,
-    moving: &mut BTreeSet<i64>,
-) -> Result<u64, Mismatch> {
+fn compare_bundles(before: Bundles, mut after: Bundles, moving: &mut BTreeSet<i64>) -> Result<u64, Mismatch> {
     for (id, (version, hash)) in &before {
         match after.remove(id) {
             None => return Err(Mismatch::Flight { id: *id, problem: "is missing from the new layout".into() }),

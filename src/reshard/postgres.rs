@@ -13,7 +13,7 @@ use super::sql::{
     AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
     INSERT_EVENT, PUT_STATUS, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
 };
-use super::{CaughtUp, Mismatch, audit_home};
+use super::{Bundles, CaughtUp, Mismatch, audit_home};
 use crate::routing::ShardCount;
 use crate::store::row::{event_columns, flight_columns, status_columns};
 use crate::store::schema::{
@@ -249,11 +249,7 @@ async fn catch_up_in_snapshot(
     Ok(CaughtUp { cursor: head, audit_since, events, flights: touched })
 }
 
-async fn bundles(
-    client: &Client,
-    from: i64,
-    to_id: i64,
-) -> Result<BTreeMap<i64, (i64, [u8; 32])>, tokio_postgres::Error> {
+async fn bundles(client: &Client, from: i64, to_id: i64) -> Result<Bundles, tokio_postgres::Error> {
     let mut hashers: BTreeMap<i64, (i64, blake3::Hasher)> = BTreeMap::new();
     for (table, sql) in [(0u8, FLIGHTS), (1, STATUS), (2, EVENTS)] {
         for row in rows(client, sql, &[&from, &to_id]).await?.1 {
@@ -289,20 +285,14 @@ pub(super) async fn compare_chunk(
     to: ShardCount,
     moving: &mut BTreeSet<i64>,
 ) -> Result<u64, Mismatch> {
-    let mut before = BTreeMap::new();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
     for client in old {
-        before.append(&mut bundles(client, from, to_id).await.map_err(read)?);
+        before.push(bundles(client, from, to_id).await.map_err(read)?);
     }
-    let mut after = BTreeMap::new();
-    for (shard, client) in new.iter().enumerate() {
-        for (id, bundle) in bundles(client, from, to_id).await.map_err(read)? {
-            if to.shard_for(id) != shard {
-                return Err(Mismatch::Flight { id, problem: format!("is on new shard {shard}, not its own") });
-            }
-            after.insert(id, bundle);
-        }
+    for client in new {
+        after.push(bundles(client, from, to_id).await.map_err(read)?);
     }
-    super::compare_bundles(before, after, moving)
+    super::compare_gathered(before, after, to, moving)
 }
 
 /// `sqlite::compare_flights` on PostgreSQL.

@@ -9,7 +9,7 @@ use super::sql::{
     AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
     INSERT_EVENT, INSERT_FLIGHT, INSERT_NUMBERED_EVENT, PUT_STATUS, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
 };
-use super::{AUDIT_SLACK_MICROS, AuditHeads, CaughtUp, Mismatch, audit_home};
+use super::{AUDIT_SLACK_MICROS, AuditHeads, Bundles, CaughtUp, Mismatch, audit_home};
 use crate::routing::ShardCount;
 use crate::store::schema::{AUDIT_TABLE, INDEXES, SQLITE_AUDIT, SQLITE_SEQUENCING, SQLITE_TABLES, projection_tables};
 use rusqlite::types::Value;
@@ -223,7 +223,7 @@ fn catch_up_in_snapshot(
 
 /// Each flight's version and a BLAKE3 digest of its flight row, status row and events,
 /// for the flights with ids in `from..to_id`.
-fn bundles(conn: &Connection, from: i64, to_id: i64) -> rusqlite::Result<BTreeMap<i64, (i64, [u8; 32])>> {
+fn bundles(conn: &Connection, from: i64, to_id: i64) -> rusqlite::Result<Bundles> {
     let mut hashers: BTreeMap<i64, (i64, blake3::Hasher)> = BTreeMap::new();
     for (table, sql) in [(0u8, FLIGHTS), (1, STATUS), (2, EVENTS)] {
         for row in rows(conn, sql, (from, to_id))? {
@@ -260,20 +260,10 @@ pub(super) fn compare_chunk(
     to: ShardCount,
     moving: &mut BTreeSet<i64>,
 ) -> Result<u64, Mismatch> {
-    let mut before = BTreeMap::new();
-    for conn in old {
-        before.append(&mut bundles(conn, from, to_id).map_err(Mismatch::read)?);
-    }
-    let mut after = BTreeMap::new();
-    for (shard, conn) in new.iter().enumerate() {
-        for (id, bundle) in bundles(conn, from, to_id).map_err(Mismatch::read)? {
-            if to.shard_for(id) != shard {
-                return Err(Mismatch::Flight { id, problem: format!("is on new shard {shard}, not its own") });
-            }
-            after.insert(id, bundle);
-        }
-    }
-    super::compare_bundles(before, after, moving)
+    let gather = |conns: &[Connection]| -> Result<Vec<Bundles>, Mismatch> {
+        conns.iter().map(|conn| bundles(conn, from, to_id).map_err(Mismatch::read)).collect()
+    };
+    super::compare_gathered(gather(old)?, gather(new)?, to, moving)
 }
 
 /// Compares the given flights one by one (`compare_bundles`); returns those still

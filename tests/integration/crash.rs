@@ -29,13 +29,7 @@ async fn start_server(dir: &Path, runtime: &str) -> (tokio::process::Child, Sock
 async fn no_acknowledged_write_is_lost_across_sigkill() {
     let ds = dataset(Kind::Sqlite, spec(77, 1_000, 10), 4).await;
     let dir = ds.dir().to_owned();
-    let flights: Vec<FlightId> = ds
-        .all_expected()
-        .into_iter()
-        .filter(|v| !v.status.state.is_terminal())
-        .map(|v| v.flight.id)
-        .take(FLIGHTS)
-        .collect();
+    let flights = ds.writable_flights(FLIGHTS);
     // Reason text → (flight, version the 201 reported). Reasons are unique per request.
     let acknowledged: Arc<Mutex<HashMap<String, (FlightId, i64)>>> = Arc::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);

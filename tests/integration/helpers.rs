@@ -111,6 +111,12 @@ impl TestDataset {
     pub fn all_expected(&self) -> Vec<FlightView> {
         (1..=self.flight_count()).map(|id| self.expected_flight(id).unwrap()).collect()
     }
+
+    /// The first `n` flights that still take events, for tests that write.
+    pub fn writable_flights(&self, n: usize) -> Vec<FlightId> {
+        let open = self.all_expected().into_iter().filter(|v| !v.status.state.is_terminal());
+        open.map(|v| v.flight.id).take(n).collect()
+    }
 }
 
 /// Uniquely named PostgreSQL databases (`<base>_0` … `<base>_{n-1}`), dropped when

@@ -189,13 +189,7 @@ async fn ids_by_shard(dir: &Path) -> Vec<Vec<i64>> {
 async fn reshard_under_writes(kind: Kind) {
     let ds = dataset(kind, spec(31, 3_000, 10), 4).await;
     let dir = ds.dir().to_owned();
-    let flights: Vec<FlightId> = ds
-        .all_expected()
-        .into_iter()
-        .filter(|v| !v.status.state.is_terminal())
-        .map(|v| v.flight.id)
-        .take(FLIGHTS)
-        .collect();
+    let flights = ds.writable_flights(FLIGHTS);
     let acknowledged: Acknowledged = Arc::default();
     let mut server = ServeProcess::start(&dir, &[], SERVE, false).await;
     for phase in ["copy", "catch-up", "verify", "switch"] {
