@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README): formatting, lints, then every test.
-# Starts PostgreSQL if it is not answering, since the store tests use it.
+# Starts PostgreSQL and RabbitMQ if they are not answering: the store and bus tests use them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,20 @@ if ! pg_ready; then
     fi
     for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
     pg_ready || { echo "error: PostgreSQL did not start; the store tests need it on 127.0.0.1:5432" >&2; exit 1; }
+fi
+
+# RabbitMQ for tests/integration/bus.rs (the outbox relay, consumers, and a broker
+# restart with rabbitmqctl stop_app / start_app).
+rabbit_ready() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbit_ready; then
+    echo "RabbitMQ is not answering on 127.0.0.1:5672; starting it" >&2
+    if command -v rabbitmqctl >/dev/null 2>&1 && rabbitmqctl -q status >/dev/null 2>&1; then
+        rabbitmqctl -q start_app || true      # the node runs, its app was stopped
+    elif command -v rabbitmq-server >/dev/null 2>&1; then
+        rabbitmq-server -detached || true
+    fi
+    for _ in $(seq 1 60); do rabbit_ready && break; sleep 1; done
+    rabbit_ready || { echo "error: RabbitMQ did not start; the bus tests need it on 127.0.0.1:5672" >&2; exit 1; }
 fi
 
 # Real HTTP clients for the end-to-end server test (scripts/e2e-http.sh), headless

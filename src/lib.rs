@@ -35,6 +35,9 @@
 //!   follows each shard's events in commit order, with checkpoints written in the same
 //!   transaction as the rows.
 //! - [`seed`]: writes a generated dataset into a fresh store, fast.
+//! - [`bus`]: delay events over RabbitMQ: the outbox relay (the event table is the
+//!   outbox; publisher confirms, `mandatory`, a checkpoint per shard), idempotent
+//!   in-order consumers with retries and an error queue, reconnecting by themselves.
 //! - [`reshard`]: moves a dataset to another shard count while it is served (copy,
 //!   catch up from the event streams, verify, switch behind a fence); `http::follow`
 //!   is the server's half.
@@ -67,6 +70,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bench_report;
+pub mod bus;
 pub mod chart;
 pub mod choice;
 pub mod cli;

@@ -7,6 +7,7 @@ mod api;
 mod app;
 mod audit;
 mod auth;
+mod bus;
 mod cli;
 mod client;
 mod crash;

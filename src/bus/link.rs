@@ -1,0 +1,138 @@
+//! Connections to the broker and what every client of it shares: the error type, the
+//! exchange's declaration, and the back-off between reconnects.
+//!
+//! lapin does not reconnect by itself (amqp-rs/lapin #364, #389: a consumer silently
+//! stops after a broker restart), and its experimental auto-recovery replays topology
+//! but not our own state (a relay's unconfirmed batch, a consumer's retries). So each
+//! client here owns one loop: connect, declare, work until the connection fails, wait
+//! ([`Backoff`]), and start again from durable state (the relay's checkpoints, the
+//! queue's unacknowledged deliveries).
+
+use crate::failure::{Classify, Failure};
+use crate::store::StoreError;
+use lapin::options::ExchangeDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::time::Duration;
+
+/// The broker every machine here runs (RabbitMQ on loopback, the default vhost).
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("broker at {url}: {source}")]
+    Connect { url: String, source: lapin::Error },
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Published with `mandatory` and returned: no queue is bound for it. The outbox
+    /// holds it (and everything after it on its shard) until one is.
+    #[error("no queue is bound for {routing_key} ({reply}): holding shard {shard}'s events from {seq} on")]
+    Unroutable { shard: usize, seq: i64, routing_key: String, reply: String },
+    #[error("the broker refused (nack) shard {shard}'s event {seq}")]
+    Nacked { shard: usize, seq: i64 },
+    /// A publish resolved without a confirm: the channel was not in confirm mode
+    /// (lmnr-ai/lmnr #2408). Never marked sent.
+    #[error("shard {shard}'s event {seq} was published without a publisher confirm")]
+    NotConfirmed { shard: usize, seq: i64 },
+    #[error("another relay moved the {checkpoint} checkpoint of shard {shard}: one relay per dataset and exchange")]
+    CheckpointMoved { checkpoint: String, shard: usize },
+    #[error("the broker did not confirm a message to the error queue {queue}")]
+    DeadLetterRefused { queue: String },
+    #[error("the broker closed the consumer on {queue}")]
+    ConsumerClosed { queue: String },
+}
+
+impl Classify for BusError {
+    fn failure(&self) -> Failure {
+        match self {
+            BusError::Connect { .. } => Failure::Unreachable,
+            BusError::Store(e) => e.failure(),
+            _ => Failure::Internal,
+        }
+    }
+}
+
+/// Connects, naming the connection (it shows in `rabbitmqctl list_connections` and
+/// the management UI).
+pub async fn connect(url: &str, name: &str) -> Result<Connection, BusError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, properties).await.map_err(|source| BusError::Connect { url: redact(url), source })
+}
+
+/// A channel on `connection` with `exchange` declared: topic, durable, so it and
+/// its bindings outlive a broker restart.
+pub async fn channel_with_exchange(connection: &Connection, exchange: &str) -> Result<Channel, BusError> {
+    let channel = connection.create_channel().await?;
+    let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default()).await?;
+    Ok(channel)
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Waits between reconnects: 100 ms doubling to 5 s. A broker restart here takes 2 to
+/// 5 s (`rabbitmqctl stop_app` / `start_app`), so the first retries are quick and a
+/// broker that stays down is asked about once every 5 s.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(100);
+    pub const MOST: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The wait before the next attempt; each call doubles the one after.
+    pub fn step(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MOST);
+        wait
+    }
+
+    /// After work succeeded: the next failure is retried quickly again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u64> = (0..8).map(|_| b.step().as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.step(), Backoff::FIRST);
+    }
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(redact("amqp://host:5672"), "amqp://host:5672");
+    }
+}
