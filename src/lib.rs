@@ -45,6 +45,9 @@
 //!   set or an OpenID Connect provider's (discovered, refreshed), roles, and the
 //!   development keys and tokens of `flightbench keys` and `token`. Uses [`load`]'s TLS
 //!   client settings for an https provider; knows nothing of the server.
+//! - [`notify`]: the notification service: webhook subscriptions in its own SQLite
+//!   file, a delivery row per (subscription, event) recorded by its bus consumer, and a
+//!   deliverer that signs (HMAC-SHA256 over time and body), retries and dead-letters.
 //! - [`http`]: the server: hyper on tokio, HTTP/1.1, h2c and TLS on one port, the
 //!   flight API over the store (`route` → `extract` → `handlers`), negotiated
 //!   compression, limits, graceful shutdown, and an admin listener that is handed its
@@ -82,6 +85,7 @@ pub mod harness;
 pub mod http;
 pub mod load;
 pub mod machine;
+pub mod notify;
 pub mod profile;
 pub mod projection;
 pub mod reshard;

@@ -37,6 +37,11 @@ use tokio::sync::watch;
 /// What a consumer does with each message. `Err` is retried, then dead-lettered.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &DelayEventMessage) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Called each time the consumer has (re)subscribed, before the first delivery:
+    /// with a queue that does not outlive the connection, what was published while
+    /// it was away is lost, and a handler that mirrors state (a cache) starts over.
+    fn subscribed(&self) {}
 }
 
 /// How a consumer runs.
@@ -200,6 +205,7 @@ async fn consume<H: Handler>(
         .consume
         .basic_consume(config.queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
+    handler.subscribed();
     loop {
         let delivery = tokio::select! {
             next = deliveries.next() => next,

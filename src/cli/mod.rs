@@ -18,6 +18,7 @@ mod reshard;
 mod run;
 mod seed;
 mod serve;
+mod services;
 
 use crate::choice::Choice;
 use crate::failure::{Classify, Failure};
@@ -281,6 +282,19 @@ pub(crate) fn parse_with<T, E: std::fmt::Display>(
     f: fn(&str) -> Result<T, E>,
 ) -> impl Fn(&str) -> Result<T, String> + Clone {
     move |s| f(s).map_err(|e| e.to_string())
+}
+
+/// A duration that may be zero (`0s`: every time).
+pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
+    match text {
+        "0" | "0s" | "0ms" | "0m" => Ok(Duration::ZERO),
+        _ => parse_duration(text),
+    }
+}
+
+pub(crate) fn parse_ratio(text: &str) -> Result<f64, String> {
+    let ratio: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&ratio) { Ok(ratio) } else { Err(format!("{ratio} is outside 0..=1")) }
 }
 
 /// clap value parser for durations: `500ms`, `5s`, `2m`, `1h` (a bare number is

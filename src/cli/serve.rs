@@ -73,6 +73,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
+    pub services: super::services::ServiceArgs,
+    #[command(flatten)]
     pub auth: super::auth::AuthArgs,
     #[command(flatten)]
     pub seal: super::gdpr::SealArgs,
@@ -122,12 +124,12 @@ pub struct ServeArgs {
     pub read_models: ReadModels,
     /// Close a connection whose client has read nothing the server is sending for
     /// this long (a /live subscriber that stopped reading, say).
-    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    #[arg(long, default_value = "30s", value_parser = super::parse_interval)]
     pub write_stall_timeout: Duration,
     /// How often the probes re-read the projection lag, which scans both tables
     /// (about 20 ms per 100,000 flights on SQLite); in between /readyz and /metrics
     /// report the last reading and its age. 0s reads it on every call.
-    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    #[arg(long, default_value = "10s", value_parser = super::parse_interval)]
     pub projection_check_every: Duration,
     /// Export traces (request → store → shard query spans) over OTLP/HTTP protobuf to
     /// this collector, e.g. http://127.0.0.1:4318 (/v1/traces is added). Off by default.
@@ -135,24 +137,11 @@ pub struct ServeArgs {
     pub otlp_endpoint: Option<String>,
     /// Fraction of requests traced, 0 to 1, decided per request before any span is
     /// built (a request's spans are kept or dropped together).
-    #[arg(long, default_value_t = 0.01, value_parser = parse_ratio)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::parse_ratio)]
     pub trace_sample_ratio: f64,
     /// Build and sample spans but export none: measures what tracing costs by itself.
     #[arg(long, conflicts_with = "otlp_endpoint")]
     pub trace_without_export: bool,
-}
-
-/// A duration that may be zero (`0s`: every time).
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    match text {
-        "0" | "0s" | "0ms" | "0m" => Ok(Duration::ZERO),
-        _ => super::parse_duration(text),
-    }
-}
-
-fn parse_ratio(text: &str) -> Result<f64, String> {
-    let ratio: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if (0.0..=1.0).contains(&ratio) { Ok(ratio) } else { Err(format!("{ratio} is outside 0..=1")) }
 }
 
 /// The thread layout, shared by `serve` and `ceiling` so both are measured alike.
@@ -277,11 +266,13 @@ impl ServeArgs {
         }
         super::ensure_usage!(self.max_body_bytes > 0, "--max-body-bytes must be at least 1");
         super::ensure_usage!(
-            self.read_models.0.is_empty() || self.projector == ProjectorMode::InProcess,
+            self.read_models.0.is_empty() || self.projector() == ProjectorMode::InProcess,
             "--read-models inline needs --projector in-process: the writes wait for this process's runner"
         );
         super::ensure_usage!(self.max_concurrent_streams > 0, "--max-concurrent-streams must be at least 1");
+        self.services.check()?;
         Ok(ServerConfig {
+            role: self.services.role,
             default_path: self.path,
             compression_min_bytes: self.compression_min_bytes,
             levels,
@@ -300,7 +291,7 @@ impl ServeArgs {
                 deadline: self.readiness_timeout,
                 max_projection_lag: self.max_projection_lag,
                 projection_every: self.projection_check_every,
-                async_projections: match self.projector {
+                async_projections: match self.projector() {
                     ProjectorMode::Off => &[],
                     ProjectorMode::InProcess | ProjectorMode::External => crate::projection::ASYNC_NAMES,
                 },
@@ -314,6 +305,11 @@ impl ServeArgs {
                 .then_some(self.trace_sample_ratio),
             ..ServerConfig::default()
         })
+    }
+
+    /// Who keeps the async read models, as asked and as the role allows.
+    fn projector(&self) -> ProjectorMode {
+        self.services.projector(self.projector)
     }
 
     /// Where the server's spans go.
@@ -396,7 +392,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let default_path = config.default_path;
     let metrics_on = config.metrics;
     let store = Arc::new(store);
-    let feed = (args.projector == ProjectorMode::InProcess).then(|| LiveFeed::new(config.max_live_subscribers));
+    let feed = (args.projector() == ProjectorMode::InProcess).then(|| LiveFeed::new(config.max_live_subscribers));
     let runner_config = ProjectorConfig::for_writes(&config.inline_read_models);
     let auth = config.auth.clone();
     let state = AppState::new(store.clone(), config);
@@ -415,6 +411,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         projecting.clone(),
         follow_stopped,
     ));
+    let services = args.services.start(&state, &args.dataset.dir).await?;
     let cpu_at_start = crate::machine::CpuTime::of_process();
     // The admin listener runs on this (main) runtime, beside the API's threads.
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
@@ -452,6 +449,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         if live_on {
             let _ = writeln!(out, "live dashboard on {scheme}://{local}/dashboard");
         }
+        for line in &services.lines {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = out.flush();
     };
     let shared = state.clone();
@@ -466,6 +466,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         let _ = admin.await;
     }
+    services.stop().await.iter().for_each(|line| notice(line));
     let _ = follow_stop.send(true);
     let _ = following.await;
     if let Some(runner) = projecting.lock().await.as_mut() {

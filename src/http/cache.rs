@@ -15,8 +15,12 @@
 //! stripe's lock, as do bumping and removing, so the two cannot interleave. A fill
 //! that loses this race is simply skipped (one more miss later).
 //!
-//! The cache only sees writes made through this server; with other writers (another
-//! server on the same PostgreSQL shards, a script) run with `--cache off`.
+//! A monolith's cache only sees writes made through it; with other writers (another
+//! server on the same PostgreSQL shards, a script) run it with `--cache off`. A query
+//! service (`serve --role query`) instead follows every write's event on the bus and
+//! invalidates from it, and clears itself whenever its consumer (re)subscribes,
+//! since invalidations sent while it was away are lost; reads are then stale for at
+//! most the time from a commit to its event's arrival.
 //!
 //! Eviction is quick_cache's S3-FIFO per stripe, which keeps the hot set and resists
 //! scans (a departures board sweep touching many cold flights once).
@@ -135,6 +139,16 @@ impl FlightCache {
         let mut guard = self.lock(Self::stripe_of(id));
         guard.invalidations += 1;
         guard.entries.remove(&id.get());
+    }
+
+    /// Drops every entry and fences off every fill under way: for a cache that may
+    /// have missed invalidations (its bus consumer was disconnected for a while).
+    pub fn clear(&self) {
+        for stripe in 0..STRIPES {
+            let mut guard = self.lock(stripe);
+            guard.invalidations += 1;
+            guard.entries.clear();
+        }
     }
 
     pub fn stats(&self) -> CacheStats {

@@ -64,6 +64,8 @@ impl CompressionLevels {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Which routes this process answers (`serve --role`); `All` by default.
+    pub role: super::ServiceRole,
     /// Query path when a request does not choose one with `x-query-path`.
     pub default_path: QueryPath,
     /// Bodies smaller than this are sent uncompressed (when identity is acceptable).
@@ -119,6 +121,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            role: super::ServiceRole::All,
             default_path: QueryPath::Raw,
             compression_min_bytes: 1_024,
             stream_min_bytes: 256 * 1_024,

@@ -38,6 +38,13 @@ pub enum ApiError {
     LiveOff,
     #[error(transparent)]
     Live(#[from] crate::projection::live::LiveError),
+    /// A route another part of the split service answers (`serve --role`).
+    #[error("{route} is served by the {owner} service; this is the {role} service")]
+    OtherRole { route: &'static str, role: crate::http::ServiceRole, owner: crate::http::ServiceRole },
+    #[error("webhook subscriptions are not served here (serve --role notify, or --notify with --role all)")]
+    NotifyOff,
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// With `--auth` on: no token where one is needed, a token refused, or one without
@@ -91,17 +98,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::NoRoute(_) | ApiError::OtherRole { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::ProfileBusy | ApiError::AdminOff(_) => StatusCode::CONFLICT,
-            ApiError::Overloaded(_) | ApiError::LiveOff | ApiError::Live(_) | ApiError::LayoutSwitching => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded(_)
+            | ApiError::LiveOff
+            | ApiError::Live(_)
+            | ApiError::LayoutSwitching
+            | ApiError::NotifyOff => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Notify(crate::notify::NotifyError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Notify(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Auth(AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(e) => match e {
@@ -126,6 +137,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "Bad request",
             ApiError::NoRoute(_) => "Not found",
+            ApiError::OtherRole { .. } => "Served by another service",
+            ApiError::NotifyOff => "Notifications not served here",
+            ApiError::Notify(crate::notify::NotifyError::Invalid(_)) => "Invalid subscription",
+            ApiError::Notify(_) => "Internal server error",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::NotAcceptable(_) => "Not acceptable",
             ApiError::PayloadTooLarge { .. } => "Payload too large",

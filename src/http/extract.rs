@@ -6,8 +6,10 @@ use super::error::ApiError;
 use super::service::QUERY_PATH_HEADER;
 use crate::domain::{AirportCode, Carrier, DelayCode, DelayEvent, EventKind, FlightId, TimeWindow, UtcTime};
 use crate::store::QueryPath;
+use bytes::Bytes;
 use http::Request;
-use http::header::HeaderValue;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http_body_util::{BodyExt, Limited};
 
 pub(super) fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(e.to_string())
@@ -77,6 +79,34 @@ pub(super) fn expected_version(header: Option<&HeaderValue>) -> Result<i64, ApiE
         .ok()
         .filter(|v| *v >= 0)
         .ok_or_else(|| bad(format!("If-Match {text:?} is not a flight version such as \"3\"")))
+}
+
+/// A request's JSON body: `application/json`, at most `limit` bytes (a declared
+/// oversize body is refused before any of it is read; chunked and HTTP/2 bodies are
+/// caught by `Limited` while reading).
+pub(super) async fn json_body<B>(request: Request<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let headers = request.headers();
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            bad(format!("reading the request body: {e}"))
+        }
+    })?;
+    Ok(body.to_bytes())
 }
 
 pub(super) fn parse_event(body: &[u8]) -> Result<DelayEvent, ApiError> {

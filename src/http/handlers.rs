@@ -4,7 +4,7 @@
 use super::AppState;
 use super::cache::CachedFlight;
 use super::error::ApiError;
-use super::extract::{bad, expected_version, parse_event, query_path};
+use super::extract::{expected_version, json_body, parse_event, query_path};
 use super::metrics::{OPENMETRICS, PROMETHEUS_TEXT, Scraped, to_prometheus_text, wants_openmetrics};
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, etag, full, json, json_bytes, serialize};
@@ -12,9 +12,8 @@ use super::service::CACHE_HEADER;
 use crate::domain::FlightId;
 use crate::store::QueryPath;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use http::header::{CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 
 /// `GET /metrics`: never compressed (Prometheus asks for gzip, but a scrape is a few
 /// kilobytes on loopback and compressing it would show up in the server's own profile).
@@ -118,28 +117,10 @@ where
     let query_path = query_path(state, &request)?;
     let headers = request.headers();
     let request_id = request_id(headers);
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let media_type = content_type.split(';').next().unwrap_or_default().trim();
-    if !media_type.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
-    }
     let expected = expected_version(headers.get(IF_MATCH))?;
-    let limit = state.config.max_body_bytes;
-    // Refuse a declared oversize body before reading any of it; chunked and HTTP/2
-    // bodies are caught by `Limited` while reading.
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            bad(format!("reading the request body: {e}"))
-        }
-    })?;
+    let body = json_body(request, state.config.max_body_bytes).await?;
     // The reporter is whoever the verified token names (with auth off, nobody).
-    let event = parse_event(&body.to_bytes())?.with_reporter(caller.subject);
+    let event = parse_event(&body)?.with_reporter(caller.subject);
     let role = if state.config.auth.is_some() { "reporter" } else { "anonymous" };
     let change = crate::store::Change { request_id: request_id.clone(), role: role.into() };
     let outcome = append_following_layout(state, query_path, id, expected, &event, &change).await;

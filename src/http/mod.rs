@@ -22,11 +22,13 @@ mod live;
 mod metrics;
 mod negotiate;
 mod response;
+mod role;
 mod route;
 mod runtime;
 mod service;
 mod stall;
 mod subjects;
+mod subscriptions;
 pub mod tls;
 
 pub use config::{CompressionLevels, ServerConfig};
@@ -34,6 +36,7 @@ pub use error::{ApiError, Problem};
 pub use metrics::{OPENMETRICS, PROMETHEUS_TEXT, ServerMetrics};
 pub use negotiate::AcceptEncoding;
 pub use response::Body;
+pub use role::ServiceRole;
 pub use route::Route;
 pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
 pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
@@ -82,6 +85,8 @@ pub struct AppState {
     pub live: std::sync::OnceLock<Arc<LiveFeed>>,
     /// Connections closed because the peer stopped reading (`stall`).
     pub stalled_writes: Arc<std::sync::atomic::AtomicU64>,
+    /// The notification service, where this process is one (`serve --role notify`).
+    pub notifier: std::sync::OnceLock<Arc<crate::notify::Notifier>>,
 }
 
 impl AppState {
@@ -104,6 +109,7 @@ impl AppState {
             projector: Default::default(),
             live: Default::default(),
             stalled_writes: Default::default(),
+            notifier: Default::default(),
         })
     }
 

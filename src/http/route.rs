@@ -28,11 +28,15 @@ pub enum Route {
     KeysRotate,
     /// `/admin/audit`: the audit log as JSON lines.
     Audit,
+    /// `/subscriptions`: register a webhook (POST), list them (GET).
+    Subscriptions,
+    /// `/subscriptions/{id}`: one webhook and its deliveries (GET), or remove it (DELETE).
+    Subscription,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 20] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -50,6 +54,8 @@ impl Route {
         Route::SubjectExport,
         Route::KeysRotate,
         Route::Audit,
+        Route::Subscriptions,
+        Route::Subscription,
         Route::Unmatched,
     ];
 
@@ -85,6 +91,8 @@ impl Route {
             (Some("admin"), Some("subjects"), Some(sub), None) => (Route::Subject, sub),
             (Some("admin"), Some("keys"), Some("rotate"), None) => (Route::KeysRotate, ""),
             (Some("admin"), Some("audit"), None, _) => (Route::Audit, ""),
+            (Some("subscriptions"), None, _, _) => (Route::Subscriptions, ""),
+            (Some("subscriptions"), Some(id), None, _) => (Route::Subscription, id),
             (Some("admin"), Some("subjects"), Some(sub), Some("export")) if segments.next().is_none() => {
                 (Route::SubjectExport, sub)
             }
@@ -101,6 +109,8 @@ impl Route {
             (Route::Healthz | Route::Readyz | Route::Metrics, _) => Access::Open,
             (Route::FlightDelays, &Method::POST) => Access::Needs(Role::Reporter),
             (Route::Subject | Route::SubjectExport | Route::KeysRotate | Route::Audit, _) => Access::Needs(Role::Admin),
+            // A subscription holds a secret and makes the server call a URL.
+            (Route::Subscriptions | Route::Subscription, _) => Access::Needs(Role::Admin),
             _ => Access::Public,
         }
     }
@@ -124,6 +134,8 @@ impl Route {
             Route::SubjectExport => "/admin/subjects/{sub}/export",
             Route::KeysRotate => "/admin/keys/rotate",
             Route::Audit => "/admin/audit",
+            Route::Subscriptions => "/subscriptions",
+            Route::Subscription => "/subscriptions/{id}",
             Route::Unmatched => "unmatched",
         }
     }
@@ -167,6 +179,8 @@ mod tests {
         assert_eq!(Route::parse("/airports/AMS/hourly"), (Route::AirportHours, "AMS"));
         assert_eq!(Route::parse("/carriers/KL/on-time"), (Route::CarrierOnTime, "KL"));
         assert_eq!(Route::parse("/metrics"), (Route::Metrics, ""));
+        assert_eq!(Route::parse("/subscriptions"), (Route::Subscriptions, ""));
+        assert_eq!(Route::parse("/subscriptions/12"), (Route::Subscription, "12"));
         assert_eq!(Route::parse("/admin/subjects/ops%207"), (Route::Subject, "ops%207"));
         assert_eq!(Route::parse("/admin/subjects/ops-7/export"), (Route::SubjectExport, "ops-7"));
         assert_eq!(Route::parse("/admin/subjects/ops-7/export/x"), (Route::Unmatched, ""));

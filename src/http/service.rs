@@ -102,6 +102,10 @@ where
         }
         return problem_counted(state, &ApiError::Overloaded(state.config.max_in_flight));
     };
+    if !state.config.role.serves(route) {
+        let (role, owner) = (state.config.role, super::ServiceRole::owner(route));
+        return problem_counted(state, &ApiError::OtherRole { route: route.template(), role, owner });
+    }
     let caller = match &state.config.auth {
         None => Caller::default(),
         Some(verifier) => {
@@ -232,6 +236,12 @@ where
         (Route::KeysRotate, _) => Err(allow("POST")),
         (Route::Audit, &Method::GET) => Box::pin(super::subjects::audit(state, request.uri().query())).await,
         (Route::Audit, _) => Err(allow("GET")),
+        (Route::Subscriptions, &Method::POST) => Box::pin(super::subscriptions::create(state, request, &accept)).await,
+        (Route::Subscriptions, &Method::GET) => Box::pin(super::subscriptions::list(state, &accept)).await,
+        (Route::Subscriptions, _) => Err(allow("GET, POST")),
+        (Route::Subscription, &Method::GET) => Box::pin(super::subscriptions::show(state, param, &accept)).await,
+        (Route::Subscription, &Method::DELETE) => Box::pin(super::subscriptions::remove(state, param)).await,
+        (Route::Subscription, _) => Err(allow("GET, DELETE")),
         (Route::Metrics | Route::Unmatched, _) => Err(ApiError::NoRoute(path.to_owned())),
     }
 }

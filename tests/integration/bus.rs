@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by every test that needs the broker up throughout (`services` too).
+pub static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 fn url() -> String {

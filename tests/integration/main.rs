@@ -27,6 +27,7 @@ mod projections;
 mod resharding;
 mod sealing;
 mod seeding;
+mod services;
 mod tls;
 mod traces;
 mod versions;
