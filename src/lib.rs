@@ -52,6 +52,10 @@
 //!   flight API over the store (`route` → `extract` → `handlers`), negotiated
 //!   compression, limits, graceful shutdown, and an admin listener that is handed its
 //!   profiler.
+//! - [`gateway`]: `serve --role gateway`, the split service's one public listener:
+//!   routes from the services' own split (or a JSON file, reloaded on change), HTTP/2
+//!   to each destination, two random choices, active and passive health, a retry
+//!   budget, 502/504 problems naming the route. Above `http`, whose listener it uses.
 //! - [`compression`]: response codecs and their levels (used by the server and
 //!   measured by `benches/compression.rs`).
 //! - [`load`]: the load generator (its own HTTP/1.1 and HTTP/2 clients, closed loop
@@ -81,6 +85,7 @@ pub mod compression;
 pub mod dataset;
 pub mod domain;
 pub mod failure;
+pub mod gateway;
 pub mod harness;
 pub mod http;
 pub mod load;

@@ -16,6 +16,7 @@ mod projections;
 mod query;
 mod reshard;
 mod run;
+mod runtime;
 mod seed;
 mod serve;
 mod services;
@@ -41,7 +42,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `flightbench=debug`.
-    #[arg(long, global = true, env = "FLIGHTBENCH_LOG", default_value = "warn")]
+    // lapin logs every returned (unroutable) message, body bytes and all, at warn:
+    // the relay handles each one and says so in a line of its own.
+    #[arg(long, global = true, env = "FLIGHTBENCH_LOG", default_value = "warn,lapin::returned_messages=error")]
     pub log: String,
     /// Log lines as text or as one JSON object per line (for log shippers).
     #[arg(long, global = true, value_parser = choice::<LogFormat>(), env = "FLIGHTBENCH_LOG_FORMAT", default_value_t = LogFormat::Text)]
@@ -251,6 +254,8 @@ pub fn failure_of(error: &anyhow::Error) -> Failure {
                 .or_else(|| classified::<KeyStoreError>(cause))
                 .or_else(|| classified::<SeedError>(cause))
                 .or_else(|| classified::<crate::reshard::ReshardError>(cause))
+                .or_else(|| classified::<crate::bus::BusError>(cause))
+                .or_else(|| classified::<crate::notify::NotifyError>(cause))
                 .or_else(|| classified::<ManifestError>(cause))
                 .or_else(|| classified::<TelemetryError>(cause))
                 .or_else(|| classified::<TlsError>(cause))

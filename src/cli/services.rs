@@ -3,10 +3,12 @@
 //! relay; the query role's flight cache follows those events; the notification role
 //! (or `--notify`) consumes them into webhook deliveries and sends those.
 
+use super::Refuse;
 use super::serve::ProjectorMode;
 use crate::bus::{
     Confirms, Consumer, ConsumerConfig, DEFAULT_URL, DelayEventMessage, EXCHANGE, Handler, Relay, RelayConfig,
 };
+use crate::failure::Failure;
 use crate::http::{AppState, ServiceRole};
 use crate::notify::{Notifier, NotifyConfig, RecordDeliveries};
 use anyhow::Context;
@@ -32,6 +34,11 @@ pub struct ServiceArgs {
     /// With `--role all`: run the notification service in this process as well.
     #[arg(long)]
     pub notify: bool,
+    /// The gateway's configuration (JSON: each service's destinations, optional extra
+    /// routes, health checks, retry budget, time limits; `flightbench serve --help`
+    /// and the README show one). Read again when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub gateway_config: Option<PathBuf>,
     /// The broker's AMQP URL (RabbitMQ), for every role but a plain `all`.
     #[arg(long, env = "FLIGHTBENCH_BUS_URL", default_value = DEFAULT_URL, value_name = "AMQP_URL")]
     pub bus_url: String,
@@ -67,6 +74,10 @@ pub struct ServiceArgs {
 
 impl ServiceArgs {
     pub fn check(&self) -> anyhow::Result<()> {
+        super::ensure_usage!(
+            (self.role == ServiceRole::Gateway) == self.gateway_config.is_some(),
+            "--role gateway needs --gateway-config FILE, and only the gateway takes one"
+        );
         super::ensure_usage!(
             self.role == ServiceRole::All || !(self.relay || self.notify),
             "--relay and --notify add a part to the monolith (--role all); --role {} runs its own part",
@@ -229,4 +240,66 @@ impl Running {
         }
         summary
     }
+}
+
+/// `serve --role gateway`: loads the file, checks every destination once, then
+/// forwards until SIGINT or SIGTERM, checking health and following the file.
+pub(super) async fn run_gateway(
+    args: &super::serve::ServeArgs,
+    config: &crate::http::ServerConfig,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    use crate::gateway::{Gateway, config::GatewayConfig};
+    let path = args.services.gateway_config.clone().expect("checked with the flags");
+    let named = || format!("--gateway-config {}", path.display());
+    let text = std::fs::read_to_string(&path).refused(Failure::BadInput, named)?;
+    let parsed = GatewayConfig::parse(&text).refused(Failure::BadInput, named)?;
+    let gateway = Gateway::new(parsed, Some(path.clone()), config.max_body_bytes, acceptor.is_some())
+        .refused(Failure::BadInput, named)?;
+    gateway.check_all().await;
+    let (stop, stopped) = watch::channel(false);
+    let checks = tokio::spawn(gateway.clone().keep_checking(stopped.clone()));
+    let follow = tokio::spawn(gateway.clone().follow_file(stopped));
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let destinations = gateway.destinations();
+    let announce = |local: std::net::SocketAddr, shape: String| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "listening on {scheme}://{local} (gateway, HTTP/1.1 and h2c in front, HTTP/2 behind), {shape}"
+        );
+        for (service, url, healthy, _) in &destinations {
+            let _ = writeln!(out, "  {service}: {url} ({})", if *healthy { "healthy" } else { "failing its checks" });
+        }
+        let _ = writeln!(out, "routes and destinations from {} (followed)", path.display());
+        let _ = out.flush();
+    };
+    let front = gateway.clone();
+    let config = config.clone();
+    let served = args
+        .runtime
+        .serve(args.addr, announce, move |listener, stopped| {
+            let (gateway, config, acceptor) = (front.clone(), config.clone(), acceptor.clone());
+            async move {
+                let handler = move |request, peer| {
+                    let gateway = gateway.clone();
+                    async move { gateway.handle(request, peer).await }
+                };
+                crate::http::serve_front(listener, &config, acceptor, stopped.wait(), handler).await
+            }
+        })
+        .await;
+    let _ = stop.send(true);
+    let _ = tokio::join!(checks, follow);
+    let stats = &gateway.stats;
+    crate::telemetry::notice(&format!(
+        "gateway: {} forwarded, {} retried, {} bad gateway, {} timed out, {} reloads",
+        stats.forwarded.load(Ordering::Relaxed),
+        stats.retries.load(Ordering::Relaxed),
+        stats.bad_gateway.load(Ordering::Relaxed),
+        stats.timeouts.load(Ordering::Relaxed),
+        stats.reloads.load(Ordering::Relaxed)
+    ));
+    served
 }

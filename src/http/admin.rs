@@ -80,7 +80,7 @@ pub async fn serve_admin(listener: TcpListener, state: Arc<AdminState>, shutdown
     // inside the first profile's window.
     let profiler = state.profiler.clone();
     tokio::task::spawn_blocking(move || profiler.prime());
-    let handler = move |request| handle_admin(state.clone(), request);
+    let handler = move |request, _peer| handle_admin(state.clone(), request);
     accept_loop(listener, &config, None, shutdown, Default::default(), handler).await;
 }
 

@@ -41,6 +41,11 @@ pub enum ApiError {
     /// A route another part of the split service answers (`serve --role`).
     #[error("{route} is served by the {owner} service; this is the {role} service")]
     OtherRole { route: &'static str, role: crate::http::ServiceRole, owner: crate::http::ServiceRole },
+    /// The gateway could not get an answer from the service behind a route.
+    #[error("route {route} → {service}: {problem}")]
+    BadGateway { route: String, service: String, problem: String },
+    #[error("route {route} → {service}: no answer within {timeout_ms} ms")]
+    GatewayTimeout { route: String, service: String, timeout_ms: u64 },
     #[error("webhook subscriptions are not served here (serve --role notify, or --notify with --role all)")]
     NotifyOff,
     #[error(transparent)]
@@ -99,6 +104,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NoRoute(_) | ApiError::OtherRole { .. } => StatusCode::NOT_FOUND,
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,6 +145,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "Bad request",
             ApiError::NoRoute(_) => "Not found",
             ApiError::OtherRole { .. } => "Served by another service",
+            ApiError::BadGateway { .. } => "Bad gateway",
+            ApiError::GatewayTimeout { .. } => "Gateway timeout",
             ApiError::NotifyOff => "Notifications not served here",
             ApiError::Notify(crate::notify::NotifyError::Invalid(_)) => "Invalid subscription",
             ApiError::Notify(_) => "Internal server error",

@@ -35,7 +35,7 @@ pub use config::{CompressionLevels, ServerConfig};
 pub use error::{ApiError, Problem};
 pub use metrics::{OPENMETRICS, PROMETHEUS_TEXT, ServerMetrics};
 pub use negotiate::AcceptEncoding;
-pub use response::Body;
+pub use response::{Body, problem as problem_response};
 pub use role::ServiceRole;
 pub use route::Route;
 pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
@@ -55,6 +55,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -220,7 +221,7 @@ pub async fn serve_connections(
     shutdown: impl Future<Output = ()>,
 ) {
     let shared = state.clone();
-    let handler = move |request| handle(shared.clone(), request);
+    let handler = move |request, _peer| handle(shared.clone(), request);
     // Live streams never end by themselves: end them first, so the drain does not
     // wait out its grace period for them.
     let shutdown = async {
@@ -241,12 +242,28 @@ pub async fn serve_fixed(
     body: Bytes,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handler = move |_request| {
+    let handler = move |_request, _peer| {
         let mut response = Response::new(response::full(body.clone()));
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         std::future::ready(response)
     };
     accept_loop(listener, config, None, shutdown, Default::default(), handler).await;
+}
+
+/// Another front end on the server's own listener machinery (the gateway): the same
+/// HTTP/1.1 and h2c (or TLS) connections, limits and graceful drain as [`serve`],
+/// with every request answered by `handler`.
+pub async fn serve_front<H, F>(
+    listener: TcpListener,
+    config: &ServerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    accept_loop(listener, config, tls, shutdown, Default::default(), handler).await;
 }
 
 /// Accepts connections until `shutdown`, serving each with `handler`, then drains them
@@ -259,7 +276,7 @@ async fn accept_loop<H, F>(
     stalled: Arc<std::sync::atomic::AtomicU64>,
     handler: H,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let builder = Arc::new(connection_builder(config));
@@ -282,7 +299,7 @@ async fn accept_loop<H, F>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |request| {
-            let response = handler(request);
+            let response = handler(request, peer);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let watcher = graceful.watcher();

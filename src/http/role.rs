@@ -20,6 +20,9 @@ crate::choices! {
         Command = "command",
         /// Webhook subscriptions, and deliveries of the events on the bus to them.
         Notify = "notify",
+        /// The only public listener of a split service: forwards each request to the
+        /// part that serves it (`--gateway-config`), over HTTP/2.
+        Gateway = "gateway",
     }
 }
 
@@ -51,11 +54,6 @@ impl ServiceRole {
     pub fn serves(self, route: Route) -> bool {
         let owner = Self::owner(route);
         self == ServiceRole::All || owner == ServiceRole::All || owner == self
-    }
-
-    /// Whether this role reads or writes the dataset's flights.
-    pub fn uses_flights(self) -> bool {
-        self != ServiceRole::Notify
     }
 }
 

@@ -71,6 +71,16 @@ pub enum NotifyError {
     Invalid(String),
 }
 
+impl crate::failure::Classify for NotifyError {
+    fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        match self {
+            NotifyError::Open { .. } | NotifyError::Invalid(_) => Failure::BadInput,
+            NotifyError::Db(_) => Failure::Internal,
+        }
+    }
+}
+
 /// How the notification service runs.
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {

@@ -13,6 +13,7 @@ mod client;
 mod crash;
 mod dashboard;
 mod e2e;
+mod gateway;
 mod helpers;
 mod injection;
 mod load;

@@ -1,0 +1,411 @@
+//! The gateway (`serve --role gateway`): the only public listener of a split service.
+//! HTTP/1.1, h2c or TLS in front, on the server's own listener machinery
+//! (`http::serve_front`: the same limits, timeouts and graceful drain); HTTP/2 with
+//! one reused connection per destination behind ([`pool`]); routes from the
+//! services' own split unless the file adds its own ([`config`]).
+//!
+//! Per request: the route and its service, a destination by two random choices,
+//! the request (body read up to the size limit) sent with the hop-by-hop headers
+//! removed and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
+//! `Forwarded` (RFC 7239) added; `Authorization` and `traceparent` pass through.
+//! An idempotent request (GET, HEAD, OPTIONS) that fails in transport or is answered
+//! 502/503/504 is tried once more on another destination, if the retry budget
+//! allows. No destination, or a transport failure, is a 502 problem naming the route
+//! and service; no response head within the route's time limit is a 504.
+//!
+//! The file is read again when it changes (checked every 500 ms); requests in flight
+//! keep the table they started with, and destinations that stay keep their
+//! connection and health. A file that does not parse is logged and ignored.
+
+pub mod config;
+pub mod pool;
+
+use crate::http::{ApiError, Body, Route};
+use bytes::Bytes;
+use config::{GatewayConfig, Target};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use pool::{Destination, RetryBudget, Service};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// What the gateway has done.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    pub forwarded: AtomicU64,
+    pub retries: AtomicU64,
+    pub bad_gateway: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub reloads: AtomicU64,
+}
+
+/// One version of the configuration, with its destinations.
+struct Table {
+    config: GatewayConfig,
+    services: BTreeMap<String, Service>,
+    budget: RetryBudget,
+}
+
+impl Table {
+    /// Builds from `config`, keeping the destinations (connection, health) of
+    /// `previous` whose URL stays.
+    fn build(config: GatewayConfig, previous: Option<&Table>) -> Result<Self, String> {
+        let kept: BTreeMap<&str, &Arc<Destination>> = previous
+            .map(|p| p.services.values().flat_map(|s| s.destinations.iter().map(|d| (d.url.as_str(), d))).collect())
+            .unwrap_or_default();
+        let mut services = BTreeMap::new();
+        for (name, file) in &config.file.services {
+            let mut destinations = Vec::new();
+            for url in &file.destinations {
+                let url = url.trim_end_matches('/');
+                destinations.push(match kept.get(url) {
+                    Some(&d) => d.clone(),
+                    None => Destination::new(url)?,
+                });
+            }
+            services.insert(name.clone(), Service { name: name.clone(), destinations });
+        }
+        let budget = RetryBudget::new(config.file.retry_budget_percent);
+        Ok(Self { config, services, budget })
+    }
+}
+
+pub struct Gateway {
+    file: Option<PathBuf>,
+    table: RwLock<Arc<Table>>,
+    /// The largest request body forwarded (413 beyond).
+    max_body_bytes: usize,
+    /// `https` when the front listener speaks TLS.
+    scheme: &'static str,
+    pub stats: GatewayStats,
+}
+
+impl Gateway {
+    pub fn new(
+        config: GatewayConfig,
+        file: Option<PathBuf>,
+        max_body_bytes: usize,
+        tls: bool,
+    ) -> Result<Arc<Self>, String> {
+        let table = Table::build(config, None)?;
+        Ok(Arc::new(Self {
+            file,
+            table: RwLock::new(Arc::new(table)),
+            max_body_bytes,
+            scheme: if tls { "https" } else { "http" },
+            stats: GatewayStats::default(),
+        }))
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every destination's (url, healthy, requests sent), by service.
+    pub fn destinations(&self) -> Vec<(String, String, bool, u64)> {
+        let table = self.table();
+        let all = table.services.values().flat_map(|s| s.destinations.iter().map(move |d| (s, d)));
+        all.map(|(s, d)| (s.name.clone(), d.url.clone(), d.healthy(), d.sent.load(Ordering::Relaxed))).collect()
+    }
+
+    /// One round of active checks on every destination, concurrently.
+    pub async fn check_all(&self) {
+        let table = self.table();
+        let health = table.config.file.health;
+        let timeout = Duration::from_millis(health.timeout_ms);
+        let checks = table.services.values().flat_map(|s| s.destinations.iter()).map(|d| async move {
+            if pool::check(d, timeout).await {
+                d.passed_check();
+            } else {
+                d.failed(health.eject_after);
+            }
+        });
+        futures_util::future::join_all(checks).await;
+    }
+
+    /// Active checks every `health.interval_ms` until stopped.
+    pub async fn keep_checking(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        loop {
+            let interval = Duration::from_millis(self.table().config.file.health.interval_ms);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => self.check_all().await,
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    /// Reads the file again whenever its modification time changes, until stopped.
+    pub async fn follow_file(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        let Some(path) = self.file.clone() else { return };
+        let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen: Option<SystemTime> = modified(&path);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stopped.changed() => return,
+            }
+            let now = modified(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload(&path) {
+                Ok(summary) => tracing::info!("gateway: {} reloaded: {summary}", path.display()),
+                Err(e) => tracing::error!("gateway: {} not reloaded, the running table stays: {e}", path.display()),
+            }
+        }
+    }
+
+    /// Replaces the table from the file; in-flight requests keep the old one.
+    pub fn reload(&self, path: &std::path::Path) -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let config = GatewayConfig::parse(&text)?;
+        let table = Table::build(config, Some(&self.table()))?;
+        let summary = format!(
+            "{} services, {} destinations",
+            table.services.len(),
+            table.services.values().map(|s| s.destinations.len()).sum::<usize>()
+        );
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        self.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(summary)
+    }
+
+    /// Answers one request from a client at `peer`.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let table = self.table();
+        let target = table.config.target(request.method(), request.uri().path());
+        let outcome = match target {
+            Target::Own(route) => self.own(&table, route),
+            Target::Unmatched => Err(ApiError::NoRoute(request.uri().path().to_owned())),
+            Target::Service { route, service, timeout } => {
+                Box::pin(self.forward(&table, request, peer, &route, &service, timeout)).await
+            }
+        };
+        outcome.unwrap_or_else(|e| {
+            match e {
+                ApiError::BadGateway { .. } => self.stats.bad_gateway.fetch_add(1, Ordering::Relaxed),
+                ApiError::GatewayTimeout { .. } => self.stats.timeouts.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            crate::http::problem_response(&e)
+        })
+    }
+
+    /// The probes the gateway answers itself: `/healthz` always, `/readyz` when every
+    /// service has a healthy destination.
+    fn own(&self, table: &Table, route: Route) -> Result<Response<Body>, ApiError> {
+        let (status, body) = match route {
+            Route::Healthz => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
+            Route::Readyz => {
+                let services: BTreeMap<&str, serde_json::Value> = table
+                    .services
+                    .values()
+                    .map(|s| {
+                        let value =
+                            serde_json::json!({ "healthy": s.healthy_count(), "destinations": s.destinations.len() });
+                        (s.name.as_str(), value)
+                    })
+                    .collect();
+                let ready = table.services.values().all(|s| s.healthy_count() > 0);
+                let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (status, serde_json::json!({ "ready": ready, "services": services }))
+            }
+            _ => return Err(ApiError::NoRoute(route.template().to_owned())),
+        };
+        let mut response = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+        *response.status_mut() = status;
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(response)
+    }
+
+    async fn forward(
+        &self,
+        table: &Table,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        route: &str,
+        service_name: &str,
+        timeout: Duration,
+    ) -> Result<Response<Body>, ApiError> {
+        let bad = |problem: String| ApiError::BadGateway {
+            route: route.to_owned(),
+            service: service_name.to_owned(),
+            problem,
+        };
+        let service = table.services.get(service_name).ok_or_else(|| bad("no such service".into()))?;
+        let (parts, body) = request.into_parts();
+        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let limit = self.max_body_bytes;
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let body = Limited::new(body, limit).collect().await.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest(format!("reading the request body: {e}"))
+            }
+        })?;
+        let body = body.to_bytes();
+        let headers = self.forwarded_headers(&parts.headers, peer);
+        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let eject_after = table.config.file.health.eject_after;
+        table.budget.deposit();
+        let first = service.pick(None).ok_or_else(|| bad("no healthy destination".into()))?;
+        let attempt = |destination: Arc<Destination>| {
+            let request = upstream_request(&parts.method, &destination, &path, &headers, body.clone());
+            async move {
+                let outcome = send(&destination, request, timeout).await;
+                match &outcome {
+                    Ok(r) if is_gateway_error(r.status()) => destination.failed(eject_after),
+                    Ok(_) => destination.succeeded(),
+                    Err(_) => destination.failed(eject_after),
+                }
+                outcome
+            }
+        };
+        let mut outcome = attempt(first.clone()).await;
+        let failed = match &outcome {
+            Ok(r) => is_gateway_error(r.status()),
+            Err(_) => true,
+        };
+        if idempotent
+            && failed
+            && let Some(second) = service.pick(Some(&first))
+            && table.budget.withdraw()
+        {
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            outcome = attempt(second).await;
+        }
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(response) => Ok(downstream_response(response)),
+            Err(Failure::Timeout) => Err(ApiError::GatewayTimeout {
+                route: route.to_owned(),
+                service: service_name.to_owned(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+            Err(Failure::Transport(problem)) => Err(bad(problem)),
+        }
+    }
+
+    /// The request's headers as the service gets them: hop-by-hop ones removed, the
+    /// client and the original host and scheme recorded.
+    fn forwarded_headers(&self, incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(incoming.len() + 4);
+        let listed: Vec<String> = incoming
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+            .collect();
+        for (name, value) in incoming {
+            if !is_hop_by_hop(name) && !listed.iter().any(|l| l == name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let client = peer.ip().to_string();
+        let xff = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {client}"),
+            None => client.clone(),
+        };
+        let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let node = if peer.is_ipv6() { format!("\"[{client}]\"") } else { client };
+        let mut forwarded = format!("for={node};proto={}", self.scheme);
+        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            forwarded.push_str(&format!(";host=\"{host}\""));
+        }
+        let forwarded = match incoming.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {forwarded}"),
+            None => forwarded,
+        };
+        for (name, value) in
+            [("x-forwarded-for", xff), ("x-forwarded-proto", self.scheme.to_owned()), ("forwarded", forwarded)]
+        {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        if let Some(host) = incoming.get(header::HOST) {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        }
+        headers
+    }
+}
+
+/// Why a try got no response.
+enum Failure {
+    Timeout,
+    Transport(String),
+}
+
+/// The statuses that say the service itself could not answer, not the request.
+fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
+}
+
+/// RFC 9110 §7.6.1's connection-specific headers: HTTP/2 forbids them.
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+/// A hop-by-hop header, or `Host`, which HTTP/2 carries as `:authority` (the
+/// original goes in `X-Forwarded-Host`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name == header::HOST
+}
+
+fn upstream_request(
+    method: &Method,
+    to: &Destination,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method.clone();
+    // Absolute: the HTTP/2 client takes :scheme and :authority from it.
+    *request.uri_mut() = format!("{}{path}", to.url).parse().unwrap_or_default();
+    *request.headers_mut() = headers.clone();
+    request
+}
+
+/// Sends on the destination's connection; the head must arrive within `timeout`.
+async fn send(
+    to: &Destination,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, Failure> {
+    to.outstanding.fetch_add(1, Ordering::Relaxed);
+    to.sent.fetch_add(1, Ordering::Relaxed);
+    let exchange = async {
+        let mut upstream = to.upstream().await?;
+        upstream.ready().await.map_err(|e| format!("{}: {e}", to.url))?;
+        upstream.send_request(request).await.map_err(|e| format!("{}: {e}", to.url))
+    };
+    let outcome = tokio::time::timeout(timeout, exchange).await;
+    to.outstanding.fetch_sub(1, Ordering::Relaxed);
+    match outcome {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(problem)) => Err(Failure::Transport(problem)),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// The service's response as the client gets it: the body streamed through.
+fn downstream_response(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    let body = body.map_err(std::io::Error::other).boxed_unsync();
+    Response::from_parts(parts, Either::Right(body))
+}
