@@ -68,6 +68,7 @@ impl LocalServer {
 }
 
 /// A closed-loop load on `addr`: the shape `profile` and the workbench run use.
+#[derive(Clone)]
 pub struct LoadShape {
     pub protocol: Protocol,
     pub connections: usize,

@@ -92,6 +92,22 @@ impl CpuTime {
         Self::rusage(libc::RUSAGE_SELF)
     }
 
+    /// Another process's CPU time so far, from `/proc/<pid>/stat` (Linux); `None`
+    /// where there is no such file or it does not parse.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name, in parentheses, may hold spaces: count fields after it.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        if per_second <= 0.0 {
+            return None;
+        }
+        // utime and stime: the 14th and 15th fields, 12th and 13th after the name.
+        Some(Self { user_s: ticks(11)? / per_second, system_s: ticks(12)? / per_second })
+    }
+
     /// The calling thread's CPU time so far.
     pub fn of_thread() -> Option<Self> {
         Self::rusage(libc::RUSAGE_THREAD)
@@ -108,6 +124,10 @@ impl CpuTime {
         };
         let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         Some(Self { user_s: seconds(usage.ru_utime), system_s: seconds(usage.ru_stime) })
+    }
+
+    pub fn plus(self, other: Self) -> Self {
+        Self { user_s: self.user_s + other.user_s, system_s: self.system_s + other.system_s }
     }
 
     pub fn total_s(self) -> f64 {

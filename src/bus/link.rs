@@ -38,6 +38,8 @@ pub enum BusError {
     NotConfirmed { shard: usize, seq: i64 },
     #[error("another relay moved the {checkpoint} checkpoint of shard {shard}: one relay per dataset and exchange")]
     CheckpointMoved { checkpoint: String, shard: usize },
+    #[error("the broker did not acknowledge a measured publish: {0}")]
+    Unacknowledged(String),
     #[error("the broker did not confirm a message to the error queue {queue}")]
     DeadLetterRefused { queue: String },
     #[error("the broker closed the consumer on {queue}")]

@@ -6,6 +6,7 @@
 //! Above `store` (the relay reads the event streams and keeps its checkpoints there),
 //! below `http` and the CLI, which decide what a service does with an event.
 
+pub mod bench;
 pub mod consumer;
 pub mod contract;
 pub mod link;

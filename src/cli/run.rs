@@ -19,7 +19,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub full: bool,
     /// Run only these parts (comma-separated): paths, protocols, compression, shards,
-    /// cache, mixed, projections, security, reshard, profile.
+    /// cache, mixed, projections, security, reshard, topology, profile.
     #[arg(long, value_parser = super::choice::<Part>(), value_delimiter = ',', conflicts_with = "skip")]
     pub only: Vec<Part>,
     /// Run every part but these (comma-separated).
@@ -168,6 +168,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             bar.set_message(format!("rebuilding the read models of {} flights", findings::count(flights as f64)));
         }
         Progress::Resharding { stage } => bar.set_message(format!("reshard part: {stage}")),
+        Progress::Topology { stage } => bar.set_message(format!("topology part: {stage}")),
         Progress::CellDone { cell, round } => bar.suspend(|| {
             let cpu = round.server_cpu_us_per_request.map_or(String::new(), |c| format!("  {c:>6.1} µs CPU/req"));
             let disturbed = match round.disturbance {

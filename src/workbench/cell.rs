@@ -166,7 +166,7 @@ impl CellId {
                 ])
                 .chain(AtRest::ALL.iter().map(|&a| CellId::Writes(a)))
                 .collect(),
-            Part::Reshard | Part::Profile => Vec::new(),
+            Part::Reshard | Part::Topology | Part::Profile => Vec::new(),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct RunData {
     /// The reshard part's figures.
     #[serde(default)]
     pub resharding: Option<super::resharding::Resharding>,
+    /// The topology part's figures.
+    #[serde(default)]
+    pub topology: Option<super::topology::Topology>,
 }
 
 /// Where the figures come from.

@@ -46,6 +46,8 @@ pub enum WorkbenchError {
     /// `flightbench reshard` failed, or what it did does not add up.
     #[error("the reshard part: {0}")]
     Reshard(String),
+    #[error("topology part: {0}")]
+    Topology(String),
 }
 
 impl Classify for WorkbenchError {
@@ -64,7 +66,8 @@ impl Classify for WorkbenchError {
             | WorkbenchError::Flamegraph(_)
             | WorkbenchError::Plan { .. }
             | WorkbenchError::Task(_)
-            | WorkbenchError::Reshard(_) => Failure::Internal,
+            | WorkbenchError::Reshard(_)
+            | WorkbenchError::Topology(_) => Failure::Internal,
         }
     }
 }

@@ -50,6 +50,7 @@ const RULES: &[Rule] = &[
     (Part::Security, |run| security::tls(run).into_iter().collect()),
     (Part::Security, |run| security::at_rest(run).into_iter().collect()),
     (Part::Reshard, super::resharding::findings),
+    (Part::Topology, super::topology::findings),
     (Part::Profile, |run| profile(run).into_iter().collect()),
 ];
 

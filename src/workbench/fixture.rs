@@ -183,6 +183,7 @@ pub fn run() -> RunData {
             })
             .collect(),
         resharding: Some(resharding()),
+        topology: Some(topology()),
     };
     run.headlines = super::super::headline::headlines(&run);
     run
@@ -236,5 +237,47 @@ pub fn resharding() -> crate::workbench::resharding::Resharding {
         acknowledged_writes: 1_200,
         writes_found: 1_200,
         writes_failed: 0,
+    }
+}
+
+use crate::bus::bench::{PublishMode, PublishRate};
+use crate::workbench::topology::{self, Notifications, Shape, ShapeFigures, Topology};
+
+fn topology_shape(shape: Shape, capacity: f64, cpu: f64, p50: f64) -> ShapeFigures {
+    let latency = topology::Latency { count: 100, p50_ms: p50, p99_ms: p50 * 4.0 };
+    ShapeFigures {
+        shape,
+        processes: vec!["all".into()],
+        capacity,
+        cpu_us_per_request: Some(cpu),
+        reads: latency,
+        writes: latency,
+        achieved_rate: 500.0,
+        errors: 0,
+        unexpected_statuses: 0,
+    }
+}
+
+pub fn topology() -> Topology {
+    Topology {
+        flights: 20_000,
+        offered_rate: 500.0,
+        shapes: vec![
+            topology_shape(Shape::Monolith, 2000.0, 300.0, 1.0),
+            topology_shape(Shape::MonolithBehindGateway, 1000.0, 600.0, 1.5),
+            topology_shape(Shape::Split, 800.0, 900.0, 2.0),
+        ],
+        notifications: Some(Notifications {
+            acknowledged: 40,
+            delivered: 40,
+            p50_ms: 30.0,
+            p99_ms: 90.0,
+            deliveries_per_s: 25.0,
+        }),
+        confirms: vec![
+            PublishRate { mode: PublishMode::PerMessage, messages: 1000, seconds: 1.0, per_second: 1000.0 },
+            PublishRate { mode: PublishMode::Pipelined, messages: 1000, seconds: 0.2, per_second: 5000.0 },
+            PublishRate { mode: PublishMode::Unconfirmed, messages: 1000, seconds: 0.1, per_second: 10000.0 },
+        ],
     }
 }

@@ -48,7 +48,7 @@ pub(super) async fn measure(
     let mut rebuilds = Vec::new();
     let mut index = 0;
     for &part in &plan.parts {
-        if matches!(part, Part::Profile | Part::Reshard) {
+        if matches!(part, Part::Profile | Part::Reshard | Part::Topology) {
             continue;
         }
         let mut cell_plans: Vec<CellPlan> = CellId::of(part).into_iter().map(CellPlan::of).collect();

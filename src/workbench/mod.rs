@@ -22,6 +22,8 @@ pub mod resharding;
 mod served;
 pub mod stats;
 mod tokens;
+pub mod topology;
+mod writer;
 
 pub use cell::{AtRest, CellId, Keeping, Signing, Wire};
 pub use error::WorkbenchError;
@@ -70,6 +72,10 @@ pub enum Progress<'a> {
     },
     /// The reshard part, at `stage`.
     Resharding {
+        stage: &'a str,
+    },
+    /// The topology part, at `stage`.
+    Topology {
         stage: &'a str,
     },
 }
@@ -175,6 +181,11 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
     let measure::Measured { cells, profile, rebuilds } = result?;
     let resharding =
         if plan.parts.contains(&Part::Reshard) { Some(resharding::measure(plan, progress).await?) } else { None };
+    let topology = if plan.parts.contains(&Part::Topology) {
+        Some(topology::measure(plan, &main_dir, progress).await?)
+    } else {
+        None
+    };
     let mut run = RunData {
         schema_version: data::RUN_SCHEMA_VERSION,
         started_at,
@@ -206,6 +217,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(Progress<'_>)) -> Result<RunData
         profile,
         rebuilds,
         resharding,
+        topology,
     };
     run.headlines = headline::headlines(&run);
     Ok(run)

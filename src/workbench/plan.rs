@@ -88,6 +88,11 @@ crate::choices! {
         /// pause, throughput and p99 before, during and after, every acknowledged
         /// write looked for afterwards.
         Reshard = "reshard",
+        /// The service split: the monolith, the monolith behind the gateway, and the
+        /// gateway in front of query, command and notify services over RabbitMQ, as
+        /// processes on the same data and load; capacity, CPU per request, latency at
+        /// one offered rate, write-to-webhook latency, and publisher confirm modes.
+        Topology = "topology",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",
     }
@@ -178,7 +183,15 @@ impl Plan {
     /// Roughly how long the measuring takes (seeding aside).
     pub fn estimate(&self) -> Duration {
         let cells = (self.warmup + self.measure + Duration::from_millis(300)) * self.cell_count() as u32;
-        cells + if self.parts.contains(&Part::Reshard) { self.reshard_estimate() } else { Duration::ZERO }
+        let reshard = if self.parts.contains(&Part::Reshard) { self.reshard_estimate() } else { Duration::ZERO };
+        // Three topologies: starting, a warm-up, a closed and an open window each, and
+        // the publish modes (a few seconds).
+        let topology = if self.parts.contains(&Part::Topology) {
+            (Duration::from_secs(2) + self.warmup + self.measure * 3) * 3 + Duration::from_secs(10)
+        } else {
+            Duration::ZERO
+        };
+        cells + reshard + topology
     }
 
     /// The reshard part: a capacity run, the quiet windows, and the reshard itself at

@@ -45,6 +45,10 @@ fn part_title(part: Part) -> (&'static str, &'static str) {
             "Online resharding",
             "flightbench reshard --to 16 (its own process, nice 19) on a copy of an 8-shard dataset of the run's flights, while the server keeps serving it and follows the switch: the mixed part's requests, open loop at half the capacity measured on the copy just before, in back-to-back windows before, during and after; beside them one connection revises 64 flights, and every write it got a 201 for is looked for afterwards on the new layout, once, at its version.",
         ),
+        Part::Topology => (
+            "The service split",
+            "flightbench serve processes on a copy of the run's dataset, one topology after another: the monolith; the monolith behind the gateway (one hop); the gateway in front of query, command and notify services, the command's outbox relay publishing every event to RabbitMQ with pipelined confirms, the query cache following the events, and a webhook subscription to every airport. Each takes the mixed part's requests closed loop (capacity, and the CPU of all its processes per response), then, started afresh, open loop at half the smallest of the three capacities (point reads' and writes' latency at one rate every topology can take); during the split's open-loop window one connection's writes are timed from their 201 to their webhook. Then the same persistent messages published with a confirm per message, with pipelined confirms, and with none. One window each (no rounds, so no intervals: run it again to see the spread). Process-based and unpinned: every process shares the machine's cores with the load generator.",
+        ),
         Part::Profile => ("Profile", "A flamegraph of the fastest configuration."),
     }
 }
@@ -85,6 +89,7 @@ fn part_tables(run: &RunData, part: Part) -> Vec<Vec<Vec<String>>> {
     match part {
         Part::Projections => projection_tables(run),
         Part::Reshard => run.resharding.as_ref().map(super::resharding::tables).unwrap_or_default(),
+        Part::Topology => run.topology.as_ref().map(super::topology::tables).unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -445,7 +450,11 @@ fn html_rows(h: &mut String, rows: &[Vec<String>]) {
 
 /// The parts with figures to show: cells, or the reshard part's own.
 fn parts_shown(run: &RunData) -> Vec<Part> {
-    let has_figures = |p: Part| run.part(p).next().is_some() || (p == Part::Reshard && run.resharding.is_some());
+    let has_figures = |p: Part| {
+        run.part(p).next().is_some()
+            || (p == Part::Reshard && run.resharding.is_some())
+            || (p == Part::Topology && run.topology.is_some())
+    };
     run.parts.iter().copied().filter(|&p| has_figures(p)).collect()
 }
 

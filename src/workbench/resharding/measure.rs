@@ -1,7 +1,6 @@
 //! Running the reshard part: the copy, the server following it, the windows of load,
 //! `flightbench reshard` as its own process, and the check of every acknowledged write.
 
-use super::writer::{Acknowledged, write_until};
 use super::{Phase, QUIET_WINDOWS, RESHARD_FROM, RESHARD_NICE, RESHARD_TO, Resharding, Window};
 use crate::harness::{LoadShape, LocalServer};
 use crate::http::follow::{OpenStore, follow_layout};
@@ -12,6 +11,7 @@ use crate::workbench::cell::CellId;
 use crate::workbench::measure::load_shape;
 use crate::workbench::plan::{CellPlan, MIXED_LOAD_SHARE, Plan};
 use crate::workbench::served::Served;
+use crate::workbench::writer::{Acknowledged, write_until};
 use crate::workbench::{Progress, WorkbenchError, ensure_dataset};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub(in crate::workbench) async fn measure(
 
 /// Copies the dataset's files into a new `to` (the source is never served, so it has
 /// no other layouts to leave out).
-fn copy_dataset(from: &Path, to: &Path) -> Result<(), WorkbenchError> {
+pub(in crate::workbench) fn copy_dataset(from: &Path, to: &Path) -> Result<(), WorkbenchError> {
     let fail = |path: &Path| {
         let path = path.to_owned();
         move |cause| WorkbenchError::CopyDataset { path, cause }

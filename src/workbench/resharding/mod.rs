@@ -6,14 +6,13 @@
 //! before, in back-to-back windows: [`QUIET_WINDOWS`] before, as many as `flightbench
 //! reshard --to 16` takes (its own process, at nice [`RESHARD_NICE`], as a user runs
 //! it), and [`QUIET_WINDOWS`] after. Beside the load, one connection revises
-//! [`CHECKED_FLIGHTS`] flights and records every 201; afterwards each acknowledged
+//! [`CHECKED_FLIGHTS`](super::writer::CHECKED_FLIGHTS) flights and records every 201; afterwards each acknowledged
 //! write is looked for in the new layout. `results/resharding.md` has the same at
 //! 1,000,000 flights, from `scripts/measure-resharding.sh`.
 
 mod measure;
-mod writer;
 
-pub(super) use measure::measure;
+pub(super) use measure::{copy_dataset, measure};
 
 use super::data::RunData;
 use super::findings::count;
@@ -31,8 +30,6 @@ pub const RESHARD_TO: u32 = 16;
 pub const RESHARD_NICE: i32 = 19;
 /// Windows measured before and after the reshard.
 pub const QUIET_WINDOWS: usize = 3;
-/// Flights the checking writer revises round-robin (the first that still take events).
-pub const CHECKED_FLIGHTS: usize = 64;
 
 /// Where a window falls against the reshard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,11 @@
-//! The reshard part's checking writer: one keep-alive HTTP/1.1 connection revising
-//! the first [`CHECKED_FLIGHTS`] flights that still take events, round-robin, each report with a unique reason and
-//! the version its flight's last 201 gave (`If-Match`), recording every 201; then
-//! [`Acknowledged::check`] looks for each in the flights' streams on the new layout.
-//! (The load generator's own writes learn versions but keep no record of what was
-//! acknowledged.)
+//! A checking writer, beside a part's load: one keep-alive HTTP/1.1 connection
+//! revising the first [`CHECKED_FLIGHTS`] flights that still take events,
+//! round-robin, each report with a unique reason and the version its flight's last
+//! 201 gave (`If-Match`), recording every 201 and when it came. The reshard part then
+//! looks for each in the new layout ([`Acknowledged::found_in`]); the topology part
+//! times each one's webhook. (The load generator's own writes learn versions but keep
+//! no record of what was acknowledged.)
 
-use super::CHECKED_FLIGHTS;
 use crate::domain::FlightId;
 use crate::store::{QueryPath, Store, StoreError};
 use bytes::Bytes;
@@ -16,22 +16,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Flights the writer revises round-robin.
+pub const CHECKED_FLIGHTS: usize = 64;
+
 /// At most this many writes a second (one every 5 ms): a trickle beside the load,
 /// enough to have writes in every phase, the switch's pause included.
 const EVERY: Duration = Duration::from_millis(5);
 
 /// Every 201 the writer got, and the writes that failed.
 #[derive(Debug, Default)]
-pub(super) struct Acknowledged {
+pub(crate) struct Acknowledged {
     /// reason → (flight, version).
     pub writes: BTreeMap<String, (FlightId, i64)>,
+    /// (flight, version) → when its 201 arrived.
+    pub at: BTreeMap<(FlightId, i64), std::time::Instant>,
     /// Answered with anything but 201, 409 or 422, or not at all.
     pub failed: u64,
 }
 
 /// Writes until `stop` is set. The flights and their versions are read from `store`
 /// first.
-pub(super) async fn write_until(
+pub(crate) async fn write_until(
     addr: SocketAddr,
     store: Arc<Store>,
     stop: Arc<AtomicBool>,
@@ -60,13 +65,14 @@ pub(super) async fn write_until(
         if closed.contains(&id) {
             continue;
         }
-        let reason = format!("reshard-check-{n}");
+        let reason = format!("checked-write-{n}");
         let body = serde_json::json!({"kind": "revised", "delay_minutes": n % 90 + 1, "reason": reason});
         match post(&mut connection, addr, id, versions[&id], body.to_string()).await {
             Ok((201, answer)) => match answer["status"]["version"].as_i64() {
                 Some(version) => {
                     versions.insert(id, version);
                     acknowledged.writes.insert(reason, (id, version));
+                    acknowledged.at.insert((id, version), std::time::Instant::now());
                 }
                 None => acknowledged.failed += 1,
             },
@@ -125,7 +131,7 @@ async fn post(
 impl Acknowledged {
     /// How many of the acknowledged writes `store` holds exactly once, each at the
     /// version its 201 gave.
-    pub(super) async fn found_in(&self, store: &Store) -> Result<u64, StoreError> {
+    pub(crate) async fn found_in(&self, store: &Store) -> Result<u64, StoreError> {
         let mut by_flight: BTreeMap<FlightId, Vec<(&str, i64)>> = BTreeMap::new();
         for (reason, &(id, version)) in &self.writes {
             by_flight.entry(id).or_default().push((reason, version));
