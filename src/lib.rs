@@ -11,7 +11,8 @@
 //! - [`choice`]: closed sets of named values (`choices!`): one `Display`, `FromStr`
 //!   and serde spelling each, and the names the CLI offers. [`failure`]: what kind of
 //!   failure an error is (the exit codes). [`machine`]: this machine and build, and
-//!   CPU clocks. Pure or nearly; used by every layer.
+//!   CPU clocks. [`chance`]: the per-request random decisions. Pure or nearly; used
+//!   by every layer.
 //! - [`domain`]: validated values (ids, codes, times), delay events and the status
 //!   projection they fold into. Pure.
 //! - [`routing`]: which shard owns a flight (jump consistent hash). Pure.
@@ -78,6 +79,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench_report;
 pub mod bus;
+pub mod chance;
 pub mod chart;
 pub mod choice;
 pub mod cli;

@@ -112,8 +112,8 @@ impl Service {
             0 => None,
             1 => Some(healthy[0].clone()),
             n => {
-                let first = random_below(n);
-                let second = (first + 1 + random_below(n - 1)) % n;
+                let first = crate::chance::below(n);
+                let second = (first + 1 + crate::chance::below(n - 1)) % n;
                 let (a, b) = (healthy[first], healthy[second]);
                 let busier = |d: &Destination| d.outstanding.load(Ordering::Relaxed);
                 Some(if busier(b) < busier(a) { b.clone() } else { a.clone() })
@@ -124,24 +124,6 @@ impl Service {
     pub fn healthy_count(&self) -> usize {
         self.destinations.iter().filter(|d| d.healthy()).count()
     }
-}
-
-/// A number below `n` (> 0): a per-thread xorshift, cheap enough for every request.
-fn random_below(n: usize) -> usize {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(
-            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8) | 1,
-        );
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x % n as u64) as usize
-    })
 }
 
 /// Retries as a share of requests (see `GatewayFile::retry_budget_percent`), kept in

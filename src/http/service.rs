@@ -41,7 +41,7 @@ where
     let start = Instant::now();
     let (route, param) = Route::locate(request.uri().path());
     let (method, version) = (request.method().clone(), request.version());
-    let traced = state.config.trace_sample_ratio.is_none_or(sampled);
+    let traced = state.config.trace_sample_ratio.is_none_or(crate::chance::one_in);
     let span = if traced {
         tracing::debug_span!(
             "request",
@@ -62,31 +62,6 @@ where
         metrics.observe_request(route, &method, response.status(), version, start.elapsed());
     }
     response
-}
-
-/// Head sampling: true for about `ratio` of calls. A per-thread xorshift generator:
-/// the decision is made on every request, so it must cost next to nothing.
-fn sampled(ratio: f64) -> bool {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            // Any non-zero seed that differs between threads.
-            let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-            seed | 1
-        });
-    }
-    if ratio >= 1.0 {
-        return true;
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        // The top 53 bits as a fraction in [0, 1).
-        ((x >> 11) as f64 / (1u64 << 53) as f64) < ratio
-    })
 }
 
 async fn handle_in<B>(state: &AppState, route: Route, param: Range<usize>, request: Request<B>) -> Response<Body>
@@ -260,18 +235,5 @@ struct Punctuality<'a> {
 impl<'a> Punctuality<'a> {
     fn of(hour: Option<crate::domain::UtcTime>, tally: &'a crate::domain::Tally) -> Self {
         Self { hour, tally, on_time_ratio: tally.on_time_ratio(), mean_delay_minutes: tally.mean_delay_minutes() }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn head_sampling_keeps_about_the_ratio() {
-        assert!((0..1_000).all(|_| sampled(1.0)));
-        assert!((0..1_000).all(|_| !sampled(0.0)));
-        let kept = (0..100_000).filter(|_| sampled(0.1)).count();
-        assert!((9_000..11_000).contains(&kept), "{kept} of 100,000 at 0.1");
     }
 }
