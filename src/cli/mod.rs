@@ -20,6 +20,7 @@ mod runtime;
 mod seed;
 mod serve;
 mod services;
+mod up;
 
 use crate::choice::Choice;
 use crate::failure::{Classify, Failure};
@@ -72,6 +73,9 @@ pub enum Command {
     Projections(projections::ProjectionsArgs),
     /// Serve the flight API over HTTP/1.1, h2c and (with a certificate) TLS.
     Serve(Box<serve::ServeArgs>),
+    /// Start a split topology (gateway, query, command, notify) from one file as
+    /// `serve` processes, with each one's log lines prefixed by its name; Ctrl-C stops it.
+    Up(up::UpArgs),
     /// A minimal server returning a fixed body: the ceiling load figures are compared to.
     Ceiling(ceiling::CeilingArgs),
     /// Load-test a server: HTTP/1.1 or HTTP/2, closed or open loop, honest latencies.
@@ -139,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projections(args) => projections::run(args).await,
         Command::BenchReport(args) => bench_report::run(args),
         Command::Serve(args) => serve::run(*args).await,
+        Command::Up(args) => up::run(args).await,
         Command::Cert(args) => cert::run(args),
         Command::Keys(args) => auth::keys(args).await,
         Command::Token(args) => auth::token(args),

@@ -387,3 +387,95 @@ async fn sigkill_of_each_service_under_writes_loses_no_notification() {
     drop((notify, query, command));
     topology.remove().await;
 }
+
+/// `flightbench up` starts a whole split topology from one file: writes through its
+/// gateway reach the query instances' caches and a subscriber's webhook; SIGTERM stops
+/// every process it started and it exits 0; each process's lines carry its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_starts_a_topology_from_one_file_and_stops_all_of_it() {
+    use std::io::BufRead;
+    let _broker = crate::bus::BROKER.lock().await;
+    let ds = dataset(Kind::Sqlite, spec(43, 300, 10), 2).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let topology = Topology::new(ds.dir(), scratch.path().join("notify.sqlite"));
+    let file = serde_json::json!({
+        "dir": ds.dir(),
+        "bus_exchange": topology.exchange,
+        "services": {
+            "query": { "addrs": ["127.0.0.1:0", "127.0.0.1:0"] },
+            "command": { "addrs": ["127.0.0.1:0"] },
+            "notify": { "addrs": ["127.0.0.1:0"], "args": [
+                "--notify-db", topology.notify_db, "--notify-queue", topology.notify_queue, "--webhook-retry", "100ms"
+            ] }
+        },
+        "gateway": { "addr": "127.0.0.1:0", "settings": { "health": { "interval_ms": 200, "timeout_ms": 1000, "eject_after": 2 } } }
+    });
+    let config = scratch.path().join("topology.json");
+    std::fs::write(&config, file.to_string()).unwrap();
+    let stderr = std::fs::File::create(scratch.path().join("up.log")).unwrap();
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_flightbench"))
+        .args(["up", "--config", &config.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let (lines, front) = tokio::task::spawn_blocking({
+        let stdout = up.stdout.take().unwrap();
+        move || {
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                lines.push(line.clone());
+                if let Some(rest) = line.strip_prefix("up: gateway on http://") {
+                    let front: SocketAddr = rest.split(',').next().unwrap().parse().unwrap();
+                    return (lines, front);
+                }
+            }
+            panic!("up never said it was ready: {lines:?}");
+        }
+    })
+    .await
+    .unwrap();
+    let pids: Vec<i32> =
+        lines.iter().filter_map(|l| l.split(" pid ").nth(1)?.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(pids.len(), 5, "gateway and four services: {lines:?}");
+
+    // Through the gateway: subscribe, read (cached by a query instance), write, and
+    // see the write in the read and at the webhook.
+    let target = Target::default();
+    let hook = format!("http://{}/hooks/delays", target.start().await);
+    let id = ds.writable_flights(1)[0];
+    let flight = ds.expected_flight(id.get()).unwrap().flight;
+    subscribe(front, &hook, &[flight.origin.to_string()]).await;
+    let before = current_version(front, Proto::H1, id).await;
+    let written = write_ok(front, id, before, 15).await;
+    let acknowledged = Instant::now();
+    while current_version(front, Proto::H1, id).await != written {
+        assert!(acknowledged.elapsed() < Duration::from_secs(10), "reads through the gateway stayed stale for 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    target.wait_for(&BTreeSet::from([format!("{id}/{written}")]), Duration::from_secs(15)).await;
+
+    // SIGTERM: every process stops, up exits 0.
+    // SAFETY: kill only sends a signal to our child's pid.
+    unsafe { libc::kill(up.id() as libc::pid_t, libc::SIGTERM) };
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(30), "up did not stop within 30 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        // SAFETY: signal 0 only checks that the pid exists.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "process {pid} outlived up");
+    }
+    let log = std::fs::read_to_string(scratch.path().join("up.log")).unwrap();
+    for name in ["gateway", "query-1", "query-2", "command-1", "notify-1"] {
+        assert!(log.contains(&format!("[{name}] listening on ")), "no [{name}] lines in:\n{log}");
+    }
+    assert!(log.contains("[notify-1] webhooks: 1 recorded"), "{log}");
+    topology.remove().await;
+}
