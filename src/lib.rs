@@ -72,6 +72,8 @@
 //!   comparison.
 //! - [`telemetry`]: the process's logs (text or JSON) and trace export over OTLP; the
 //!   server's metrics are in [`http`] (`GET /metrics`) and [`store`] (per-shard queries).
+//!   [`trace_context`]: W3C `traceparent` in and out, so one trace spans the gateway
+//!   and the service it forwards to.
 //! - [`cli`]: the command line: flags → validated config → the layers above; the only
 //!   module that knows clap or `anyhow`, and where errors become exit codes.
 
@@ -101,4 +103,5 @@ pub mod seal;
 pub mod seed;
 pub mod store;
 pub mod telemetry;
+pub mod trace_context;
 pub mod workbench;

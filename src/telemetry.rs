@@ -93,8 +93,10 @@ impl crate::failure::Classify for TelemetryError {
     }
 }
 
-/// Installs the process's subscriber. `filter` is `EnvFilter` syntax.
-pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> Result<Telemetry, TelemetryError> {
+/// Installs the process's subscriber. `filter` is `EnvFilter` syntax; `service` is the
+/// exported spans' `service.name`, which tells a trace's processes apart
+/// (`flightbench-gateway`, `flightbench-query`, …).
+pub fn init(filter: &str, format: LogFormat, traces: &Traces, service: &str) -> Result<Telemetry, TelemetryError> {
     let _ = LOG_FORMAT.set(format);
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| TelemetryError::Filter { filter: filter.to_owned(), cause: e.to_string() })?;
@@ -125,7 +127,7 @@ pub fn init(filter: &str, format: LogFormat, traces: &Traces) -> Result<Telemetr
             .with_sampler(Sampler::AlwaysOn)
             .with_resource(
                 Resource::builder()
-                    .with_service_name("flightbench")
+                    .with_service_name(service.to_owned())
                     .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
                     .build(),
             )

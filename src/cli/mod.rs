@@ -157,11 +157,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Logs go to stderr so stdout stays machine-readable; `serve` may also export traces.
 pub fn init_telemetry(cli: &Cli) -> anyhow::Result<Telemetry> {
-    let traces = match &cli.command {
-        Command::Serve(args) => args.traces()?,
-        _ => Traces::Off,
+    let (traces, service) = match &cli.command {
+        Command::Serve(args) => (args.traces()?, args.services.role.service_name()),
+        _ => (Traces::Off, "flightbench".to_owned()),
     };
-    Ok(telemetry::init(&cli.log, cli.log_format, &traces)?)
+    Ok(telemetry::init(&cli.log, cli.log_format, &traces, &service)?)
 }
 
 /// An error the CLI itself finds, with its kind: a flag that cannot work (usage), a

@@ -254,8 +254,9 @@ pub(super) async fn run_gateway(
     let named = || format!("--gateway-config {}", path.display());
     let text = std::fs::read_to_string(&path).refused(Failure::BadInput, named)?;
     let parsed = GatewayConfig::parse(&text).refused(Failure::BadInput, named)?;
-    let gateway = Gateway::new(parsed, Some(path.clone()), config.max_body_bytes, acceptor.is_some())
-        .refused(Failure::BadInput, named)?;
+    let gateway =
+        Gateway::new(parsed, Some(path.clone()), config.max_body_bytes, acceptor.is_some(), config.trace_sample_ratio)
+            .refused(Failure::BadInput, named)?;
     gateway.check_all().await;
     let (stop, stopped) = watch::channel(false);
     let checks = tokio::spawn(gateway.clone().keep_checking(stopped.clone()));

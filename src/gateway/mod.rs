@@ -7,7 +7,11 @@
 //! Per request: the route and its service, a destination by two random choices,
 //! the request (body read up to the size limit) sent with the hop-by-hop headers
 //! removed and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
-//! `Forwarded` (RFC 7239) added; `Authorization` and `traceparent` pass through.
+//! `Forwarded` (RFC 7239) added; `Authorization` passes through. Traces: a `gateway`
+//! span per request (continuing the client's `traceparent`, or sampled at the ratio)
+//! with an `upstream` span per try under it, whose id goes to the service in
+//! `traceparent`, so one trace spans gateway and service ([`crate::trace_context`]);
+//! an untraced request's `traceparent` passes through as it came.
 //! An idempotent request (GET, HEAD, OPTIONS) that fails in transport or is answered
 //! 502/503/504 is tried once more on another destination, if the retry budget
 //! allows. No destination, or a transport failure, is a 502 problem naming the route
@@ -21,6 +25,7 @@ pub mod config;
 pub mod pool;
 
 use crate::http::{ApiError, Body, Route};
+use crate::trace_context;
 use bytes::Bytes;
 use config::{GatewayConfig, Target};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -35,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// What the gateway has done.
 #[derive(Debug, Default)]
@@ -84,6 +90,8 @@ pub struct Gateway {
     max_body_bytes: usize,
     /// `https` when the front listener speaks TLS.
     scheme: &'static str,
+    /// With traces exported: the share of requests without a caller's decision traced.
+    trace_sample_ratio: Option<f64>,
     pub stats: GatewayStats,
 }
 
@@ -93,6 +101,7 @@ impl Gateway {
         file: Option<PathBuf>,
         max_body_bytes: usize,
         tls: bool,
+        trace_sample_ratio: Option<f64>,
     ) -> Result<Arc<Self>, String> {
         let table = Table::build(config, None)?;
         Ok(Arc::new(Self {
@@ -100,6 +109,7 @@ impl Gateway {
             table: RwLock::new(Arc::new(table)),
             max_body_bytes,
             scheme: if tls { "https" } else { "http" },
+            trace_sample_ratio,
             stats: GatewayStats::default(),
         }))
     }
@@ -186,7 +196,23 @@ impl Gateway {
             Target::Own(route) => self.own(&table, route),
             Target::Unmatched => Err(ApiError::NoRoute(request.uri().path().to_owned())),
             Target::Service { route, service, timeout } => {
-                Box::pin(self.forward(&table, request, peer, &route, &service, timeout)).await
+                let caller = trace_context::incoming(request.headers());
+                let span = if trace_context::sampled(caller.as_ref(), self.trace_sample_ratio) {
+                    let method = crate::http::method_label(request.method());
+                    let span = tracing::debug_span!("gateway", route, service, method, status = tracing::field::Empty);
+                    if let Some(caller) = caller {
+                        trace_context::continue_from(&span, caller);
+                    }
+                    span
+                } else {
+                    tracing::Span::none()
+                };
+                let leg = Leg { route: &route, service: &service, timeout, span: &span };
+                let forwarded = self.forward(&table, request, peer, leg);
+                let outcome = Box::pin(forwarded.instrument(span.clone())).await;
+                let status = outcome.as_ref().map_or_else(|e| e.status(), |r| r.status());
+                span.record("status", status.as_u16());
+                outcome
             }
         };
         outcome.unwrap_or_else(|e| {
@@ -231,10 +257,9 @@ impl Gateway {
         table: &Table,
         request: Request<Incoming>,
         peer: SocketAddr,
-        route: &str,
-        service_name: &str,
-        timeout: Duration,
+        leg: Leg<'_>,
     ) -> Result<Response<Body>, ApiError> {
+        let Leg { route, service: service_name, timeout, span } = leg;
         let bad = |problem: String| ApiError::BadGateway {
             route: route.to_owned(),
             service: service_name.to_owned(),
@@ -262,13 +287,25 @@ impl Gateway {
         table.budget.deposit();
         let first = service.pick(None).ok_or_else(|| bad("no healthy destination".into()))?;
         let attempt = |destination: Arc<Destination>| {
-            let request = upstream_request(&parts.method, &destination, &path, &headers, body.clone());
+            let mut request = upstream_request(&parts.method, &destination, &path, &headers, body.clone());
+            let try_span = if span.is_disabled() {
+                tracing::Span::none()
+            } else {
+                let url = destination.url.as_str();
+                tracing::debug_span!(parent: span, "upstream", destination = url, status = tracing::field::Empty)
+            };
+            if let Some(traceparent) = trace_context::traceparent(&try_span) {
+                request.headers_mut().insert(trace_context::TRACEPARENT, traceparent);
+            }
             async move {
-                let outcome = send(&destination, request, timeout).await;
+                let outcome = send(&destination, request, timeout).instrument(try_span.clone()).await;
                 match &outcome {
                     Ok(r) if is_gateway_error(r.status()) => destination.failed(eject_after),
                     Ok(_) => destination.succeeded(),
                     Err(_) => destination.failed(eject_after),
+                }
+                if let Ok(response) = &outcome {
+                    try_span.record("status", response.status().as_u16());
                 }
                 outcome
             }
@@ -340,6 +377,15 @@ impl Gateway {
         }
         headers
     }
+}
+
+/// Where one request goes: its route's name (for errors and spans), the service, the
+/// time limit for the service's response head, and the span it is traced under.
+struct Leg<'a> {
+    route: &'a str,
+    service: &'a str,
+    timeout: Duration,
+    span: &'a tracing::Span,
 }
 
 /// Why a try got no response.

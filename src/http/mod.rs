@@ -37,7 +37,7 @@ pub use metrics::{OPENMETRICS, PROMETHEUS_TEXT, ServerMetrics};
 pub use negotiate::AcceptEncoding;
 pub use response::{Body, problem as problem_response};
 pub use role::ServiceRole;
-pub use route::Route;
+pub use route::{Route, method_label};
 pub use runtime::{RuntimeShape, Stopped, reuseport_listeners, run_per_core};
 pub use service::{CACHE_HEADER, QUERY_PATH_HEADER, handle};
 pub use tls::TlsError;

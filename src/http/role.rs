@@ -50,6 +50,15 @@ impl ServiceRole {
         }
     }
 
+    /// The `service.name` of this process's exported spans: `flightbench` for the
+    /// monolith (as before the split), `flightbench-query` and so on for its parts.
+    pub fn service_name(self) -> String {
+        match self {
+            ServiceRole::All => "flightbench".to_owned(),
+            part => format!("flightbench-{part}"),
+        }
+    }
+
     /// Whether this process answers `route`.
     pub fn serves(self, route: Route) -> bool {
         let owner = Self::owner(route);
@@ -78,5 +87,7 @@ mod tests {
         assert!(ServiceRole::Notify.serves(Route::Subscriptions));
         assert!(ServiceRole::Notify.serves(Route::Readyz));
         assert!(!ServiceRole::Notify.serves(Route::Flight));
+        assert_eq!(ServiceRole::All.service_name(), "flightbench");
+        assert_eq!(ServiceRole::Gateway.service_name(), "flightbench-gateway");
     }
 }

@@ -13,6 +13,7 @@ use super::route::{Route, method_label, protocol_label};
 use crate::auth::{self, Caller, authorize};
 use crate::compression::Encoding;
 use crate::domain::Limit;
+use crate::trace_context;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, AUTHORIZATION};
 use http::{Method, Request, Response, StatusCode};
@@ -32,7 +33,8 @@ pub const CACHE_HEADER: &str = "x-cache";
 ///
 /// With metrics on, the request's duration is recorded by route template, method,
 /// status class and protocol. The `request` span is at debug level, so it costs
-/// nothing unless traces are exported (or the log filter asks for debug).
+/// nothing unless traces are exported (or the log filter asks for debug). A request
+/// that arrives in a trace (`traceparent`) continues it: see `trace_context`.
 pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -41,15 +43,19 @@ where
     let start = Instant::now();
     let (route, param) = Route::locate(request.uri().path());
     let (method, version) = (request.method().clone(), request.version());
-    let traced = state.config.trace_sample_ratio.is_none_or(crate::chance::one_in);
-    let span = if traced {
-        tracing::debug_span!(
+    let caller = trace_context::incoming(request.headers());
+    let span = if trace_context::sampled(caller.as_ref(), state.config.trace_sample_ratio) {
+        let span = tracing::debug_span!(
             "request",
             route = route.template(),
             method = method_label(&method),
             protocol = protocol_label(version),
             status = tracing::field::Empty,
-        )
+        );
+        if let Some(caller) = caller {
+            trace_context::continue_from(&span, caller);
+        }
+        span
     } else {
         tracing::Span::none()
     };

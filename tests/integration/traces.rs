@@ -1,6 +1,8 @@
 //! Traces and logs of a real `flightbench serve` process: spans reach an in-process
 //! OTLP/HTTP receiver nested request → store → shard_query, and `--log-format json`
-//! writes nothing but JSON lines.
+//! writes nothing but JSON lines. Through the gateway, one trace spans the gateway
+//! process and the query service process (W3C `traceparent`), and the caller's
+//! sampling decision holds in both.
 
 use crate::app::ServeProcess;
 use crate::client::{Proto, get, send};
@@ -20,6 +22,8 @@ use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Clone)]
 struct ReceivedSpan {
+    /// The exporting process's `service.name`.
+    service: String,
     name: String,
     trace_id: Vec<u8>,
     span_id: Vec<u8>,
@@ -45,26 +49,39 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<ReceivedSpan>>>) {
                     let body = request.into_body().collect().await?.to_bytes();
                     let export = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
                     let mut received = received.lock().unwrap();
-                    for span in export.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
-                        let attributes = span
-                            .attributes
+                    for resource in &export.resource_spans {
+                        let service = resource
+                            .resource
                             .iter()
-                            .map(|kv| {
-                                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                                    Some(Value::StringValue(s)) => s.clone(),
-                                    Some(Value::IntValue(i)) => i.to_string(),
-                                    other => format!("{other:?}"),
-                                };
-                                (kv.key.clone(), value)
+                            .flat_map(|r| &r.attributes)
+                            .find(|kv| kv.key == "service.name")
+                            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                                Value::StringValue(s) => Some(s.clone()),
+                                _ => None,
                             })
-                            .collect();
-                        received.push(ReceivedSpan {
-                            name: span.name.clone(),
-                            trace_id: span.trace_id.clone(),
-                            span_id: span.span_id.clone(),
-                            parent_span_id: span.parent_span_id.clone(),
-                            attributes,
-                        });
+                            .unwrap_or_default();
+                        for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
+                            let attributes = span
+                                .attributes
+                                .iter()
+                                .map(|kv| {
+                                    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                        Some(Value::StringValue(s)) => s.clone(),
+                                        Some(Value::IntValue(i)) => i.to_string(),
+                                        other => format!("{other:?}"),
+                                    };
+                                    (kv.key.clone(), value)
+                                })
+                                .collect();
+                            received.push(ReceivedSpan {
+                                service: service.clone(),
+                                name: span.name.clone(),
+                                trace_id: span.trace_id.clone(),
+                                span_id: span.span_id.clone(),
+                                parent_span_id: span.parent_span_id.clone(),
+                                attributes,
+                            });
+                        }
                     }
                     Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
                 }
@@ -174,4 +191,89 @@ fn bad_trace_flags_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// Through the gateway: a `gateway` span (continuing the client's trace when it sent
+/// one), an `upstream` span under it, and the query service's `request` span under
+/// that, in the other process. The query service samples at ratio 0: it traces only
+/// because the gateway's `traceparent` says sampled. A client's unsampled
+/// `traceparent` is honoured by the gateway (ratio 1) too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_the_gateway_and_the_service_behind_it() {
+    let ds = dataset(Kind::Sqlite, spec(63, 1_000, 10), 2).await;
+    let (collector, spans) = receiver().await;
+    let collector = format!("http://{collector}");
+    let query_args =
+        ["--role", "query", "--no-admin", "--cache", "off", "--trace-sample-ratio", "0", "--otlp-endpoint", &collector];
+    let query = ServeProcess::start(ds.dir(), &[], &query_args, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.json");
+    let file = serde_json::json!({ "services": { "query": { "destinations": [format!("http://{}", query.api)] } } });
+    std::fs::write(&config, file.to_string()).unwrap();
+    let config = config.to_str().unwrap();
+    let gateway_args = [
+        "--role",
+        "gateway",
+        "--gateway-config",
+        config,
+        "--no-admin",
+        "--trace-sample-ratio",
+        "1",
+        "--otlp-endpoint",
+        &collector,
+    ];
+    let gateway = ServeProcess::start(ds.dir(), &[], &gateway_args, true).await;
+
+    const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CLIENT_SPAN: &str = "b7ad6b7169203331";
+    const UNSAMPLED_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traced = |path: &str, traceparent: Option<String>| {
+        let mut request = get(path);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.body(Full::default()).unwrap()
+    };
+    let sampled = Some(format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"));
+    assert_eq!(send(gateway.api, Proto::H1, traced("/flights/7", sampled)).await.status, 200);
+    assert_eq!(send(gateway.api, Proto::H2c, traced("/flights/8", None)).await.status, 200);
+    let unsampled = Some(format!("00-{UNSAMPLED_TRACE}-00f067aa0ba902b7-00"));
+    assert_eq!(send(gateway.api, Proto::H1, traced("/flights/9", unsampled)).await.status, 200);
+    // The gateway first: the service's spans must not depend on its shutdown.
+    stop(gateway.child).await;
+    stop(query.child).await;
+
+    let spans = spans.lock().unwrap().clone();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let named = |name: &str| -> Vec<&ReceivedSpan> { spans.iter().filter(|s| s.name == name).collect() };
+    let child_of = |parent: &ReceivedSpan, name: &str| -> Vec<&ReceivedSpan> {
+        spans.iter().filter(|s| s.name == name && s.parent_span_id == parent.span_id).collect()
+    };
+    assert!(spans.iter().all(|s| hex(&s.trace_id) != UNSAMPLED_TRACE), "an unsampled caller's trace: {spans:#?}");
+    let gateways = named("gateway");
+    assert_eq!(gateways.len(), 2, "a gateway span per sampled request: {spans:#?}");
+    for gateway in gateways {
+        assert_eq!(gateway.service, "flightbench-gateway");
+        assert_eq!(
+            (gateway.attributes["route"].as_str(), gateway.attributes["service"].as_str()),
+            ("GET /flights/{id}", "query")
+        );
+        assert_eq!(gateway.attributes["status"], "200");
+        if hex(&gateway.trace_id) == CLIENT_TRACE {
+            assert_eq!(hex(&gateway.parent_span_id), CLIENT_SPAN, "the client's span is the gateway's parent");
+        } else {
+            assert!(gateway.parent_span_id.is_empty(), "no traceparent: the gateway starts the trace");
+        }
+        let [upstream] = child_of(gateway, "upstream")[..] else { panic!("one try: {spans:#?}") };
+        assert_eq!(upstream.attributes["destination"], format!("http://{}", query.api));
+        assert_eq!(upstream.attributes["status"], "200");
+        // The other process: the query service's request span, under the try.
+        let [request] = child_of(upstream, "request")[..] else { panic!("the service's span: {spans:#?}") };
+        assert_eq!(request.service, "flightbench-query");
+        assert_eq!(request.attributes["route"], "/flights/{id}");
+        assert_eq!(request.attributes["protocol"], "h2", "the gateway speaks HTTP/2 behind");
+        let [store] = child_of(request, "store")[..] else { panic!("{spans:#?}") };
+        assert!([upstream, request, store].iter().all(|s| s.trace_id == gateway.trace_id));
+    }
+    assert_eq!(named("request").len(), 2, "the service traced only what the gateway sampled: {spans:#?}");
 }
