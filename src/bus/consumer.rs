@@ -16,10 +16,13 @@
 //!   that is not a message of this contract goes there at once.
 //! - **Recovery.** A closed channel, a dropped connection or a broker restart ends
 //!   the connected loop; the consumer reconnects with a back-off, declares its
-//!   exchange, queues and bindings again and resubscribes.
+//!   exchange, queues and bindings again and resubscribes. Since lapin's stream does
+//!   not always end when its connection fails (seen after `rabbitmqctl stop_app`),
+//!   a waiting consumer also checks its connection every `link::LINK_CHECK`, and
+//!   every broker step is bounded by `link::STEP_LIMIT`.
 
 use super::contract::DelayEventMessage;
-use super::link::{self, Backoff, BusError};
+use super::link::{self, Backoff, BusError, Up, within};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions,
@@ -125,6 +128,13 @@ impl Consumer {
     }
 }
 
+/// A live connection and its channels, as `consume` watches them.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    connection: &'a Connection,
+    channels: &'a Channels,
+}
+
 /// The consuming channel and the confirmed one the error queue is fed through.
 struct Channels {
     consume: Channel,
@@ -138,18 +148,25 @@ async fn declare(connection: &Connection, config: &ConsumerConfig) -> Result<Cha
     } else {
         QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }
     };
-    consume.queue_declare(config.queue.as_str().into(), options, FieldTable::default()).await?;
+    let declaring = consume.queue_declare(config.queue.as_str().into(), options, FieldTable::default());
+    within("a queue declare", &consume, declaring).await?;
     for key in &config.bindings {
         let (queue, exchange) = (config.queue.as_str().into(), config.exchange.as_str().into());
-        consume
-            .queue_bind(queue, exchange, key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
-            .await?;
+        let binding = consume.queue_bind(
+            queue,
+            exchange,
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        );
+        within("a queue bind", &consume, binding).await?;
     }
-    consume.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
-    let errors = connection.create_channel().await?;
-    errors.confirm_select(ConfirmSelectOptions::default()).await?;
+    within("a basic.qos", &consume, consume.basic_qos(config.prefetch, BasicQosOptions::default())).await?;
+    let errors = within("a channel open", connection, connection.create_channel()).await?;
+    within("a confirm.select", &errors, errors.confirm_select(ConfirmSelectOptions::default())).await?;
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    errors.queue_declare(config.error_queue().as_str().into(), durable, FieldTable::default()).await?;
+    let declaring = errors.queue_declare(config.error_queue().as_str().into(), durable, FieldTable::default());
+    within("a queue declare", &errors, declaring).await?;
     Ok(Channels { consume, errors })
 }
 
@@ -173,8 +190,9 @@ async fn run<H: Handler>(
             },
         };
         let outcome = match connected {
-            Ok((_connection, channels)) => {
-                consume(&config, &*handler, &stats, &mut stopped, &channels, &mut handled, &mut backoff).await
+            Ok((connection, channels)) => {
+                let live = Link { connection: &connection, channels: &channels };
+                consume(&config, &*handler, &stats, &mut stopped, live, &mut handled, &mut backoff).await
             }
             Err(e) => Err(e),
         };
@@ -197,19 +215,31 @@ async fn consume<H: Handler>(
     handler: &H,
     stats: &ConsumerStats,
     stopped: &mut watch::Receiver<bool>,
-    channels: &Channels,
+    live: Link<'_>,
     handled: &mut HashMap<i64, i64>,
     backoff: &mut Backoff,
 ) -> Result<(), BusError> {
-    let mut deliveries = channels
-        .consume
-        .basic_consume(config.queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
-        .await?;
+    let channels = live.channels;
+    let subscribing = channels.consume.basic_consume(
+        config.queue.as_str().into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    );
+    let mut deliveries = within("a basic.consume", &channels.consume, subscribing).await?;
     handler.subscribed();
+    let mut check = tokio::time::interval(link::LINK_CHECK);
     loop {
         let delivery = tokio::select! {
             next = deliveries.next() => next,
             _ = stopped.changed() => return Ok(()),
+            _ = check.tick() => {
+                if live.connection.up() && channels.consume.up() {
+                    continue;
+                }
+                let noticed = format!("its consumer on {} was not told", config.queue);
+                return Err(BusError::LinkLost { noticed });
+            }
         };
         let delivery = match delivery {
             Some(delivery) => delivery?,
@@ -236,7 +266,7 @@ async fn consume<H: Handler>(
                 }
             }
         }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        within("an ack", &channels.consume, delivery.acker.ack(BasicAckOptions::default())).await?;
     }
 }
 
@@ -276,11 +306,15 @@ async fn dead_letter(
     headers.insert("x-flightbench-attempts".into(), AMQPValue::LongUInt(attempts));
     let properties = BasicProperties::default().with_headers(headers).with_delivery_mode(2);
     let queue = config.error_queue();
-    let confirm = channels
-        .errors
-        .basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), body, properties)
-        .await?
-        .await?;
+    let publishing = channels.errors.basic_publish(
+        "".into(),
+        queue.as_str().into(),
+        BasicPublishOptions::default(),
+        body,
+        properties,
+    );
+    let confirm = within("an error-queue publish", &channels.errors, publishing).await?;
+    let confirm = within("an error-queue confirm", &channels.errors, confirm).await?;
     match confirm {
         Confirmation::Ack(None) => Ok(()),
         _ => Err(BusError::DeadLetterRefused { queue }),

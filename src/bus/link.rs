@@ -44,14 +44,80 @@ pub enum BusError {
     DeadLetterRefused { queue: String },
     #[error("the broker closed the consumer on {queue}")]
     ConsumerClosed { queue: String },
+    /// A broker step that neither finished nor failed within [`STEP_LIMIT`].
+    #[error("the broker did not answer {step} within {} s", STEP_LIMIT.as_secs())]
+    Stalled { step: &'static str },
+    /// The connection failed while it was idle, and nothing waiting on it was told: a
+    /// consumer's stream that did not end (seen here after `rabbitmqctl stop_app`), or
+    /// the relay between batches.
+    #[error("the connection to the broker is gone ({noticed})")]
+    LinkLost { noticed: String },
 }
 
 impl Classify for BusError {
     fn failure(&self) -> Failure {
         match self {
-            BusError::Connect { .. } => Failure::Unreachable,
+            BusError::Connect { .. } | BusError::Stalled { .. } => Failure::Unreachable,
             BusError::Store(e) => e.failure(),
             _ => Failure::Internal,
+        }
+    }
+}
+
+/// The longest one broker step may take: connecting, opening a channel, a declare, a
+/// publish, its confirm, an ack. Each takes well under 10 ms on loopback; a step still
+/// pending after this is on a link that is gone without lapin saying so (a publish
+/// on a connection the server closed never resolves, amqp-rs/lapin #409; nor does a
+/// connect the broker refuses mid-handshake, #470), and the caller reconnects.
+pub const STEP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often anything waiting on the broker checks that its connection is up: after
+/// `rabbitmqctl stop_app`, a consumer's stream (amqp-rs/lapin #389, #364) or an ack
+/// sometimes never resolved here, though the connection had failed.
+pub const LINK_CHECK: Duration = Duration::from_secs(1);
+
+/// What a broker step needs to stay up while it waits.
+pub trait Up {
+    fn up(&self) -> bool;
+}
+
+impl Up for Connection {
+    fn up(&self) -> bool {
+        self.status().connected()
+    }
+}
+
+/// A channel is down once its connection is (lapin fails every channel with it).
+impl Up for Channel {
+    fn up(&self) -> bool {
+        self.status().connected()
+    }
+}
+
+/// `step`, unless `on` goes down first ([`BusError::LinkLost`], found within
+/// [`LINK_CHECK`]) or it takes longer than [`STEP_LIMIT`] ([`BusError::Stalled`]).
+pub async fn within<T, E>(
+    step: &'static str,
+    on: &impl Up,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, BusError>
+where
+    BusError: From<E>,
+{
+    let mut work = std::pin::pin!(work);
+    let limit = tokio::time::sleep(STEP_LIMIT);
+    let mut limit = std::pin::pin!(limit);
+    let mut check = tokio::time::interval(LINK_CHECK);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            outcome = &mut work => return Ok(outcome?),
+            _ = &mut limit => return Err(BusError::Stalled { step }),
+            _ = check.tick() => {
+                if !on.up() {
+                    return Err(BusError::LinkLost { noticed: format!("while waiting for {step}") });
+                }
+            }
         }
     }
 }
@@ -60,15 +126,20 @@ impl Classify for BusError {
 /// the management UI).
 pub async fn connect(url: &str, name: &str) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await.map_err(|source| BusError::Connect { url: redact(url), source })
+    let connecting = Connection::connect(url, properties);
+    match tokio::time::timeout(STEP_LIMIT, connecting).await {
+        Ok(outcome) => outcome.map_err(|source| BusError::Connect { url: redact(url), source }),
+        Err(_) => Err(BusError::Stalled { step: "a connect" }),
+    }
 }
 
 /// A channel on `connection` with `exchange` declared: topic, durable, so it and
 /// its bindings outlive a broker restart.
 pub async fn channel_with_exchange(connection: &Connection, exchange: &str) -> Result<Channel, BusError> {
-    let channel = connection.create_channel().await?;
+    let channel = within("a channel open", connection, connection.create_channel()).await?;
     let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default()).await?;
+    let declaring = channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default());
+    within("an exchange declare", &channel, declaring).await?;
     Ok(channel)
 }
 
@@ -122,6 +193,46 @@ impl Default for Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link that is up until told otherwise.
+    struct Fake(std::sync::atomic::AtomicBool);
+
+    impl Up for Fake {
+        fn up(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_never_finishes_is_stalled_at_the_limit() {
+        let up = Fake(true.into());
+        let started = tokio::time::Instant::now();
+        let never = std::future::pending::<Result<(), lapin::Error>>();
+        let error = within("a publish", &up, never).await.unwrap_err();
+        assert!(matches!(error, BusError::Stalled { step: "a publish" }), "{error}");
+        assert_eq!(error.to_string(), "the broker did not answer a publish within 10 s");
+        assert_eq!(started.elapsed(), STEP_LIMIT);
+        assert_eq!(error.failure(), Failure::Unreachable);
+        // A step that finishes in time keeps its own outcome.
+        assert_eq!(within("a publish", &up, async { Ok::<_, lapin::Error>(7) }).await.unwrap(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_on_a_link_that_goes_down_ends_at_the_next_check() {
+        let up = Fake(true.into());
+        let started = tokio::time::Instant::now();
+        let waiting = within("an ack", &up, std::future::pending::<Result<(), lapin::Error>>());
+        let down = async {
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            up.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            std::future::pending::<()>().await
+        };
+        let error = tokio::select! { e = waiting => e.unwrap_err(), _ = down => unreachable!() };
+        assert!(matches!(&error, BusError::LinkLost { .. }), "{error}");
+        assert_eq!(error.to_string(), "the connection to the broker is gone (while waiting for an ack)");
+        // Down at 2.5 s, found by the check at 3 s.
+        assert_eq!(started.elapsed(), LINK_CHECK * 3);
+    }
 
     #[test]
     fn backoff_doubles_to_its_ceiling_and_resets() {

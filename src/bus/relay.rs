@@ -27,7 +27,7 @@
 //! shard) say where it is, across restarts of the relay and of the broker.
 
 use super::contract::{CONTRACT, DelayEventMessage};
-use super::link::{self, Backoff, BusError};
+use super::link::{self, Backoff, BusError, Up, within};
 use crate::store::{SequencedEvent, Store};
 use futures_util::future::select_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -183,7 +183,7 @@ async fn relay_connected(
     backoff: &mut Backoff,
 ) -> Result<(), BusError> {
     let channel = link::channel_with_exchange(connection, &config.exchange).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    within("a confirm.select", &channel, channel.confirm_select(ConfirmSelectOptions::default())).await?;
     let name = config.checkpoint();
     let shards = store.shard_count();
     let mut positions = Vec::with_capacity(shards);
@@ -203,6 +203,11 @@ async fn relay_connected(
                 continue;
             }
             busy = true;
+            // A connection that failed while the relay was idle: reconnect now rather
+            // than publish into it and wait out the step limit.
+            if !connection.up() || !channel.up() {
+                return Err(BusError::LinkLost { noticed: "found by the relay before publishing".into() });
+            }
             let (confirmed, failure) = publish(&channel, config, shard, &events).await;
             if let Some(last) = confirmed {
                 let mut tx = store.begin_projection(shard).await?;
@@ -252,28 +257,29 @@ async fn publish(
         let sent = publish_one(channel, &config.exchange, &message).await;
         let confirm = match sent {
             Ok(confirm) => confirm,
-            Err(e) => return (settle(pending, shard, confirmed).await.0, Some(e)),
+            Err(e) => return (settle(channel, pending, shard, confirmed).await.0, Some(e)),
         };
         match config.confirms {
             Confirms::Pipelined => pending.push((event.seq, confirm)),
-            Confirms::PerMessage => match check(confirm.await, shard, event.seq) {
+            Confirms::PerMessage => match confirmed_within(channel, confirm, shard, event.seq).await {
                 Ok(()) => confirmed = Some(event.seq),
                 Err(e) => return (confirmed, Some(e)),
             },
         }
     }
-    settle(pending, shard, confirmed).await
+    settle(channel, pending, shard, confirmed).await
 }
 
 /// Awaits pipelined confirms in publish order; stops counting at the first failure.
 async fn settle(
+    channel: &Channel,
     pending: Vec<(i64, PublisherConfirm)>,
     shard: usize,
     mut confirmed: Option<i64>,
 ) -> (Option<i64>, Option<BusError>) {
     let mut failure = None;
     for (seq, confirm) in pending {
-        let outcome = check(confirm.await, shard, seq);
+        let outcome = confirmed_within(channel, confirm, shard, seq).await;
         match (outcome, &failure) {
             (Ok(()), None) => confirmed = Some(seq),
             (Err(e), None) => failure = Some(e),
@@ -297,7 +303,19 @@ async fn publish_one(
         // Persistent: a durable queue keeps it across a broker restart.
         .with_delivery_mode(2);
     let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-    Ok(channel.basic_publish(exchange.into(), message.routing_key().into(), options, &body, properties).await?)
+    let publishing = channel.basic_publish(exchange.into(), message.routing_key().into(), options, &body, properties);
+    within("a publish", channel, publishing).await
+}
+
+/// A confirm's verdict, within the step limit and while the channel is up.
+async fn confirmed_within(
+    channel: &Channel,
+    confirm: PublisherConfirm,
+    shard: usize,
+    seq: i64,
+) -> Result<(), BusError> {
+    let confirmation = within("a publisher confirm", channel, async { Ok::<_, BusError>(confirm.await) }).await?;
+    check(confirmation, shard, seq)
 }
 
 /// A confirm's verdict: only an ack without a returned message counts as sent.

@@ -288,13 +288,13 @@ async fn a_relay_refuses_to_start_against_an_unreachable_broker() {
 }
 
 /// Runs `rabbitmqctl <args>`; panics with its output when it fails.
-fn rabbitmqctl(args: &[&str]) {
+pub fn rabbitmqctl(args: &[&str]) {
     let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl on PATH");
     assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Starts the broker's app again when dropped, so a failed test does not leave it down.
-struct RestartGuard;
+pub struct RestartGuard;
 
 impl Drop for RestartGuard {
     fn drop(&mut self) {

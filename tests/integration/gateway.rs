@@ -99,6 +99,8 @@ fn get_req(path: &str) -> http::Request<Full<Bytes>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_routes_forwards_balances_survives_a_kill_and_reloads() {
+    // The command service's relay connects at start: not while a test restarts the broker.
+    let _broker = crate::bus::BROKER.lock().await;
     let ds = dataset(Kind::Sqlite, spec(51, 300, 10), 2).await;
     let q1 = ServeProcess::start(ds.dir(), &[], &["--role", "query", "--no-admin", "--cache", "off"], false).await;
     let q2 = ServeProcess::start(ds.dir(), &[], &["--role", "query", "--no-admin", "--cache", "off"], false).await;
