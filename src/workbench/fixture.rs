@@ -243,8 +243,16 @@ pub fn resharding() -> crate::workbench::resharding::Resharding {
 use crate::bus::bench::{PublishMode, PublishRate};
 use crate::workbench::topology::{self, Notifications, Shape, ShapeFigures, Topology};
 
-fn topology_shape(shape: Shape, capacity: f64, cpu: f64, p50: f64) -> ShapeFigures {
+fn topology_shape(shape: Shape, capacity: f64, cpu: f64, p50: f64, fresh_ms: f64) -> ShapeFigures {
     let latency = topology::Latency { count: 100, p50_ms: p50, p99_ms: p50 * 4.0 };
+    let fresh = topology::Freshness {
+        writes: 100,
+        p50_ms: fresh_ms,
+        p99_ms: fresh_ms * 2.0,
+        max_ms: fresh_ms * 3.0,
+        stale: 0,
+        failed: 0,
+    };
     ShapeFigures {
         shape,
         processes: vec!["all".into()],
@@ -255,6 +263,7 @@ fn topology_shape(shape: Shape, capacity: f64, cpu: f64, p50: f64) -> ShapeFigur
         achieved_rate: 500.0,
         errors: 0,
         unexpected_statuses: 0,
+        fresh: Some(fresh),
     }
 }
 
@@ -263,9 +272,9 @@ pub fn topology() -> Topology {
         flights: 20_000,
         offered_rate: 500.0,
         shapes: vec![
-            topology_shape(Shape::Monolith, 2000.0, 300.0, 1.0),
-            topology_shape(Shape::MonolithBehindGateway, 1000.0, 600.0, 1.5),
-            topology_shape(Shape::Split, 800.0, 900.0, 2.0),
+            topology_shape(Shape::Monolith, 2000.0, 300.0, 1.0, 0.5),
+            topology_shape(Shape::MonolithBehindGateway, 1000.0, 600.0, 1.5, 1.0),
+            topology_shape(Shape::Split, 800.0, 900.0, 2.0, 4.0),
         ],
         notifications: Some(Notifications {
             acknowledged: 40,

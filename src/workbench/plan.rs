@@ -91,7 +91,8 @@ crate::choices! {
         /// The service split: the monolith, the monolith behind the gateway, and the
         /// gateway in front of query, command and notify services over RabbitMQ, as
         /// processes on the same data and load; capacity, CPU per request, latency at
-        /// one offered rate, write-to-webhook latency, and publisher confirm modes.
+        /// one offered rate, read after write through the front, write-to-webhook
+        /// latency, and publisher confirm modes.
         Topology = "topology",
         /// A flamegraph of the fastest configuration measured.
         Profile = "profile",

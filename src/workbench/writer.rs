@@ -93,7 +93,7 @@ pub(crate) async fn write_until(
     Ok(acknowledged)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One report on the kept connection (opened again after a failure): the status and
 /// the answer's JSON (`null` when it had none).
@@ -103,6 +103,21 @@ async fn post(
     id: FlightId,
     version: i64,
     body: String,
+) -> Result<(u16, serde_json::Value), String> {
+    let request = http::Request::post(format!("/flights/{id}/delays"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::IF_MATCH, format!("\"{version}\""))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    send_kept(connection, addr, request).await
+}
+
+/// `request` on the kept HTTP/1.1 connection to `addr` (opened again after a
+/// failure): the status and the answer's JSON (`null` when it had none).
+pub(crate) async fn send_kept(
+    connection: &mut Option<Sender>,
+    addr: SocketAddr,
+    mut request: http::Request<Full<Bytes>>,
 ) -> Result<(u16, serde_json::Value), String> {
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
         let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
@@ -116,12 +131,8 @@ async fn post(
     }
     let sender = connection.as_mut().ok_or("no connection")?;
     sender.ready().await.map_err(|e| e.to_string())?;
-    let request = http::Request::post(format!("/flights/{id}/delays"))
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::IF_MATCH, format!("\"{version}\""))
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
+    let host = http::HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?;
+    request.headers_mut().insert(http::header::HOST, host);
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();

@@ -129,6 +129,16 @@ fn quick_run_writes_a_complete_report_and_runs_compare() {
     let workbench_dirs: Vec<_> =
         std::fs::read_dir(data.join("workbench")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!workbench_dirs.iter().any(|d| d == "reshard-3000-flights"), "the copy is left: {workbench_dirs:?}");
+    // The topology part: every topology answered, and in each, every probe write
+    // became readable through the front (the split's through the bus).
+    let topology = run.topology.as_ref().expect("the topology part's figures");
+    assert_eq!(topology.shapes.len(), 3);
+    for shape in &topology.shapes {
+        assert_eq!(shape.errors + shape.unexpected_statuses, 0, "{shape:?}");
+        let fresh = shape.fresh.unwrap_or_else(|| panic!("no read-after-write figures: {shape:?}"));
+        assert!(fresh.writes > 0 && fresh.stale == 0 && fresh.failed == 0, "{shape:?}");
+        assert!(fresh.p50_ms <= fresh.p99_ms && fresh.p99_ms <= fresh.max_ms, "{fresh:?}");
+    }
     // The server ran in-process, so every cell has its CPU per request; quick takes one
     // round, and says its ratios have no interval.
     for cell in &run.cells {

@@ -107,9 +107,14 @@ async fn measure_copy(
             let stop = Arc::new(AtomicBool::new(false));
             (stop.clone(), tokio::spawn(write_until(front, store.clone(), stop)))
         });
+        let probe_stop = Arc::new(AtomicBool::new(false));
+        let probe = tokio::spawn(super::fresh::probe(front, store.clone(), probe_stop.clone()));
         let delivered_before = sink.delivered();
         let window = Instant::now();
-        let latency = run_load(plan, &open, front).await?;
+        let latency = run_load(plan, &open, front).await;
+        probe_stop.store(true, Ordering::Relaxed);
+        let fresh = probe.await??;
+        let latency = latency?;
         let window = window.elapsed();
         if let Some((stop, writer)) = checking {
             stop.store(true, Ordering::Relaxed);
@@ -117,7 +122,7 @@ async fn measure_copy(
             let delivered_during = sink.delivered().saturating_sub(delivered_before);
             notifications = Some(time_deliveries(&acknowledged, &sink, delivered_during, window).await);
         }
-        shapes.push(figures(topology, names, &capacity, cpu, &latency));
+        shapes.push(ShapeFigures { fresh: Some(fresh), ..figures(topology, names, &capacity, cpu, &latency) });
         processes.stop();
     }
     store.close().await;
@@ -149,6 +154,7 @@ fn figures(
         achieved_rate: open.achieved_rate,
         errors: errors(capacity) + errors(open),
         unexpected_statuses: capacity.unexpected_statuses + open.unexpected_statuses,
+        fresh: None,
     }
 }
 

@@ -14,9 +14,12 @@
 //! [`MIXED_LOAD_SHARE`](super::MIXED_LOAD_SHARE) of the *smallest* capacity, a rate
 //! every topology can take, so that their point reads' and writes' p50 and p99
 //! compare work rather than queues. During the split's open-loop window a checking
-//! writer's every 201 is timed to its webhook. Beside them: publisher confirms per
-//! message, pipelined, and off.
+//! writer's every 201 is timed to its webhook. During every topology's open-loop
+//! window a probe times each of its writes' 201 to the first read through the front
+//! that shows it ([`fresh`]). Beside them: publisher confirms per message,
+//! pipelined, and off.
 
+mod fresh;
 mod measure;
 mod sink;
 
@@ -74,6 +77,33 @@ pub struct ShapeFigures {
     /// Requests without an answer, and answers other than 2xx, 409 and 422, in both runs.
     pub errors: u64,
     pub unexpected_statuses: u64,
+    /// Open loop: read after write through the front. Absent in runs before it was
+    /// measured.
+    #[serde(default)]
+    pub fresh: Option<Freshness>,
+}
+
+/// From a probe write's 201 to the first read through the front that shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// Probe writes that became readable within [`fresh::FRESH_WAIT`].
+    pub writes: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Probe writes still not readable after [`fresh::FRESH_WAIT`].
+    pub stale: u64,
+    /// Probe requests that failed (no answer, or not 200/201/409/422).
+    pub failed: u64,
+}
+
+impl Freshness {
+    fn of(mut samples: Vec<f64>, stale: u64, failed: u64) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| if samples.is_empty() { 0.0 } else { samples[((samples.len() - 1) as f64 * q).round() as usize] };
+        Self { writes: samples.len() as u64, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0), stale, failed }
+    }
 }
 
 /// The split's write-to-webhook latency: from each checked write's 201 to its
@@ -119,6 +149,7 @@ pub fn tables(t: &Topology) -> Vec<Vec<Vec<String>>> {
         "CPU µs/req",
         &format!("point reads p50 / p99 ms at {} req/s", count(t.offered_rate)),
         "writes p50 / p99 ms",
+        "read after write p50 / p99 / max ms",
         "errors",
     ])];
     for s in &t.shapes {
@@ -129,6 +160,10 @@ pub fn tables(t: &Topology) -> Vec<Vec<Vec<String>>> {
             s.cpu_us_per_request.map_or("–".to_owned(), |c| format!("{c:.0}")),
             format!("{:.2} / {:.2}", s.reads.p50_ms, s.reads.p99_ms),
             format!("{:.2} / {:.2}", s.writes.p50_ms, s.writes.p99_ms),
+            s.fresh.map_or("–".to_owned(), |f| {
+                let stale = if f.stale > 0 { format!(" ({} stale > 5 s)", f.stale) } else { String::new() };
+                format!("{:.2} / {:.2} / {:.2}{stale}", f.p50_ms, f.p99_ms, f.max_ms)
+            }),
             (s.errors + s.unexpected_statuses).to_string(),
         ]);
     }
@@ -194,6 +229,24 @@ pub fn findings(run: &RunData) -> Vec<String> {
             queueing(split, t.offered_rate)
         ));
     }
+    if let (Some(mono), Some(split)) = (t.shape(Shape::Monolith), t.shape(Shape::Split))
+        && let (Some(m), Some(f)) = (mono.fresh, split.fresh)
+    {
+        let stale = if f.stale > 0 {
+            format!("; {} of its writes were still unreadable after 5 s", count(f.stale as f64))
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "Read after write through the front: the split's query service answered a write's new version p50 {:.2} ms, p99 {:.2} ms and at most {:.2} ms after its 201 ({} writes), the monolith's p50 {:.2} ms and at most {:.2} ms: the bound the bus puts on stale reads{stale}.",
+            f.p50_ms,
+            f.p99_ms,
+            f.max_ms,
+            count(f.writes as f64),
+            m.p50_ms,
+            m.max_ms
+        ));
+    }
     if let Some(n) = &t.notifications {
         out.push(if n.delivered == n.acknowledged {
             format!(
@@ -252,7 +305,7 @@ mod tests {
     fn findings_compare_the_topologies_from_their_figures() {
         let mut run = super::super::data::fixture::run();
         let found = findings(&run);
-        assert_eq!(found.len(), 4, "{found:#?}");
+        assert_eq!(found.len(), 5, "{found:#?}");
         assert!(
             found[0]
                 .starts_with("One hop through the gateway: capacity 1,000 req/s against 2,000 direct (0.50×), 600 µs"),
@@ -263,17 +316,38 @@ mod tests {
         assert!(found[1].contains("capacity 800 req/s, 0.40× the monolith's 2,000"), "{}", found[1]);
         assert!(!found[1].contains("kept up"), "it kept up: {}", found[1]);
         assert!(
-            found[2].starts_with("Every one of 40 checked writes reached its webhook: p50 30.0 ms"),
+            found[2].starts_with("Read after write through the front: the split's query service answered a write's new version p50 4.00 ms, p99 8.00 ms and at most 12.00 ms after its 201 (100 writes), the monolith's p50 0.50 ms"),
             "{}",
             found[2]
         );
-        assert!(found[3].contains("pipelined 5,000 messages/s, 5.0× waiting for each (1,000)"), "{}", found[3]);
+        assert!(!found[2].contains("unreadable"), "{}", found[2]);
+        assert!(
+            found[3].starts_with("Every one of 40 checked writes reached its webhook: p50 30.0 ms"),
+            "{}",
+            found[3]
+        );
+        assert!(found[4].contains("pipelined 5,000 messages/s, 5.0× waiting for each (1,000)"), "{}", found[4]);
         let t = run.topology.as_mut().unwrap();
         t.shapes[2].achieved_rate = 300.0;
         t.notifications.as_mut().unwrap().delivered = 38;
+        t.shapes[2].fresh.as_mut().unwrap().stale = 3;
         let found = findings(&run);
         assert!(found[1].contains("kept up with only 300 of the 500 req/s offered"), "{}", found[1]);
-        assert!(found[2].starts_with("2 of 40 checked writes did NOT reach their webhook"), "{}", found[2]);
+        assert!(found[2].ends_with("; 3 of its writes were still unreadable after 5 s."), "{}", found[2]);
+        assert!(found[3].starts_with("2 of 40 checked writes did NOT reach their webhook"), "{}", found[3]);
         assert_eq!(tables(run.topology.as_ref().unwrap()).len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod freshness_tests {
+    use super::*;
+
+    #[test]
+    fn freshness_takes_its_quantiles_from_the_samples() {
+        let f = Freshness::of((1..=100).rev().map(f64::from).collect(), 2, 1);
+        assert_eq!((f.writes, f.p50_ms, f.p99_ms, f.max_ms, f.stale, f.failed), (100, 51.0, 99.0, 100.0, 2, 1));
+        let none = Freshness::of(Vec::new(), 0, 0);
+        assert_eq!((none.writes, none.p50_ms, none.max_ms), (0, 0.0, 0.0));
     }
 }
