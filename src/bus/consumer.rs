@@ -164,8 +164,10 @@ async fn declare(connection: &Connection, config: &ConsumerConfig) -> Result<Cha
     within("a basic.qos", &consume, consume.basic_qos(config.prefetch, BasicQosOptions::default())).await?;
     let errors = within("a channel open", connection, connection.create_channel()).await?;
     within("a confirm.select", &errors, errors.confirm_select(ConfirmSelectOptions::default())).await?;
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    let declaring = errors.queue_declare(config.error_queue().as_str().into(), durable, FieldTable::default());
+    // The error queue lives as long as the queue it serves: a query instance's cache
+    // queue goes with its connection, and a durable error queue left behind by each
+    // instance would pile up on the broker (64 after a day of tests here).
+    let declaring = errors.queue_declare(config.error_queue().as_str().into(), options, FieldTable::default());
     within("a queue declare", &errors, declaring).await?;
     Ok(Channels { consume, errors })
 }

@@ -270,6 +270,21 @@ async fn split_roles_route_cache_and_signed_webhooks() {
     let shown = send(notify.api, Proto::H1, get(&format!("/subscriptions/{sub}")).body(Full::default()).unwrap()).await;
     assert_eq!(shown.json()["deliveries"]["delivered"], 2);
     assert!(shown.json().get("secret").is_none(), "the secret is never shown again");
+    // The query instance's queues (its cache's and that queue's error queue) go with it.
+    let prefix = format!("flightbench.query-cache.{}.", query.child.id().unwrap());
+    let queues = || {
+        let out = std::process::Command::new("rabbitmqctl").args(["-q", "list_queues", "name"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|q| q.starts_with(&prefix)).count()
+    };
+    assert_eq!(queues(), 2, "the running query instance's queue and its error queue");
+    let mut query = query;
+    query.child.start_kill().unwrap();
+    query.child.wait().await.unwrap();
+    let start = Instant::now();
+    while queues() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the query instance's queues outlived it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop((notify, query, command));
     topology.remove().await;
 }
