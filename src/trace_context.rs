@@ -42,6 +42,21 @@ pub fn sampled(caller: Option<&SpanContext>, ratio: Option<f64>) -> bool {
     }
 }
 
+/// The span of a request that arrived with `headers`: `span()` when the request is
+/// traced ([`sampled`]), continuing the caller's trace if it sent one; otherwise
+/// `Span::none()`, and nothing is built.
+pub fn request_span(headers: &HeaderMap, ratio: Option<f64>, span: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    let caller = incoming(headers);
+    if !sampled(caller.as_ref(), ratio) {
+        return tracing::Span::none();
+    }
+    let span = span();
+    if let Some(caller) = caller {
+        continue_from(&span, caller);
+    }
+    span
+}
+
 /// Makes `span` a child of the caller's span in another process. Nothing happens to
 /// a span no exporter records (disabled, or no OpenTelemetry layer).
 pub fn continue_from(span: &tracing::Span, caller: SpanContext) {

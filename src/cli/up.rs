@@ -274,21 +274,9 @@ impl Process {
 
     /// SIGTERM, up to 10 s to finish, then SIGKILL.
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+        if !crate::machine::stop_child(&mut self.child, Duration::from_secs(10)) {
+            eprintln!("[{}] did not stop within 10 s of SIGTERM; killed", self.name);
         }
-        // SAFETY: kill only sends a signal to the child's pid, which we have not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("[{}] did not stop within 10 s of SIGTERM; killed", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -196,17 +196,10 @@ impl Gateway {
             Target::Own(route) => self.own(&table, route),
             Target::Unmatched => Err(ApiError::NoRoute(request.uri().path().to_owned())),
             Target::Service { route, service, timeout } => {
-                let caller = trace_context::incoming(request.headers());
-                let span = if trace_context::sampled(caller.as_ref(), self.trace_sample_ratio) {
-                    let method = crate::http::method_label(request.method());
-                    let span = tracing::debug_span!("gateway", route, service, method, status = tracing::field::Empty);
-                    if let Some(caller) = caller {
-                        trace_context::continue_from(&span, caller);
-                    }
-                    span
-                } else {
-                    tracing::Span::none()
-                };
+                let method = crate::http::method_label(request.method());
+                let span = trace_context::request_span(request.headers(), self.trace_sample_ratio, || {
+                    tracing::debug_span!("gateway", route, service, method, status = tracing::field::Empty)
+                });
                 let leg = Leg { route: &route, service: &service, timeout, span: &span };
                 let forwarded = self.forward(&table, request, peer, leg);
                 let outcome = Box::pin(forwarded.instrument(span.clone())).await;

@@ -43,22 +43,15 @@ where
     let start = Instant::now();
     let (route, param) = Route::locate(request.uri().path());
     let (method, version) = (request.method().clone(), request.version());
-    let caller = trace_context::incoming(request.headers());
-    let span = if trace_context::sampled(caller.as_ref(), state.config.trace_sample_ratio) {
-        let span = tracing::debug_span!(
+    let span = trace_context::request_span(request.headers(), state.config.trace_sample_ratio, || {
+        tracing::debug_span!(
             "request",
             route = route.template(),
             method = method_label(&method),
             protocol = protocol_label(version),
             status = tracing::field::Empty,
-        );
-        if let Some(caller) = caller {
-            trace_context::continue_from(&span, caller);
-        }
-        span
-    } else {
-        tracing::Span::none()
-    };
+        )
+    });
     let mut response = handle_in(&state, route, param, request).instrument(span.clone()).await;
     if let Some(hsts) = &state.config.hsts {
         response.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());

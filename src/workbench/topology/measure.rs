@@ -375,17 +375,7 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         // SIGTERM first: a graceful stop lets the relay and consumers close cleanly.
-        // SAFETY: kill only sends a signal to the child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::machine::stop_child(&mut self.child, Duration::from_secs(5));
     }
 }
 
