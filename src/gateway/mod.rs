@@ -280,17 +280,19 @@ impl Gateway {
         table.budget.deposit();
         let first = service.pick(None).ok_or_else(|| bad("no healthy destination".into()))?;
         let attempt = |destination: Arc<Destination>| {
-            let mut request = upstream_request(&parts.method, &destination, &path, &headers, body.clone());
+            let request = upstream_request(&parts.method, &destination, &path, &headers, body.clone());
             let try_span = if span.is_disabled() {
                 tracing::Span::none()
             } else {
                 let url = destination.url.as_str();
                 tracing::debug_span!(parent: span, "upstream", destination = url, status = tracing::field::Empty)
             };
-            if let Some(traceparent) = trace_context::traceparent(&try_span) {
-                request.headers_mut().insert(trace_context::TRACEPARENT, traceparent);
-            }
+            let traceparent = trace_context::traceparent(&try_span);
             async move {
+                let mut request = request.map_err(Failure::Transport)?;
+                if let Some(traceparent) = traceparent {
+                    request.headers_mut().insert(trace_context::TRACEPARENT, traceparent);
+                }
                 let outcome = send(&destination, request, timeout).instrument(try_span.clone()).await;
                 match &outcome {
                     Ok(r) if is_gateway_error(r.status()) => destination.failed(eject_after),
@@ -408,13 +410,12 @@ fn upstream_request(
     path: &str,
     headers: &HeaderMap,
     body: Bytes,
-) -> Request<Full<Bytes>> {
+) -> Result<Request<Full<Bytes>>, String> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    // Absolute: the HTTP/2 client takes :scheme and :authority from it.
-    *request.uri_mut() = format!("{}{path}", to.url).parse().unwrap_or_default();
+    *request.uri_mut() = to.uri(path)?;
     *request.headers_mut() = headers.clone();
-    request
+    Ok(request)
 }
 
 /// Sends on the destination's connection; the head must arrive within `timeout`.

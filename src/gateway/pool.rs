@@ -1,6 +1,13 @@
-//! The services' destinations: one HTTP/2 connection to each, reused by every request
+//! The services' destinations: HTTP/2 connections to each, reused by every request
 //! (streams multiplex; a closed connection is replaced on the next request), the
 //! choice between them, and their health.
+//!
+//! **One connection per destination per server thread** ([`Destination::upstream`]).
+//! The server runs a current-thread runtime per core; a connection's task lives on
+//! the runtime that opened it, so with one shared connection every request from the
+//! other thread crossed threads twice (its stream handed to the connection's task,
+//! the response handed back), and one thread did all of the destination's socket
+//! I/O. Each thread now sends on a connection its own runtime drives.
 //!
 //! **Choice: power of two choices** on requests outstanding: two healthy destinations
 //! at random, the less busy one wins. It needs no shared queue and avoids the herd a
@@ -22,15 +29,33 @@ use std::time::Duration;
 
 pub type Upstream = SendRequest<Full<Bytes>>;
 
+/// Connection slots per destination. Threads take lanes in the order they first send;
+/// a server has a thread per core plus the main one, so 64 lanes give every thread its
+/// own below 63 cores (beyond, threads share a lane's connection, which still works).
+const LANES: usize = 64;
+
+/// The calling thread's lane.
+fn lane() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % LANES;
+    }
+    LANE.with(|lane| *lane)
+}
+
 /// One instance of a service.
 #[derive(Debug)]
 pub struct Destination {
     pub url: String,
     pub authority: String,
+    /// `http` and the authority, for requests' absolute URIs.
+    scheme: http::uri::Scheme,
+    uri_authority: http::uri::Authority,
     pub outstanding: AtomicUsize,
     healthy: AtomicBool,
     failures: AtomicU32,
-    connection: tokio::sync::Mutex<Option<Upstream>>,
+    /// A connection slot per lane ([`lane`]): each thread uses its own.
+    connections: Box<[tokio::sync::Mutex<Option<Upstream>>]>,
     /// Requests sent, for the tests and the stop summary.
     pub sent: AtomicU64,
 }
@@ -38,13 +63,16 @@ pub struct Destination {
 impl Destination {
     pub fn new(url: &str) -> Result<Arc<Self>, String> {
         let authority = super::config::authority(url)?;
+        let uri_authority = authority.parse().map_err(|e| format!("destination {url:?}: {e}"))?;
         Ok(Arc::new(Self {
             url: url.trim_end_matches('/').to_owned(),
             authority,
+            scheme: http::uri::Scheme::HTTP,
+            uri_authority,
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
-            connection: tokio::sync::Mutex::new(None),
+            connections: (0..LANES).map(|_| tokio::sync::Mutex::new(None)).collect(),
             sent: AtomicU64::new(0),
         }))
     }
@@ -53,9 +81,20 @@ impl Destination {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// The HTTP/2 connection, made (or made again) when there is none usable.
+    /// The absolute URI of `path_and_query` here (the HTTP/2 client takes `:scheme`
+    /// and `:authority` from it).
+    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, String> {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.uri_authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| format!("{}{path_and_query}: {e}", self.url))
+    }
+
+    /// This thread's HTTP/2 connection, made (or made again) when there is none usable.
     pub async fn upstream(&self) -> Result<Upstream, String> {
-        let mut held = self.connection.lock().await;
+        let mut held = self.connections[lane()].lock().await;
         if let Some(sender) = held.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
         }
@@ -208,6 +247,70 @@ mod tests {
             seen.insert(many.pick(None).unwrap().url.clone());
         }
         assert_eq!(seen.len(), 5);
+    }
+
+    /// An HTTP/2 server answering 200 to everything on a thread of its own; its
+    /// address and the count of connections it accepted.
+    fn counting_h2_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let answer = hyper::service::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+                        });
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), answer)
+                            .await;
+                    });
+                }
+            });
+        });
+        (addr, accepted)
+    }
+
+    #[test]
+    fn each_thread_sends_on_a_connection_of_its_own_and_keeps_it() {
+        let (addr, accepted) = counting_h2_server();
+        let destination = Destination::new(&format!("http://{addr}")).unwrap();
+        // Two server threads, each with its current-thread runtime, three requests each.
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let destination = destination.clone();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(async move {
+                        for _ in 0..3 {
+                            let mut upstream = destination.upstream().await.unwrap();
+                            upstream.ready().await.unwrap();
+                            let request = http::Request::get(destination.uri("/x?y=1").unwrap())
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            assert_eq!(upstream.send_request(request).await.unwrap().status(), 200);
+                        }
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per thread, reused by its later requests");
+    }
+
+    #[test]
+    fn a_destination_uri_keeps_the_path_and_query() {
+        let destination = Destination::new("http://127.0.0.1:9000/").unwrap();
+        assert_eq!(destination.uri("/flights/7?x=1").unwrap().to_string(), "http://127.0.0.1:9000/flights/7?x=1");
+        assert!(destination.uri("no slash").is_err());
     }
 
     #[test]
