@@ -189,7 +189,7 @@ impl GatewayConfig {
 }
 
 /// `host:port` of an `http://host:port` destination URL.
-pub fn authority(url: &str) -> Result<String, String> {
+pub fn authority(url: &str) -> Result<http::uri::Authority, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("destination {url:?}: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!("destination {url:?} must be http://host:port (HTTP/2 cleartext to the service)"));
@@ -201,7 +201,7 @@ pub fn authority(url: &str) -> Result<String, String> {
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!("destination {url:?} must not have a path"));
     }
-    Ok(authority.to_string())
+    Ok(authority.clone())
 }
 
 #[cfg(test)]

@@ -47,10 +47,8 @@ fn lane() -> usize {
 #[derive(Debug)]
 pub struct Destination {
     pub url: String,
-    pub authority: String,
-    /// `http` and the authority, for requests' absolute URIs.
-    scheme: http::uri::Scheme,
-    uri_authority: http::uri::Authority,
+    /// `host:port`: the TCP connect's address and every request URI's authority.
+    authority: http::uri::Authority,
     pub outstanding: AtomicUsize,
     healthy: AtomicBool,
     failures: AtomicU32,
@@ -62,13 +60,9 @@ pub struct Destination {
 
 impl Destination {
     pub fn new(url: &str) -> Result<Arc<Self>, String> {
-        let authority = super::config::authority(url)?;
-        let uri_authority = authority.parse().map_err(|e| format!("destination {url:?}: {e}"))?;
         Ok(Arc::new(Self {
             url: url.trim_end_matches('/').to_owned(),
-            authority,
-            scheme: http::uri::Scheme::HTTP,
-            uri_authority,
+            authority: super::config::authority(url)?,
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -82,11 +76,11 @@ impl Destination {
     }
 
     /// The absolute URI of `path_and_query` here (the HTTP/2 client takes `:scheme`
-    /// and `:authority` from it).
+    /// and `:authority` from it; destinations are cleartext, see `config::authority`).
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, String> {
         http::Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.uri_authority.clone())
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| format!("{}{path_and_query}: {e}", self.url))
@@ -98,7 +92,8 @@ impl Destination {
         if let Some(sender) = held.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
         }
-        let tcp = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| format!("{}: {e}", self.url))?;
+        let tcp =
+            tokio::net::TcpStream::connect(self.authority.as_str()).await.map_err(|e| format!("{}: {e}", self.url))?;
         let _ = tcp.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(tcp))
@@ -203,9 +198,8 @@ impl RetryBudget {
 pub async fn check(destination: &Destination, timeout: Duration) -> bool {
     let ask = async {
         let mut upstream = destination.upstream().await?;
-        let request = http::Request::get(format!("{}/readyz", destination.url))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+        let request =
+            http::Request::get(destination.uri("/readyz")?).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
         upstream.ready().await.map_err(|e| e.to_string())?;
         let response = upstream.send_request(request).await.map_err(|e| e.to_string())?;
         Ok::<bool, String>(response.status().is_success())

@@ -2,11 +2,16 @@
 //! self-contained `report.html` (the same charts inline), all rendered from
 //! [`RunData`] alone.
 
+mod html;
+mod markdown;
+
+pub use html::html;
+pub use markdown::markdown;
+
 use super::data::{Cell, RunData};
-use super::findings::{count, findings};
+use super::findings::count;
 use super::plan::Part;
-use crate::chart::{Series, XScale, bar_chart, escape, line_chart};
-use std::fmt::Write;
+use crate::chart::{Series, XScale, bar_chart, line_chart};
 use std::path::{Path, PathBuf};
 
 /// What each part compares, for its heading.
@@ -256,68 +261,6 @@ fn provenance_lines(run: &RunData) -> Vec<String> {
     ]
 }
 
-/// report.md, referring to the chart files.
-pub fn markdown(run: &RunData) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# flightbench run: {} on {}\n",
-        &run.started_at[..run.started_at.len().min(10)],
-        run.provenance.host
-    );
-    let mut links = vec!["[HTML report](report.html)".to_owned(), "[run.json](run.json)".to_owned()];
-    if let Some(profile) = &run.profile {
-        links.push(format!("[flamegraph]({})", profile.svg));
-    }
-    let _ = writeln!(md, "{}\n", links.join(" · "));
-    let _ = writeln!(md, "## What this run found\n");
-    for finding in findings(run) {
-        let _ = writeln!(md, "- {}", finding.text);
-    }
-    if !run.headlines.is_empty() {
-        let _ = writeln!(md, "\n### Headline ratios\n");
-        md_table(&mut md, &headline_rows(run));
-    }
-    for part in parts_shown(run) {
-        let (title, about) = part_title(part);
-        let _ = writeln!(md, "\n## {title}\n\n{about}\n");
-        let cells: Vec<&Cell> = run.part(part).collect();
-        if !cells.is_empty() {
-            md_table(&mut md, &table(&cells));
-            md.push('\n');
-        }
-        for table in part_tables(run, part) {
-            md_table(&mut md, &table);
-            md.push('\n');
-        }
-        for chart in charts_for(run, part) {
-            let _ = writeln!(md, "![{}](charts/{})", chart.file, chart.file);
-        }
-    }
-    if let Some(profile) = &run.profile {
-        let _ = writeln!(
-            md,
-            "\n## Profile\n\n[{}]({}) ({} samples at {} Hz, folded stacks in [{}]({})): {}, re-run with sampling. Hottest frames by self samples:\n",
-            profile.svg,
-            profile.svg,
-            profile.samples,
-            profile.frequency_hz,
-            profile.folded,
-            profile.folded,
-            profile.cell
-        );
-        for (frame, share) in &profile.top_frames {
-            let _ = writeln!(md, "- {:.1}% `{}`", share * 100.0, frame.replace('`', "'"));
-        }
-    }
-    let _ = writeln!(md, "\n## How it ran\n");
-    for line in provenance_lines(run) {
-        let _ = writeln!(md, "- {line}");
-    }
-    let _ = writeln!(md, "\n{}", how_to_read(run));
-    md
-}
-
 /// The headline ratios as a table: each with both figures and their intervals.
 fn headline_rows(run: &RunData) -> Vec<Vec<String>> {
     let mut rows = vec![
@@ -353,99 +296,6 @@ fn how_to_read(run: &RunData) -> String {
         s.noise_threshold * 100.0,
         s.noise_retries
     )
-}
-
-/// report.html: one file, charts inline.
-pub fn html(run: &RunData) -> String {
-    let mut h = String::new();
-    let date = &run.started_at[..run.started_at.len().min(10)];
-    let _ = write!(
-        h,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>flightbench run: {date} on {host}</title><style>
-body{{font-family:system-ui,sans-serif;max-width:1320px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.charts{{display:flex;flex-wrap:wrap;gap:12px}}figure{{margin:0}}.finding{{margin:.3em 0}}code{{font-size:90%}}
-</style></head><body><h1>flightbench run: {date} on {host}</h1>"#,
-        host = escape(&run.provenance.host)
-    );
-    let mut links =
-        vec![r#"<a href="run.json">run.json</a>"#.to_owned(), r#"<a href="report.md">report.md</a>"#.to_owned()];
-    if let Some(profile) = &run.profile {
-        links.push(format!(r#"<a href="{0}">flamegraph</a>"#, escape(&profile.svg)));
-    }
-    let _ = write!(h, "<p>{}</p><h2>What this run found</h2><ul id=\"findings\">", links.join(" · "));
-    for finding in findings(run) {
-        let _ = write!(h, r#"<li class="finding">{}</li>"#, escape(&finding.text));
-    }
-    h.push_str("</ul>");
-    if !run.headlines.is_empty() {
-        h.push_str(r#"<h3>Headline ratios</h3><table id="headlines">"#);
-        html_rows(&mut h, &headline_rows(run));
-        h.push_str("</table>");
-    }
-    for part in parts_shown(run) {
-        let (title, about) = part_title(part);
-        let _ = write!(h, r#"<section id="{}"><h2>{}</h2><p>{}</p>"#, part.as_str(), escape(title), escape(about));
-        let cells: Vec<&Cell> = run.part(part).collect();
-        if !cells.is_empty() {
-            h.push_str("<table>");
-            html_rows(&mut h, &table(&cells));
-            h.push_str("</table>");
-        }
-        let class = if part == Part::Projections { "projection-figures" } else { "part-figures" };
-        for table in part_tables(run, part) {
-            let _ = write!(h, r#"<table class="{class}">"#);
-            html_rows(&mut h, &table);
-            h.push_str("</table>");
-        }
-        h.push_str(r#"<div class="charts">"#);
-        for chart in charts_for(run, part) {
-            let _ = write!(h, r#"<figure class="chart">{}</figure>"#, chart.svg);
-        }
-        h.push_str("</div></section>");
-    }
-    if let Some(profile) = &run.profile {
-        let _ = write!(
-            h,
-            r#"<section id="profile"><h2>Profile</h2><p><a href="{svg}">Flamegraph</a> of {cell} ({samples} samples at {hz} Hz); hottest frames by self samples:</p><ul>"#,
-            svg = escape(&profile.svg),
-            cell = profile.cell,
-            samples = profile.samples,
-            hz = profile.frequency_hz
-        );
-        for (frame, share) in &profile.top_frames {
-            let _ = write!(h, "<li>{:.1}% <code>{}</code></li>", share * 100.0, escape(frame));
-        }
-        h.push_str("</ul></section>");
-    }
-    h.push_str("<h2>How it ran</h2><ul>");
-    for line in provenance_lines(run) {
-        let _ = write!(h, "<li>{}</li>", escape(&line));
-    }
-    let _ = writeln!(h, "</ul><p>{}</p></body></html>", escape(&how_to_read(run)));
-    h
-}
-
-/// A markdown table whose first row is its header.
-fn md_table(md: &mut String, rows: &[Vec<String>]) {
-    for (i, row) in rows.iter().enumerate() {
-        let _ = writeln!(md, "| {} |", row.join(" | "));
-        if i == 0 {
-            let _ = writeln!(md, "|{}", "---|".repeat(row.len()));
-        }
-    }
-}
-
-/// A table's rows in HTML, the first as its header, every cell escaped.
-fn html_rows(h: &mut String, rows: &[Vec<String>]) {
-    for (i, row) in rows.iter().enumerate() {
-        let tag = if i == 0 { "th" } else { "td" };
-        h.push_str("<tr>");
-        for cell in row {
-            let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
-        }
-        h.push_str("</tr>");
-    }
 }
 
 /// The parts with figures to show: cells, or the reshard part's own.
