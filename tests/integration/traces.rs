@@ -200,6 +200,8 @@ fn bad_trace_flags_are_refused() {
 /// `traceparent` is honoured by the gateway (ratio 1) too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_the_gateway_and_the_service_behind_it() {
+    // The query role follows the bus: no test may restart the broker meanwhile.
+    let _broker = crate::bus::BROKER.lock().await;
     let ds = dataset(Kind::Sqlite, spec(63, 1_000, 10), 2).await;
     let (collector, spans) = receiver().await;
     let collector = format!("http://{collector}");

@@ -37,6 +37,9 @@ fn render_in_chromium(html: &Path, screenshot: &Path) -> String {
 
 #[test]
 fn quick_run_writes_a_complete_report_and_runs_compare() {
+    // The run's topology part needs the broker up throughout: no test may restart it
+    // meanwhile.
+    let _broker = crate::bus::BROKER.blocking_lock();
     let work = tempfile::tempdir().unwrap();
     let (data, first, second) = (work.path().join("shards"), work.path().join("first"), work.path().join("second"));
     let args = |out: &Path| -> Vec<String> {
