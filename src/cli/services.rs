@@ -254,9 +254,15 @@ pub(super) async fn run_gateway(
     let named = || format!("--gateway-config {}", path.display());
     let text = std::fs::read_to_string(&path).refused(Failure::BadInput, named)?;
     let parsed = GatewayConfig::parse(&text).refused(Failure::BadInput, named)?;
-    let gateway =
-        Gateway::new(parsed, Some(path.clone()), config.max_body_bytes, acceptor.is_some(), config.trace_sample_ratio)
-            .refused(Failure::BadInput, named)?;
+    let gateway = Gateway::new(
+        parsed,
+        Some(path.clone()),
+        config.max_body_bytes,
+        acceptor.is_some(),
+        config.trace_sample_ratio,
+        config.metrics,
+    )
+    .refused(Failure::BadInput, named)?;
     gateway.check_all().await;
     let (stop, stopped) = watch::channel(false);
     let checks = tokio::spawn(gateway.clone().keep_checking(stopped.clone()));
@@ -270,8 +276,9 @@ pub(super) async fn run_gateway(
             out,
             "listening on {scheme}://{local} (gateway, HTTP/1.1 and h2c in front, HTTP/2 behind), {shape}"
         );
-        for (service, url, healthy, _) in &destinations {
-            let _ = writeln!(out, "  {service}: {url} ({})", if *healthy { "healthy" } else { "failing its checks" });
+        for d in &destinations {
+            let state = if d.healthy { "healthy" } else { "failing its checks" };
+            let _ = writeln!(out, "  {}: {} ({state})", d.service, d.url);
         }
         let _ = writeln!(out, "routes and destinations from {} (followed)", path.display());
         let _ = out.flush();

@@ -22,6 +22,7 @@
 //! connection and health. A file that does not parse is logged and ignored.
 
 pub mod config;
+pub mod metrics;
 pub mod pool;
 
 use crate::http::{ApiError, Body, Route};
@@ -32,13 +33,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use metrics::{DestinationState, GatewayMetrics};
 use pool::{Destination, RetryBudget, Service};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -61,8 +63,12 @@ struct Table {
 
 impl Table {
     /// Builds from `config`, keeping the destinations (connection, health) of
-    /// `previous` whose URL stays.
-    fn build(config: GatewayConfig, previous: Option<&Table>) -> Result<Self, String> {
+    /// `previous` whose URL stays; each service's histograms come from `metrics`.
+    fn build(
+        config: GatewayConfig,
+        previous: Option<&Table>,
+        metrics: Option<&GatewayMetrics>,
+    ) -> Result<Self, String> {
         let kept: BTreeMap<&str, &Arc<Destination>> = previous
             .map(|p| p.services.values().flat_map(|s| s.destinations.iter().map(|d| (d.url.as_str(), d))).collect())
             .unwrap_or_default();
@@ -76,7 +82,8 @@ impl Table {
                     None => Destination::new(url)?,
                 });
             }
-            services.insert(name.clone(), Service { name: name.clone(), destinations });
+            let durations = metrics.map(|m| m.service(name));
+            services.insert(name.clone(), Service { name: name.clone(), destinations, durations });
         }
         let budget = RetryBudget::new(config.file.retry_budget_percent);
         Ok(Self { config, services, budget })
@@ -93,6 +100,8 @@ pub struct Gateway {
     /// With traces exported: the share of requests without a caller's decision traced.
     trace_sample_ratio: Option<f64>,
     pub stats: GatewayStats,
+    /// `None` with `--metrics off`: nothing recorded, `/metrics` is 404.
+    metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl Gateway {
@@ -102,9 +111,12 @@ impl Gateway {
         max_body_bytes: usize,
         tls: bool,
         trace_sample_ratio: Option<f64>,
+        metrics: bool,
     ) -> Result<Arc<Self>, String> {
-        let table = Table::build(config, None)?;
+        let metrics = metrics.then(GatewayMetrics::new);
+        let table = Table::build(config, None, metrics.as_deref())?;
         Ok(Arc::new(Self {
+            metrics,
             file,
             table: RwLock::new(Arc::new(table)),
             max_body_bytes,
@@ -118,11 +130,18 @@ impl Gateway {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Every destination's (url, healthy, requests sent), by service.
-    pub fn destinations(&self) -> Vec<(String, String, bool, u64)> {
+    /// Every destination as it is now, by service.
+    pub fn destinations(&self) -> Vec<DestinationState> {
         let table = self.table();
         let all = table.services.values().flat_map(|s| s.destinations.iter().map(move |d| (s, d)));
-        all.map(|(s, d)| (s.name.clone(), d.url.clone(), d.healthy(), d.sent.load(Ordering::Relaxed))).collect()
+        all.map(|(s, d)| DestinationState {
+            service: s.name.clone(),
+            url: d.url.clone(),
+            healthy: d.healthy(),
+            outstanding: d.outstanding.load(Ordering::Relaxed),
+            sent: d.sent.load(Ordering::Relaxed),
+        })
+        .collect()
     }
 
     /// One round of active checks on every destination, concurrently.
@@ -177,7 +196,7 @@ impl Gateway {
     pub fn reload(&self, path: &std::path::Path) -> Result<String, String> {
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
         let config = GatewayConfig::parse(&text)?;
-        let table = Table::build(config, Some(&self.table()))?;
+        let table = Table::build(config, Some(&self.table()), self.metrics.as_deref())?;
         let summary = format!(
             "{} services, {} destinations",
             table.services.len(),
@@ -190,10 +209,11 @@ impl Gateway {
 
     /// Answers one request from a client at `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
         let table = self.table();
         let target = table.config.target(request.method(), request.uri().path());
         let outcome = match target {
-            Target::Own(route) => self.own(&table, route),
+            Target::Own(route) => self.own(&table, route, &request),
             Target::Unmatched => Err(ApiError::NoRoute(request.uri().path().to_owned())),
             Target::Service { route, service, timeout } => {
                 let method = crate::http::method_label(request.method());
@@ -205,6 +225,9 @@ impl Gateway {
                 let outcome = Box::pin(forwarded.instrument(span.clone())).await;
                 let status = outcome.as_ref().map_or_else(|e| e.status(), |r| r.status());
                 span.record("status", status.as_u16());
+                if let Some(durations) = table.services.get(&service).and_then(|s| s.durations.as_ref()) {
+                    durations.observe(status, started.elapsed());
+                }
                 outcome
             }
         };
@@ -218,10 +241,19 @@ impl Gateway {
         })
     }
 
-    /// The probes the gateway answers itself: `/healthz` always, `/readyz` when every
-    /// service has a healthy destination.
-    fn own(&self, table: &Table, route: Route) -> Result<Response<Body>, ApiError> {
+    /// What the gateway answers itself: `/healthz` always, `/readyz` when every
+    /// service has a healthy destination, `/metrics` unless metrics are off.
+    fn own(&self, table: &Table, route: Route, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let known =
+            matches!(route, Route::Healthz | Route::Readyz) || (route == Route::Metrics && self.metrics.is_some());
+        if !known {
+            return Err(ApiError::NoRoute(request.uri().path().to_owned()));
+        }
+        if request.method() != Method::GET {
+            return Err(ApiError::MethodNotAllowed { method: request.method().to_string(), allow: "GET" });
+        }
         let (status, body) = match route {
+            Route::Metrics => return Ok(self.metrics_response(request)),
             Route::Healthz => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
             Route::Readyz => {
                 let services: BTreeMap<&str, serde_json::Value> = table
@@ -237,12 +269,33 @@ impl Gateway {
                 let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
                 (status, serde_json::json!({ "ready": ready, "services": services }))
             }
-            _ => return Err(ApiError::NoRoute(route.template().to_owned())),
+            _ => return Err(ApiError::NoRoute(request.uri().path().to_owned())),
         };
         let mut response = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
         *response.status_mut() = status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
+    }
+
+    /// `/metrics`, in the exposition the client's Accept header asks for.
+    fn metrics_response(&self, request: &Request<Incoming>) -> Response<Body> {
+        let Some(metrics) = &self.metrics else { unreachable!("routed only with metrics on") };
+        let stats = &self.stats;
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let scraped = metrics::Scraped {
+            forwarded: read(&stats.forwarded),
+            retries: read(&stats.retries),
+            bad_gateway: read(&stats.bad_gateway),
+            timeouts: read(&stats.timeouts),
+            reloads: read(&stats.reloads),
+            destinations: self.destinations(),
+            cpu: crate::machine::CpuTime::of_process(),
+        };
+        let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let (body, media_type) = crate::http::metrics::negotiated(metrics.encode(scraped), accept);
+        let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+        response
     }
 
     async fn forward(

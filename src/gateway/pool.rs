@@ -134,6 +134,8 @@ impl Destination {
 pub struct Service {
     pub name: String,
     pub destinations: Vec<Arc<Destination>>,
+    /// Its requests' durations, when the gateway records metrics.
+    pub durations: Option<super::metrics::ServiceDurations>,
 }
 
 impl Service {
@@ -214,7 +216,7 @@ mod tests {
     fn service(n: usize) -> Service {
         let destinations =
             (0..n).map(|i| Destination::new(&format!("http://127.0.0.1:{}", 9000 + i)).unwrap()).collect();
-        Service { name: "query".into(), destinations }
+        Service { name: "query".into(), destinations, durations: None }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::AppState;
 use super::cache::CachedFlight;
 use super::error::ApiError;
 use super::extract::{expected_version, json_body, parse_event, query_path};
-use super::metrics::{OPENMETRICS, PROMETHEUS_TEXT, Scraped, to_prometheus_text, wants_openmetrics};
+use super::metrics::{Scraped, negotiated};
 use super::negotiate::AcceptEncoding;
 use super::response::{Body, etag, full, json, json_bytes, serialize};
 use super::service::CACHE_HEADER;
@@ -41,11 +41,7 @@ pub(super) async fn metrics<B>(state: &AppState, request: &Request<B>) -> Respon
     };
     let openmetrics = metrics.encode(scraped);
     let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (body, media_type) = if wants_openmetrics(accept) {
-        (openmetrics, OPENMETRICS)
-    } else {
-        (to_prometheus_text(&openmetrics), PROMETHEUS_TEXT)
-    };
+    let (body, media_type) = negotiated(openmetrics, accept);
     let mut response = Response::new(full(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     response

@@ -41,6 +41,16 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|accept| accept.contains("application/openmetrics-text"))
 }
 
+/// The exposition a client asked for (its Accept header) and its media type, from the
+/// OpenMetrics text: the server's `/metrics` and the gateway's.
+pub fn negotiated(openmetrics: String, accept: Option<&str>) -> (String, &'static str) {
+    if wants_openmetrics(accept) {
+        (openmetrics, OPENMETRICS)
+    } else {
+        (to_prometheus_text(&openmetrics), PROMETHEUS_TEXT)
+    }
+}
+
 /// OpenMetrics text → Prometheus text 0.0.4. prometheus-client writes only the former;
 /// the two differ in three ways, all undone here: a counter's family is named without
 /// `_total` (its samples have it), `# UNIT` lines, and the closing `# EOF`.
@@ -87,7 +97,8 @@ struct AuthLabels {
 }
 
 const METHODS: [&str; 3] = ["GET", "POST", "other"];
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Status classes, the label of every duration histogram by status.
+pub(crate) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2"];
 const ENCODINGS: [Encoding; 5] = [Encoding::Identity, Encoding::Br, Encoding::Zstd, Encoding::Gzip, Encoding::Deflate];
 
@@ -150,9 +161,7 @@ impl ServerMetrics {
             "Requests refused 401 or 403 (with --auth on), by reason: missing, insufficient_scope, or why the token was invalid",
             auth_refused.clone(),
         );
-        let build = Family::<BuildLabels, Gauge>::default();
-        build.get_or_create(&BuildLabels::current()).set(1);
-        registry.register("build_info", "The running binary: version, commit and compiler", build);
+        register_build_info(&mut registry);
         let store = StoreMetrics::register(&mut registry, shards);
         let slots = Route::ALL.len() * METHODS.len() * CLASSES.len() * PROTOCOLS.len();
         Arc::new(Self {
@@ -178,7 +187,7 @@ impl ServerMetrics {
     ) {
         let method = method_label(method);
         let method_index = METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1);
-        let class_index = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        let class_index = class_index(status);
         let protocol = protocol_label(version);
         let protocol_index = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(1);
         let slot = ((route.index() * METHODS.len() + method_index) * CLASSES.len() + class_index) * PROTOCOLS.len()
@@ -241,6 +250,18 @@ impl ServerMetrics {
         let _ = prometheus_client::encoding::text::encode_eof(&mut text);
         text
     }
+}
+
+/// `build_info`: the running binary, for every process that serves `/metrics`.
+pub(crate) fn register_build_info(registry: &mut Registry) {
+    let build = Family::<BuildLabels, Gauge>::default();
+    build.get_or_create(&BuildLabels::current()).set(1);
+    registry.register("build_info", "The running binary: version, commit and compiler", build);
+}
+
+/// The index in [`CLASSES`] of a status.
+pub(crate) fn class_index(status: StatusCode) -> usize {
+    (status.as_u16() / 100).clamp(1, 5) as usize - 1
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -316,13 +337,7 @@ impl Collector for Scraped {
         gauges(e, "http_requests_in_flight", "Requests being handled now", one(self.in_flight as i64))?;
         if let Some(cpu) = self.cpu {
             // rate(this) / rate(http_request_duration_seconds_count): CPU per request.
-            let seconds = ConstCounter::new(cpu.total_s());
-            seconds.encode(e.encode_descriptor(
-                "process_cpu",
-                "CPU time the server process has used, user and system, every thread",
-                Some(&prometheus_client::registry::Unit::Seconds),
-                seconds.metric_type(),
-            )?)?;
+            process_cpu(e, cpu)?;
         }
         gauges(
             e,
@@ -435,10 +450,24 @@ impl Collector for Scraped {
     }
 }
 
-const NO_LABELS: &[(&str, &str)] = &[];
+pub(crate) const NO_LABELS: &[(&str, &str)] = &[];
+
+/// `process_cpu_seconds_total`: the process's CPU time so far, user and system.
+pub(crate) fn process_cpu(
+    encoder: &mut DescriptorEncoder,
+    cpu: crate::machine::CpuTime,
+) -> Result<(), std::fmt::Error> {
+    let seconds = ConstCounter::new(cpu.total_s());
+    seconds.encode(encoder.encode_descriptor(
+        "process_cpu",
+        "CPU time the process has used, user and system, every thread",
+        Some(&prometheus_client::registry::Unit::Seconds),
+        seconds.metric_type(),
+    )?)
+}
 
 /// One gauge family read at scrape time: its descriptor, then one sample per label set.
-fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue>(
+pub(crate) fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -453,7 +482,7 @@ fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue>(
 
 /// A labelled family of counters kept elsewhere (the projection runner's), read at
 /// scrape time.
-fn counters<L: EncodeLabelSet>(
+pub(crate) fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -467,7 +496,12 @@ fn counters<L: EncodeLabelSet>(
 }
 
 /// A counter kept elsewhere (the flight cache counts its own hits), read at scrape time.
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+pub(crate) fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }

@@ -19,7 +19,7 @@ mod extract;
 pub mod follow;
 mod handlers;
 mod live;
-mod metrics;
+pub(crate) mod metrics;
 mod negotiate;
 mod response;
 mod role;

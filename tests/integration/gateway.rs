@@ -228,6 +228,36 @@ async fn gateway_routes_forwards_balances_survives_a_kill_and_reloads() {
     assert!(reads.load(Ordering::Relaxed) > 50, "the load ran: {} reads", reads.load(Ordering::Relaxed));
     let ready = send(gw, Proto::H1, get_req("/readyz")).await.json();
     assert_eq!(ready["services"]["query"], serde_json::json!({ "healthy": 2, "destinations": 2 }));
+
+    // The gateway's own /metrics counts what it did, and promtool accepts them.
+    let text = crate::metrics::scrape(gw).await;
+    let samples = crate::metrics::samples(&text);
+    let value = |series: &str| *samples.get(series).unwrap_or_else(|| panic!("{series} missing from\n{text}"));
+    let duration = |service: &str, status: &str| {
+        value(&format!(
+            r#"flightbench_gateway_request_duration_seconds_count{{service="{service}",status="{status}"}}"#
+        ))
+    };
+    assert_eq!(duration("gone", "5xx"), 1.0, "the 502");
+    assert_eq!(duration("echo", "5xx"), 1.0, "the 504");
+    assert_eq!(duration("command", "2xx"), 1.0, "the write");
+    assert_eq!(duration("command", "4xx"), 1.0, "the 413");
+    let reads = 3.0 + 40.0 + reads.load(Ordering::Relaxed) as f64;
+    assert!(duration("query", "2xx") >= reads, "{} query reads counted, {reads} made", duration("query", "2xx"));
+    assert_eq!(value("flightbench_gateway_bad_gateway_total"), 1.0);
+    assert_eq!(value("flightbench_gateway_timeouts_total"), 1.0);
+    assert!(value("flightbench_gateway_reloads_total") >= 1.0);
+    for instance in [q2.api, q3.api] {
+        let labels = format!(r#"{{service="query",destination="http://{instance}"}}"#);
+        assert_eq!(value(&format!("flightbench_gateway_destination_healthy{labels}")), 1.0);
+        assert!(value(&format!("flightbench_gateway_destination_requests_total{labels}")) > 0.0);
+    }
+    let closed_labels = format!(r#"{{service="gone",destination="http://{closed}"}}"#);
+    assert_eq!(value(&format!("flightbench_gateway_destination_healthy{closed_labels}")), 0.0);
+    assert!(value("flightbench_process_cpu_seconds_total") > 0.0);
+    crate::metrics::promtool_accepts(&text);
+    let post = http::Request::post("/metrics").header("host", "localhost").body(Full::default()).unwrap();
+    assert_eq!(send(gw, Proto::H1, post).await.status, 405);
     drop(command);
     let broker = lapin::Connection::connect(flightbench::bus::DEFAULT_URL, Default::default()).await.unwrap();
     let _ = broker.create_channel().await.unwrap().exchange_delete(exchange.as_str().into(), Default::default()).await;

@@ -32,6 +32,26 @@ pub fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// `promtool check metrics` passes `text` (lint warnings included).
+pub fn promtool_accepts(text: &str) {
+    let mut promtool = std::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
 pub async fn scrape(addr: SocketAddr) -> String {
     let reply = send(addr, Proto::H1, get("/metrics").body(Full::default()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -117,22 +137,7 @@ async fn metrics_count_what_was_served_and_promtool_accepts_them() {
     }
     assert_eq!(value("flightbench_http_load_shed_total"), 0.0);
 
-    let mut promtool = std::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool_accepts(&text);
 
     // Prometheus asks for OpenMetrics and gets it.
     let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
