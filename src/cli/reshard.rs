@@ -33,6 +33,13 @@ pub struct ReshardArgs {
     /// the server's priority when the process may raise it again (root does).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
+    /// Reshard even though an outbox relay publishes the dataset's events. The relay
+    /// does not follow a new layout: restart its process after the switch, and it
+    /// starts the new layout at its newest events, so events written between the
+    /// switch and that restart are never published. Without it, such a dataset is
+    /// refused.
+    #[arg(long)]
+    pub ignore_relay: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -49,6 +56,7 @@ pub async fn run(args: ReshardArgs) -> anyhow::Result<()> {
         abort: args.abort,
         store: args.dataset.store_config(),
         nice: args.nice,
+        ignore_relay: args.ignore_relay,
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
     let report = reshard(&config).await?;

@@ -84,6 +84,9 @@ pub struct ReshardConfig {
     /// The nice value the process runs at (`set_priority`); the switch runs at 0 if
     /// it may.
     pub nice: i32,
+    /// Reshard a dataset whose events an outbox relay publishes, knowing the relay
+    /// does not follow ([`ReshardError::Relayed`]).
+    pub ignore_relay: bool,
 }
 
 /// What a reshard did.
@@ -151,6 +154,10 @@ pub enum ReshardError {
     #[error("no reshard of {0} is under way; nothing to abort")]
     NothingToAbort(PathBuf),
     #[error(
+        "an outbox relay publishes this dataset's events to a broker (checkpoint {0:?}), and the relay does not follow a new shard layout: it would keep reading the old, fenced shards, and no event written after the switch would reach the broker or its consumers (webhooks, caches). Refused; pass --ignore-relay to reshard anyway, then restart the relay's process: on the new layout it starts at the newest events, so the events written between the switch and that restart are never published"
+    )]
+    Relayed(String),
+    #[error(
         "verification failed: {0}; the old layout is unchanged and still serves (`reshard --abort` removes the new one)"
     )]
     Verify(Mismatch),
@@ -192,7 +199,8 @@ impl crate::failure::Classify for ReshardError {
             | ReshardError::Locked(_)
             | ReshardError::TargetExists(_)
             | ReshardError::OtherTarget { .. }
-            | ReshardError::NothingToAbort(_) => Failure::Usage,
+            | ReshardError::NothingToAbort(_)
+            | ReshardError::Relayed(_) => Failure::Usage,
             ReshardError::Manifest(_) => Failure::BadInput,
             ReshardError::Io { cause, .. } => crate::failure::Classify::failure(cause),
             ReshardError::Verify(_) | ReshardError::Shard { .. } | ReshardError::Projection(_) => Failure::Internal,
@@ -415,6 +423,11 @@ pub async fn reshard(config: &ReshardConfig) -> Result<ReshardReport, ReshardErr
         None if to == manifest.shards => return Err(ReshardError::SameCount(to.get())),
         None => false,
     };
+    if !config.ignore_relay
+        && let Some(checkpoint) = old.relay_checkpoint().await?
+    {
+        return Err(ReshardError::Relayed(checkpoint));
+    }
     report.resumed = resumed;
     let (mut state, new) = match state {
         Some(s) if resumed => (s, Shards::open(&layout_dir(dir, staged.layout), &staged, password).await?),

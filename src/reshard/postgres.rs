@@ -11,7 +11,7 @@
 
 use super::sql::{
     AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
-    INSERT_EVENT, PUT_STATUS, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
+    INSERT_EVENT, PUT_STATUS, RELAY_CHECKPOINT, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
 };
 use super::{Bundles, CaughtUp, Mismatch, audit_home};
 use crate::routing::ShardCount;
@@ -101,6 +101,11 @@ fn params(row: &Row) -> Vec<&(dyn ToSql + Sync)> {
 
 pub(super) async fn sequence_head(client: &Client) -> Result<i64, tokio_postgres::Error> {
     client.query_one(SEQUENCE_HEAD, &[]).await.map(|r| r.get(0))
+}
+
+/// An outbox relay's checkpoint on a shard, if any.
+pub(super) async fn relay_checkpoint(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
+    client.query_opt(RELAY_CHECKPOINT, &[]).await.map(|r| r.map(|r| r.get(0)))
 }
 
 pub(super) async fn audit_head_time(client: &Client) -> Result<i64, tokio_postgres::Error> {

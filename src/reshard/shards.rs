@@ -144,6 +144,25 @@ impl Shards {
         Ok((seqs, times))
     }
 
+    /// The name of an outbox relay's checkpoint on any shard (`bus::relay`), if an
+    /// outbox relay has ever published this layout's events.
+    pub async fn relay_checkpoint(&self) -> Result<Option<String>, ReshardError> {
+        for shard in 0..self.len() {
+            let found = match self {
+                Shards::Sqlite { conns, .. } => {
+                    blocking(|| sqlite::relay_checkpoint(&conns[shard])).map_err(self.err(shard))?
+                }
+                Shards::Postgres { clients, .. } => {
+                    postgres::relay_checkpoint(&clients[shard]).await.map_err(self.pg_err(shard))?
+                }
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// Copies old shard `shard`'s flights with ids in `from..to_id` into `new`.
     pub async fn copy_chunk(
         &self,

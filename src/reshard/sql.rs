@@ -71,3 +71,7 @@ pub const AUDIT_SINCE: &str = "SELECT chain, seq, at, request_id, actor, actor_k
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (chain, seq, at, request_id, actor, actor_key, role, action, \
      target, before_version, after_version, prev_hash, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (chain, seq) DO NOTHING";
+
+/// An outbox relay's checkpoint (`relay:<exchange>`, `bus::relay`), if any.
+pub const RELAY_CHECKPOINT: &str =
+    "SELECT projection FROM projection_checkpoints WHERE projection LIKE 'relay:%' ORDER BY projection LIMIT 1";

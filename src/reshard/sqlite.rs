@@ -7,7 +7,8 @@
 
 use super::sql::{
     AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
-    INSERT_EVENT, INSERT_FLIGHT, INSERT_NUMBERED_EVENT, PUT_STATUS, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
+    INSERT_EVENT, INSERT_FLIGHT, INSERT_NUMBERED_EVENT, PUT_STATUS, RELAY_CHECKPOINT, RENUMBER, SEQUENCE_HEAD, STATUS,
+    TOUCHED,
 };
 use super::{AUDIT_SLACK_MICROS, AuditHeads, Bundles, CaughtUp, Mismatch, audit_home};
 use crate::routing::ShardCount;
@@ -84,6 +85,12 @@ pub(super) fn create_target(file: &Path) -> rusqlite::Result<Connection> {
 /// catch-up.
 pub(super) fn sequence_head(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(SEQUENCE_HEAD, [], |r| r.get(0))
+}
+
+/// An outbox relay's checkpoint on a shard, if any.
+pub(super) fn relay_checkpoint(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(RELAY_CHECKPOINT, [], |r| r.get(0)).optional()
 }
 
 /// The newest audit record's time on a shard (0 with none).

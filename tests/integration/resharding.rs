@@ -330,9 +330,31 @@ async fn bad_requests(kind: Kind) {
     let manifest = Manifest::load(&dir).unwrap();
     assert_eq!((manifest.shards.get(), manifest.layout), (4, 1));
 
-    // And a reshard then goes through, shrinking as well as growing.
-    for to in ["8", "3"] {
-        let (code, err) = reshard_answer(&dir, &["--to", to]).await;
+    // A dataset an outbox relay publishes from is refused, and left as it was: the
+    // relay would not follow the new layout. `--ignore-relay` goes ahead.
+    let checkpoint =
+        "INSERT INTO projection_checkpoints (projection, source_shard, seq) VALUES ('relay:fbtest.x', 0, 0)";
+    ds.on_shards(checkpoint).await.unwrap();
+    let (code, err) = reshard_answer(&dir, &["--to", "8"]).await;
+    assert_eq!(
+        (
+            code,
+            err.contains(
+                r#"an outbox relay publishes this dataset's events to a broker (checkpoint "relay:fbtest.x")"#
+            )
+        ),
+        (64, true),
+        "{err}"
+    );
+    assert!(err.contains("--ignore-relay"), "{err}");
+    assert!(!dir.join("layout-2").exists() && !dir.join("reshard.json").exists());
+    let manifest = Manifest::load(&dir).unwrap();
+    assert_eq!((manifest.shards.get(), manifest.layout), (4, 1));
+
+    // And a reshard then goes through, shrinking as well as growing; the relay's
+    // checkpoint stays with the old layout, so the second needs no flag.
+    for (to, flags) in [("8", &["--ignore-relay"][..]), ("3", &[][..])] {
+        let (code, err) = reshard_answer(&dir, &[&["--to", to][..], flags].concat()).await;
         assert_eq!(code, 0, "--to {to}: {err}");
     }
     let manifest = Manifest::load(&dir).unwrap();
