@@ -12,7 +12,9 @@
 //!   `rate(gateway_request_duration_seconds_count)` is the gateway's CPU per request,
 //!   the figure results/topology.md measures from outside).
 
-use crate::http::metrics::{CLASSES, class_index, counter, counters, gauges, process_cpu, register_build_info};
+use crate::http::metrics::{
+    CLASSES, class_index, counter, counters, exposition, gauges, process_cpu, register_build_info,
+};
 use crate::store::latency_histogram;
 use http::StatusCode;
 use prometheus_client::collector::Collector;
@@ -83,14 +85,7 @@ impl GatewayMetrics {
 
     /// The exposition: the recorded metrics plus `scraped`, read just now.
     pub fn encode(&self, scraped: Scraped) -> String {
-        let mut at_scrape = Registry::with_prefix("flightbench");
-        at_scrape.register_collector(Box::new(scraped));
-        let mut text = String::with_capacity(4 * 1_024);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
-        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &at_scrape);
-        let _ = prometheus_client::encoding::text::encode_eof(&mut text);
-        text
+        exposition(&self.registry, scraped)
     }
 }
 

@@ -241,15 +241,21 @@ impl ServerMetrics {
 
     /// The exposition: the recorded metrics plus `scraped`, read just now.
     pub fn encode(&self, scraped: Scraped) -> String {
-        let mut at_scrape = Registry::with_prefix("flightbench");
-        at_scrape.register_collector(Box::new(scraped));
-        let mut text = String::with_capacity(16 * 1_024);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
-        let _ = prometheus_client::encoding::text::encode_registry(&mut text, &at_scrape);
-        let _ = prometheus_client::encoding::text::encode_eof(&mut text);
-        text
+        exposition(&self.registry, scraped)
     }
+}
+
+/// OpenMetrics text of `recorded` followed by `scraped` (figures read just now), for
+/// the server's `/metrics` and the gateway's.
+pub(crate) fn exposition(recorded: &Registry, scraped: impl Collector) -> String {
+    let mut at_scrape = Registry::with_prefix("flightbench");
+    at_scrape.register_collector(Box::new(scraped));
+    let mut text = String::with_capacity(16 * 1_024);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode_registry(&mut text, recorded);
+    let _ = prometheus_client::encoding::text::encode_registry(&mut text, &at_scrape);
+    let _ = prometheus_client::encoding::text::encode_eof(&mut text);
+    text
 }
 
 /// `build_info`: the running binary, for every process that serves `/metrics`.
