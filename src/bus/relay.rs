@@ -25,6 +25,13 @@
 //! newest event: the history a dataset was seeded with is not news. From then on the
 //! checkpoints (`relay:<exchange>` in `projection_checkpoints`, one per shard, on that
 //! shard) say where it is, across restarts of the relay and of the broker.
+//!
+//! **Across a reshard.** A relay in a server follows the store the server serves
+//! ([`Relay::following`]): when `flightbench reshard` switches the dataset to a new
+//! layout (`http::follow`), the relay moves to it and goes on from the checkpoints the
+//! switch carried there, each just before the first event it had not published on
+//! the old layout (`reshard::Shards::carry_relay_checkpoints`). A few events may be
+//! published twice around the move; none is skipped.
 
 use super::contract::{CONTRACT, DelayEventMessage};
 use super::link::{self, Backoff, BusError, Up, within};
@@ -91,6 +98,17 @@ pub struct RelayStats {
     pub batches: AtomicU64,
 }
 
+/// The store to relay from, asked again on every round: a server's current one,
+/// which a reshard's switch replaces.
+pub type StoreSource = Arc<dyn Fn() -> Arc<Store> + Send + Sync>;
+
+/// How a connected stretch of relaying ended.
+enum Ended {
+    Stopped,
+    /// The source's store is another layout's: go on there.
+    LayoutMoved,
+}
+
 /// A running relay.
 pub struct Relay {
     stop: watch::Sender<bool>,
@@ -103,11 +121,17 @@ impl Relay {
     /// broker that is down fails here, clearly), and starts relaying. Later failures
     /// are retried for as long as the relay runs.
     pub async fn start(store: Arc<Store>, config: RelayConfig) -> Result<Self, BusError> {
-        start_checkpoints(&store, &config.checkpoint()).await?;
+        Self::following(Arc::new(move || store.clone()), config).await
+    }
+
+    /// [`Relay::start`] on whatever store `source` gives, moving when it gives one of
+    /// another layout.
+    pub async fn following(source: StoreSource, config: RelayConfig) -> Result<Self, BusError> {
+        start_checkpoints(&source(), &config.checkpoint()).await?;
         let connection = link::connect(&config.url, "flightbench relay").await?;
         let (stop, stopped) = watch::channel(false);
         let stats = Arc::new(RelayStats::default());
-        let task = tokio::spawn(run(store, config, stats.clone(), stopped, Some(connection)));
+        let task = tokio::spawn(run(source, config, stats.clone(), stopped, Some(connection)));
         Ok(Self { stop, task, stats })
     }
 
@@ -142,24 +166,45 @@ async fn start_checkpoints(store: &Store, name: &str) -> Result<(), BusError> {
 
 /// The relay's life: connected work, and on any failure a back-off and a new connection.
 async fn run(
-    store: Arc<Store>,
+    source: StoreSource,
     config: RelayConfig,
     stats: Arc<RelayStats>,
     mut stopped: watch::Receiver<bool>,
     mut connection: Option<lapin::Connection>,
 ) {
     let mut backoff = Backoff::new();
+    let mut store = source();
     loop {
         let outcome = match connection.take() {
             Some(c) => Ok(c),
             None => link::connect(&config.url, "flightbench relay").await,
         };
         let outcome = match outcome {
-            Ok(c) => relay_connected(&store, &config, &stats, &mut stopped, &c, &mut backoff).await,
+            Ok(c) => {
+                let ended = relay_connected(&store, &source, &config, &stats, &mut stopped, &c, &mut backoff).await;
+                connection = Some(c);
+                ended
+            }
             Err(e) => Err(e),
         };
+        let outcome = match outcome {
+            Ok(Ended::LayoutMoved) => {
+                let next = source();
+                start_checkpoints(&next, &config.checkpoint()).await.map(|()| {
+                    let manifest = next.manifest();
+                    tracing::info!(layout = manifest.layout, "relay: moved to the dataset's new shard layout");
+                    store = next;
+                })
+            }
+            Ok(Ended::Stopped) => return,
+            Err(e) => {
+                // A new connection after a failure.
+                connection = None;
+                Err(e)
+            }
+        };
         match outcome {
-            Ok(()) => return,
+            Ok(()) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "relay: {e}; retrying");
                 let wait = backoff.step();
@@ -173,15 +218,17 @@ async fn run(
     }
 }
 
-/// Relays until stopped (`Ok`) or until something fails (the caller reconnects).
+/// Relays until stopped or the source moves to another layout (`Ok`), or until
+/// something fails (the caller reconnects).
 async fn relay_connected(
     store: &Store,
+    source: &StoreSource,
     config: &RelayConfig,
     stats: &RelayStats,
     stopped: &mut watch::Receiver<bool>,
     connection: &lapin::Connection,
     backoff: &mut Backoff,
-) -> Result<(), BusError> {
+) -> Result<Ended, BusError> {
     let channel = link::channel_with_exchange(connection, &config.exchange).await?;
     within("a confirm.select", &channel, channel.confirm_select(ConfirmSelectOptions::default())).await?;
     let name = config.checkpoint();
@@ -192,9 +239,13 @@ async fn relay_connected(
         positions.push(own.map_or(0, |(_, seq)| seq));
     }
     let mut appended: Vec<_> = (0..shards).filter_map(|s| store.watch_appends(s)).collect();
+    let layout = store.manifest().layout;
     loop {
         if *stopped.borrow() {
-            return Ok(());
+            return Ok(Ended::Stopped);
+        }
+        if source().manifest().layout != layout {
+            return Ok(Ended::LayoutMoved);
         }
         let mut busy = false;
         for (shard, position) in positions.iter_mut().enumerate() {
@@ -236,7 +287,7 @@ async fn relay_connected(
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(config.poll) => {}
-                _ = stopped.changed() => return Ok(()),
+                _ = stopped.changed() => return Ok(Ended::Stopped),
             }
         }
     }

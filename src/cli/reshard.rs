@@ -33,13 +33,6 @@ pub struct ReshardArgs {
     /// the server's priority when the process may raise it again (root does).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub nice: i32,
-    /// Reshard even though an outbox relay publishes the dataset's events. The relay
-    /// does not follow a new layout: restart its process after the switch, and it
-    /// starts the new layout at its newest events, so events written between the
-    /// switch and that restart are never published. Without it, such a dataset is
-    /// refused.
-    #[arg(long)]
-    pub ignore_relay: bool,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -56,7 +49,6 @@ pub async fn run(args: ReshardArgs) -> anyhow::Result<()> {
         abort: args.abort,
         store: args.dataset.store_config(),
         nice: args.nice,
-        ignore_relay: args.ignore_relay,
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
     let report = reshard(&config).await?;
@@ -98,8 +90,8 @@ fn print_report(r: &ReshardReport, aborted: bool) {
     println!("  verify:   {} flights equal in both layouts ({:.1} s)", r.flights_verified, r.verify_seconds);
     let s = &r.pause_steps;
     println!(
-        "  switch:   writes paused {:.1} ms (locks {:.1}, last writes {:.1}, compare {:.1}, audit chains {:.1}, fences {:.1}, manifest {:.1})",
-        r.pause_ms, s.lock_ms, s.catch_up_ms, s.compare_ms, s.audit_ms, s.fence_ms, s.manifest_ms
+        "  switch:   writes paused {:.1} ms (locks {:.1}, last writes {:.1}, compare {:.1}, audit chains {:.1}, relay checkpoints {:.1}, fences {:.1}, manifest {:.1})",
+        r.pause_ms, s.lock_ms, s.catch_up_ms, s.compare_ms, s.audit_ms, s.relay_ms, s.fence_ms, s.manifest_ms
     );
     println!("  the old layout is kept, fenced against writes; remove it when satisfied:");
     for file in &r.old_layout {

@@ -148,8 +148,11 @@ impl ServiceArgs {
                 confirms: self.confirms,
                 ..RelayConfig::new(&self.bus_url)
             };
-            let relay =
-                Relay::start(state.store(), config).await.context("the outbox relay publishes to the broker")?;
+            // The store the server serves now: the relay moves with a reshard.
+            let serving = state.clone();
+            let relay = Relay::following(Arc::new(move || serving.store()), config)
+                .await
+                .context("the outbox relay publishes to the broker")?;
             running.lines.push(format!(
                 "publishing every delay event to exchange {} on {} ({} confirms)",
                 self.bus_exchange,

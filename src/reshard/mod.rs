@@ -23,7 +23,10 @@
 //!    every old shard, and the manifest moves to the new layout with its generation
 //!    bumped (`Manifest::layout`), by an atomic rename. A server's write that meets
 //!    the fence waits for the new manifest and is retried on the new layout
-//!    (`http::follow`). The pause is measured and reported.
+//!    (`http::follow`). The pause is measured and reported. Before the fence, each
+//!    outbox relay's checkpoint is carried to the new layout, just before the first
+//!    event it has not published (`Shards::carry_relay_checkpoints`), so a relay that
+//!    moves to the new layout (`bus::relay`) skips nothing.
 //!
 //! Until the switch the old layout is authoritative and untouched. A crash or
 //! `--abort` at any point leaves it serving: the next `reshard` resumes from the
@@ -84,9 +87,6 @@ pub struct ReshardConfig {
     /// The nice value the process runs at (`set_priority`); the switch runs at 0 if
     /// it may.
     pub nice: i32,
-    /// Reshard a dataset whose events an outbox relay publishes, knowing the relay
-    /// does not follow ([`ReshardError::Relayed`]).
-    pub ignore_relay: bool,
 }
 
 /// What a reshard did.
@@ -128,6 +128,9 @@ pub struct PauseSteps {
     pub compare_ms: f64,
     /// Comparing every audit chain's length and last hash.
     pub audit_ms: f64,
+    /// Carrying the outbox relays' checkpoints to the new layout.
+    #[serde(default)]
+    pub relay_ms: f64,
     /// Saving the run's state and committing the fences (which ends the old
     /// shards' transactions).
     pub fence_ms: f64,
@@ -153,10 +156,6 @@ pub enum ReshardError {
     OtherTarget { found: u32 },
     #[error("no reshard of {0} is under way; nothing to abort")]
     NothingToAbort(PathBuf),
-    #[error(
-        "an outbox relay publishes this dataset's events to a broker (checkpoint {0:?}), and the relay does not follow a new shard layout: it would keep reading the old, fenced shards, and no event written after the switch would reach the broker or its consumers (webhooks, caches). Refused; pass --ignore-relay to reshard anyway, then restart the relay's process: on the new layout it starts at the newest events, so the events written between the switch and that restart are never published"
-    )]
-    Relayed(String),
     #[error(
         "verification failed: {0}; the old layout is unchanged and still serves (`reshard --abort` removes the new one)"
     )]
@@ -199,8 +198,7 @@ impl crate::failure::Classify for ReshardError {
             | ReshardError::Locked(_)
             | ReshardError::TargetExists(_)
             | ReshardError::OtherTarget { .. }
-            | ReshardError::NothingToAbort(_)
-            | ReshardError::Relayed(_) => Failure::Usage,
+            | ReshardError::NothingToAbort(_) => Failure::Usage,
             ReshardError::Manifest(_) => Failure::BadInput,
             ReshardError::Io { cause, .. } => crate::failure::Classify::failure(cause),
             ReshardError::Verify(_) | ReshardError::Shard { .. } | ReshardError::Projection(_) => Failure::Internal,
@@ -218,6 +216,9 @@ pub(super) struct CaughtUp {
     pub events: u64,
     pub flights: BTreeSet<i64>,
 }
+
+/// Events by flight id and version, in commit order.
+pub(super) type EventIds = Vec<(i64, i64)>;
 
 /// Per audit chain, over a layout's shards: records, last position, last hash. The
 /// hash links the whole chain, so equal heads and lengths mean equal chains.
@@ -423,11 +424,6 @@ pub async fn reshard(config: &ReshardConfig) -> Result<ReshardReport, ReshardErr
         None if to == manifest.shards => return Err(ReshardError::SameCount(to.get())),
         None => false,
     };
-    if !config.ignore_relay
-        && let Some(checkpoint) = old.relay_checkpoint().await?
-    {
-        return Err(ReshardError::Relayed(checkpoint));
-    }
     report.resumed = resumed;
     let (mut state, new) = match state {
         Some(s) if resumed => (s, Shards::open(&layout_dir(dir, staged.layout), &staged, password).await?),

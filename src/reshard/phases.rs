@@ -230,6 +230,9 @@ pub(super) async fn switch(
         return Err(ReshardError::Verify(Mismatch::Audit { chain: chain.clone(), problem }));
     }
     lap(&mut steps.audit_ms);
+    // With writes paused, the relays' unpublished events are final on the old layout.
+    new.carry_relay_checkpoints(&old.unpublished().await?, staged.shards).await?;
+    lap(&mut steps.relay_ms);
     state.phase = Phase::Switch;
     state.save(dir)?;
     old.fence_and_commit().await?;

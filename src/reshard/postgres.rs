@@ -10,10 +10,11 @@
 //! transaction.
 
 use super::sql::{
-    AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
-    INSERT_EVENT, PUT_STATUS, RELAY_CHECKPOINT, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
+    AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_SEQ, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, EVENTS_SINCE,
+    FLIGHTS, INSERT_AUDIT, INSERT_EVENT, PUT_CHECKPOINT, PUT_STATUS, RELAY_CHECKPOINTS, RENUMBER, SEQUENCE_HEAD,
+    STATUS, TOUCHED,
 };
-use super::{Bundles, CaughtUp, Mismatch, audit_home};
+use super::{Bundles, CaughtUp, EventIds, Mismatch, audit_home};
 use crate::routing::ShardCount;
 use crate::store::row::{event_columns, flight_columns, status_columns};
 use crate::store::schema::{
@@ -103,9 +104,36 @@ pub(super) async fn sequence_head(client: &Client) -> Result<i64, tokio_postgres
     client.query_one(SEQUENCE_HEAD, &[]).await.map(|r| r.get(0))
 }
 
-/// An outbox relay's checkpoint on a shard, if any.
-pub(super) async fn relay_checkpoint(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
-    client.query_opt(RELAY_CHECKPOINT, &[]).await.map(|r| r.map(|r| r.get(0)))
+/// Each outbox relay's events on old shard `shard` that it has not published: by
+/// checkpoint name, (flight, version) in commit order.
+pub(super) async fn unpublished(
+    client: &Client,
+    shard: usize,
+) -> Result<Vec<(String, EventIds)>, tokio_postgres::Error> {
+    let mut found = Vec::new();
+    for row in client.query(RELAY_CHECKPOINTS, &[&(shard as i64)]).await? {
+        let (name, published): (String, i64) = (row.get(0), row.get(1));
+        let events = client.query(EVENTS_SINCE, &[&published]).await?;
+        found.push((name, events.iter().map(|r| (r.get(0), r.get(1))).collect()));
+    }
+    Ok(found)
+}
+
+/// Sets relay checkpoint `name` of new shard `shard`: before the first of `events`
+/// (those of its flights the relay has not published), or at the shard's newest event.
+pub(super) async fn carry_checkpoint(
+    client: &Client,
+    shard: usize,
+    name: &str,
+    events: &[(i64, i64)],
+) -> Result<i64, tokio_postgres::Error> {
+    let mut position = sequence_head(client).await?;
+    for (flight, version) in events {
+        let seq: i64 = client.query_one(EVENT_SEQ, &[flight, version]).await?.get(0);
+        position = position.min(seq - 1);
+    }
+    client.execute(PUT_CHECKPOINT, &[&name, &(shard as i64), &position]).await?;
+    Ok(position)
 }
 
 pub(super) async fn audit_head_time(client: &Client) -> Result<i64, tokio_postgres::Error> {

@@ -2,10 +2,10 @@
 //! Each step is dispatched to its backend's module (`sqlite`, `postgres`); the phases
 //! in `mod.rs` are written once against this.
 
-use super::{AuditHeads, CaughtUp, Mismatch, ReshardError, postgres, sqlite};
+use super::{AuditHeads, CaughtUp, EventIds, Mismatch, ReshardError, postgres, sqlite};
 use crate::dataset::Manifest;
 use crate::routing::ShardCount;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
 
@@ -144,23 +144,52 @@ impl Shards {
         Ok((seqs, times))
     }
 
-    /// The name of an outbox relay's checkpoint on any shard (`bus::relay`), if an
-    /// outbox relay has ever published this layout's events.
-    pub async fn relay_checkpoint(&self) -> Result<Option<String>, ReshardError> {
+    /// Every outbox relay's events on this (old) layout that it has not published,
+    /// by checkpoint name: (flight, version) pairs, over every shard.
+    pub async fn unpublished(&self) -> Result<BTreeMap<String, EventIds>, ReshardError> {
+        let mut all: BTreeMap<String, EventIds> = BTreeMap::new();
         for shard in 0..self.len() {
             let found = match self {
                 Shards::Sqlite { conns, .. } => {
-                    blocking(|| sqlite::relay_checkpoint(&conns[shard])).map_err(self.err(shard))?
+                    blocking(|| sqlite::unpublished(&conns[shard], shard)).map_err(self.err(shard))?
                 }
                 Shards::Postgres { clients, .. } => {
-                    postgres::relay_checkpoint(&clients[shard]).await.map_err(self.pg_err(shard))?
+                    postgres::unpublished(&clients[shard], shard).await.map_err(self.pg_err(shard))?
                 }
             };
-            if found.is_some() {
-                return Ok(found);
+            for (name, events) in found {
+                all.entry(name).or_default().extend(events);
             }
         }
-        Ok(None)
+        Ok(all)
+    }
+
+    /// Gives this (new) layout every relay checkpoint of `unpublished` (from the old
+    /// layout's [`Shards::unpublished`]): on each shard, just before the first event
+    /// the relay has not published, or at its newest event. Events after it that were
+    /// published already are published again, which consumers drop (they deduplicate
+    /// by flight and version); none is skipped.
+    pub async fn carry_relay_checkpoints(
+        &self,
+        unpublished: &BTreeMap<String, EventIds>,
+        to: ShardCount,
+    ) -> Result<(), ReshardError> {
+        for (name, events) in unpublished {
+            for shard in 0..self.len() {
+                let here: Vec<(i64, i64)> =
+                    events.iter().copied().filter(|(id, _)| to.shard_for(*id) == shard).collect();
+                match self {
+                    Shards::Sqlite { conns, .. } => {
+                        blocking(|| sqlite::carry_checkpoint(&conns[shard], shard, name, &here))
+                            .map_err(self.err(shard))?
+                    }
+                    Shards::Postgres { clients, .. } => postgres::carry_checkpoint(&clients[shard], shard, name, &here)
+                        .await
+                        .map_err(self.pg_err(shard))?,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// Copies old shard `shard`'s flights with ids in `from..to_id` into `new`.

@@ -72,6 +72,14 @@ pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (chain, seq, at, request_i
      target, before_version, after_version, prev_hash, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (chain, seq) DO NOTHING";
 
-/// An outbox relay's checkpoint (`relay:<exchange>`, `bus::relay`), if any.
-pub const RELAY_CHECKPOINT: &str =
-    "SELECT projection FROM projection_checkpoints WHERE projection LIKE 'relay:%' ORDER BY projection LIMIT 1";
+/// A shard's outbox relay checkpoints (`relay:<exchange>`, `bus::relay`): name and
+/// the last event number published.
+pub const RELAY_CHECKPOINTS: &str =
+    "SELECT projection, seq FROM projection_checkpoints WHERE projection LIKE 'relay:%' AND source_shard = $1";
+/// The events numbered after `$1`, by flight and version.
+pub const EVENTS_SINCE: &str = "SELECT flight_id, version FROM delay_events WHERE seq > $1 ORDER BY seq";
+/// An event's number.
+pub const EVENT_SEQ: &str = "SELECT seq FROM delay_events WHERE flight_id = $1 AND version = $2";
+/// A checkpoint, set.
+pub const PUT_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (projection, source_shard, seq) \
+     VALUES ($1, $2, $3) ON CONFLICT (projection, source_shard) DO UPDATE SET seq = EXCLUDED.seq";

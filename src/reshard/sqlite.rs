@@ -6,11 +6,11 @@
 //! and audit hashes arrive exactly as stored; nothing is decoded or re-encoded.
 
 use super::sql::{
-    AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, FLIGHTS, INSERT_AUDIT,
-    INSERT_EVENT, INSERT_FLIGHT, INSERT_NUMBERED_EVENT, PUT_STATUS, RELAY_CHECKPOINT, RENUMBER, SEQUENCE_HEAD, STATUS,
-    TOUCHED,
+    AUDIT_HEAD_TIME, AUDIT_SINCE, EVENT_SEQ, EVENT_VERSION, EVENTS, EVENTS_AFTER, EVENTS_NUMBERED, EVENTS_SINCE,
+    FLIGHTS, INSERT_AUDIT, INSERT_EVENT, INSERT_FLIGHT, INSERT_NUMBERED_EVENT, PUT_CHECKPOINT, PUT_STATUS,
+    RELAY_CHECKPOINTS, RENUMBER, SEQUENCE_HEAD, STATUS, TOUCHED,
 };
-use super::{AUDIT_SLACK_MICROS, AuditHeads, Bundles, CaughtUp, Mismatch, audit_home};
+use super::{AUDIT_SLACK_MICROS, AuditHeads, Bundles, CaughtUp, EventIds, Mismatch, audit_home};
 use crate::routing::ShardCount;
 use crate::store::schema::{AUDIT_TABLE, INDEXES, SQLITE_AUDIT, SQLITE_SEQUENCING, SQLITE_TABLES, projection_tables};
 use rusqlite::types::Value;
@@ -87,10 +87,39 @@ pub(super) fn sequence_head(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(SEQUENCE_HEAD, [], |r| r.get(0))
 }
 
-/// An outbox relay's checkpoint on a shard, if any.
-pub(super) fn relay_checkpoint(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    use rusqlite::OptionalExtension;
-    conn.query_row(RELAY_CHECKPOINT, [], |r| r.get(0)).optional()
+/// Each outbox relay's events on old shard `shard` that it has not published: by
+/// checkpoint name, (flight, version) in commit order.
+pub(super) fn unpublished(conn: &Connection, shard: usize) -> rusqlite::Result<Vec<(String, EventIds)>> {
+    let checkpoints: Vec<(String, i64)> = conn
+        .prepare(RELAY_CHECKPOINTS)?
+        .query_map([shard as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut found = Vec::with_capacity(checkpoints.len());
+    for (name, published) in checkpoints {
+        let events = conn
+            .prepare(EVENTS_SINCE)?
+            .query_map([published], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        found.push((name, events));
+    }
+    Ok(found)
+}
+
+/// Sets relay checkpoint `name` of new shard `shard`: before the first of `events`
+/// (those of its flights the relay has not published), or at the shard's newest event.
+pub(super) fn carry_checkpoint(
+    conn: &Connection,
+    shard: usize,
+    name: &str,
+    events: &[(i64, i64)],
+) -> rusqlite::Result<i64> {
+    let mut position = sequence_head(conn)?;
+    for &(flight, version) in events {
+        let seq: i64 = conn.query_row(EVENT_SEQ, [flight, version], |r| r.get(0))?;
+        position = position.min(seq - 1);
+    }
+    conn.execute(PUT_CHECKPOINT, rusqlite::params![name, shard as i64, position])?;
+    Ok(position)
 }
 
 /// The newest audit record's time on a shard (0 with none).

@@ -26,30 +26,30 @@ use std::time::{Duration, Instant};
 pub static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn url() -> String {
+pub fn url() -> String {
     std::env::var("FLIGHTBENCH_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
 /// Names for one test's exchange and queues, and their removal afterwards.
-struct Names {
-    exchange: String,
+pub struct Names {
+    pub exchange: String,
     queues: Vec<String>,
 }
 
 impl Names {
-    fn new(test: &str) -> Self {
+    pub fn new(test: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Self { exchange: format!("fbtest.{test}.{}.{n}", std::process::id()), queues: Vec::new() }
     }
 
-    fn queue(&mut self, name: &str) -> String {
+    pub fn queue(&mut self, name: &str) -> String {
         let queue = format!("{}.{name}", self.exchange);
         self.queues.push(queue.clone());
         self.queues.push(format!("{queue}.errors"));
         queue
     }
 
-    async fn remove(&self) {
+    pub async fn remove(&self) {
         let c = admin().await;
         let ch = c.create_channel().await.unwrap();
         for q in &self.queues {
@@ -73,7 +73,7 @@ async fn waiting(queue: &str) -> u32 {
 
 /// Records what it handles; fails every try for flights in `refuse`.
 #[derive(Clone, Default)]
-struct Recorder {
+pub struct Recorder {
     seen: Arc<Mutex<Vec<DelayEventMessage>>>,
     refuse: Arc<Mutex<Vec<i64>>>,
 }
@@ -94,7 +94,7 @@ impl Recorder {
     }
 
     /// Handled (flight, version) pairs and how often each was handled.
-    fn tally(&self) -> BTreeMap<(i64, i64), usize> {
+    pub fn tally(&self) -> BTreeMap<(i64, i64), usize> {
         let mut tally = BTreeMap::new();
         for m in self.seen.lock().unwrap().iter() {
             *tally.entry((m.flight_id.get(), m.version)).or_insert(0) += 1;

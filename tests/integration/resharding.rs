@@ -330,35 +330,76 @@ async fn bad_requests(kind: Kind) {
     let manifest = Manifest::load(&dir).unwrap();
     assert_eq!((manifest.shards.get(), manifest.layout), (4, 1));
 
-    // A dataset an outbox relay publishes from is refused, and left as it was: the
-    // relay would not follow the new layout. `--ignore-relay` goes ahead.
-    let checkpoint =
-        "INSERT INTO projection_checkpoints (projection, source_shard, seq) VALUES ('relay:fbtest.x', 0, 0)";
-    ds.on_shards(checkpoint).await.unwrap();
-    let (code, err) = reshard_answer(&dir, &["--to", "8"]).await;
-    assert_eq!(
-        (
-            code,
-            err.contains(
-                r#"an outbox relay publishes this dataset's events to a broker (checkpoint "relay:fbtest.x")"#
-            )
-        ),
-        (64, true),
-        "{err}"
-    );
-    assert!(err.contains("--ignore-relay"), "{err}");
-    assert!(!dir.join("layout-2").exists() && !dir.join("reshard.json").exists());
-    let manifest = Manifest::load(&dir).unwrap();
-    assert_eq!((manifest.shards.get(), manifest.layout), (4, 1));
-
-    // And a reshard then goes through, shrinking as well as growing; the relay's
-    // checkpoint stays with the old layout, so the second needs no flag.
-    for (to, flags) in [("8", &["--ignore-relay"][..]), ("3", &[][..])] {
-        let (code, err) = reshard_answer(&dir, &[&["--to", to][..], flags].concat()).await;
+    // And a reshard then goes through, shrinking as well as growing.
+    for to in ["8", "3"] {
+        let (code, err) = reshard_answer(&dir, &["--to", to]).await;
         assert_eq!(code, 0, "--to {to}: {err}");
     }
     let manifest = Manifest::load(&dir).unwrap();
     assert_eq!((manifest.shards.get(), manifest.layout), (3, 3));
     let fresh = dataset(kind, spec(32, 600, 5), 3).await;
     assert_eq!(digests(&dir), digests(fresh.dir()), "4 → 8 → 3 shards holds what a 3-shard seed holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_relay_follows_a_reshard_and_publishes_every_acknowledged_write_sqlite() {
+    relay_follows_a_reshard(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_relay_follows_a_reshard_and_publishes_every_acknowledged_write_postgres() {
+    relay_follows_a_reshard(Kind::Postgres).await;
+}
+
+/// A server with the outbox relay (`--relay`) under writes while `reshard` runs to the
+/// end: every write acknowledged before, during and after the switch reaches a queue
+/// bound to the relay's exchange (the switch carries the relay's checkpoints to the
+/// new layout, and the relay moves there with the server).
+async fn relay_follows_a_reshard(kind: Kind) {
+    use flightbench::bus::{Consumer, ConsumerConfig};
+    let _broker = crate::bus::BROKER.lock().await;
+    let mut names = crate::bus::Names::new("reshard");
+    let recorder = crate::bus::Recorder::default();
+    let config = ConsumerConfig {
+        exchange: names.exchange.clone(),
+        ..ConsumerConfig::new(&crate::bus::url(), &names.queue("seen"))
+    };
+    let consumer = Consumer::start(config, recorder.clone()).await.unwrap();
+    let ds = dataset(kind, spec(33, 1_500, 10), 2).await;
+    let dir = ds.dir().to_owned();
+    let flights = ds.writable_flights(FLIGHTS);
+    let acknowledged: Acknowledged = Arc::default();
+    let relaying = [SERVE, &["--relay", "--bus-exchange", &names.exchange]].concat();
+    let server = ServeProcess::start(&dir, &[], &relaying, false).await;
+    let traffic = Traffic::start(server.api, &flights, &acknowledged, "relay").await;
+    acknowledged_grows(&acknowledged, 20, "before the reshard").await;
+    let out = reshard_command(&dir, &["--to", "4", "--json"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    acknowledged_grows(&acknowledged, 40, "after the switch").await;
+    let failures = traffic.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(Manifest::load(&dir).unwrap().shards.get(), 4);
+
+    let wanted: std::collections::BTreeSet<(i64, i64)> =
+        acknowledged.lock().unwrap().values().map(|(id, version)| (id.get(), *version)).collect();
+    let start = Instant::now();
+    loop {
+        let seen = recorder.tally();
+        let missing: Vec<_> = wanted.iter().filter(|w| !seen.contains_key(w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of {} acknowledged writes never reached the broker, e.g. {:?}",
+            missing.len(),
+            wanted.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{} acknowledged writes across the reshard, every one published", wanted.len());
+    drop(server);
+    consumer.stop().await;
+    names.remove().await;
 }
