@@ -351,6 +351,73 @@ async fn the_outbox_relay_follows_a_reshard_and_publishes_every_acknowledged_wri
     relay_follows_a_reshard(Kind::Postgres).await;
 }
 
+/// Every acknowledged write reaches the queue `recorder` consumes within 30 s.
+async fn all_published(recorder: &crate::bus::Recorder, acknowledged: &Acknowledged) {
+    let wanted: std::collections::BTreeSet<(i64, i64)> =
+        acknowledged.lock().unwrap().values().map(|(id, version)| (id.get(), *version)).collect();
+    let start = Instant::now();
+    loop {
+        let seen = recorder.tally();
+        let missing: Vec<_> = wanted.iter().filter(|w| !seen.contains_key(w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of {} acknowledged writes never reached the broker, e.g. {:?}",
+            missing.len(),
+            wanted.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{} acknowledged writes, every one published", wanted.len());
+}
+
+/// A relay that was not running during the switch: writes made while it was down,
+/// before and after the reshard, are published once it starts on the new layout
+/// (from the checkpoints the switch carried there, not from the newest events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_down_during_a_reshard_publishes_what_was_written_meanwhile() {
+    use flightbench::bus::{Consumer, ConsumerConfig};
+    let _broker = crate::bus::BROKER.lock().await;
+    let mut names = crate::bus::Names::new("reshard-down");
+    let recorder = crate::bus::Recorder::default();
+    let config = ConsumerConfig {
+        exchange: names.exchange.clone(),
+        ..ConsumerConfig::new(&crate::bus::url(), &names.queue("seen"))
+    };
+    let consumer = Consumer::start(config, recorder.clone()).await.unwrap();
+    let ds = dataset(Kind::Sqlite, spec(34, 1_500, 10), 2).await;
+    let dir = ds.dir().to_owned();
+    let flights = ds.writable_flights(FLIGHTS);
+    let acknowledged: Acknowledged = Arc::default();
+    let relaying = [SERVE, &["--relay", "--bus-exchange", &names.exchange]].concat();
+    // The relay's first start, and writes it publishes.
+    let server = ServeProcess::start(&dir, &[], &relaying, false).await;
+    let traffic = Traffic::start(server.api, &flights, &acknowledged, "relayed").await;
+    acknowledged_grows(&acknowledged, 20, "with the relay").await;
+    assert!(traffic.finish().await.is_empty());
+    let mut server = server;
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    // No relay: writes before, during and after the reshard wait in the event log.
+    let server = ServeProcess::start(&dir, &[], SERVE, false).await;
+    let traffic = Traffic::start(server.api, &flights, &acknowledged, "unrelayed").await;
+    acknowledged_grows(&acknowledged, 20, "before the reshard, the relay down").await;
+    let out = reshard_command(&dir, &["--to", "4"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    acknowledged_grows(&acknowledged, 20, "after the switch, the relay down").await;
+    assert!(traffic.finish().await.is_empty());
+    drop(server);
+    // The relay starts on the new layout and publishes all of them.
+    let server = ServeProcess::start(&dir, &[], &relaying, false).await;
+    all_published(&recorder, &acknowledged).await;
+    drop(server);
+    consumer.stop().await;
+    names.remove().await;
+}
+
 /// A server with the outbox relay (`--relay`) under writes while `reshard` runs to the
 /// end: every write acknowledged before, during and after the switch reaches a queue
 /// bound to the relay's exchange (the switch carries the relay's checkpoints to the
@@ -380,25 +447,7 @@ async fn relay_follows_a_reshard(kind: Kind) {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(Manifest::load(&dir).unwrap().shards.get(), 4);
 
-    let wanted: std::collections::BTreeSet<(i64, i64)> =
-        acknowledged.lock().unwrap().values().map(|(id, version)| (id.get(), *version)).collect();
-    let start = Instant::now();
-    loop {
-        let seen = recorder.tally();
-        let missing: Vec<_> = wanted.iter().filter(|w| !seen.contains_key(w)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{} of {} acknowledged writes never reached the broker, e.g. {:?}",
-            missing.len(),
-            wanted.len(),
-            &missing[..missing.len().min(5)]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("{} acknowledged writes across the reshard, every one published", wanted.len());
+    all_published(&recorder, &acknowledged).await;
     drop(server);
     consumer.stop().await;
     names.remove().await;
