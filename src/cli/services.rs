@@ -257,21 +257,15 @@ pub(super) async fn run_gateway(
     let named = || format!("--gateway-config {}", path.display());
     let text = std::fs::read_to_string(&path).refused(Failure::BadInput, named)?;
     let parsed = GatewayConfig::parse(&text).refused(Failure::BadInput, named)?;
-    let gateway = Gateway::new(
-        parsed,
-        Some(path.clone()),
-        config.max_body_bytes,
-        acceptor.is_some(),
-        config.trace_sample_ratio,
-        config.metrics,
-    )
-    .refused(Failure::BadInput, named)?;
+    let gateway =
+        Gateway::new(parsed, Some(path.clone()), config, acceptor.is_some()).refused(Failure::BadInput, named)?;
     gateway.check_all().await;
     let (stop, stopped) = watch::channel(false);
     let checks = tokio::spawn(gateway.clone().keep_checking(stopped.clone()));
     let follow = tokio::spawn(gateway.clone().follow_file(stopped));
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     let destinations = gateway.destinations();
+    let checks_tokens = config.auth.is_some();
     let announce = |local: std::net::SocketAddr, shape: String| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -284,6 +278,9 @@ pub(super) async fn run_gateway(
             let _ = writeln!(out, "  {}: {} ({state})", d.service, d.url);
         }
         let _ = writeln!(out, "routes and destinations from {} (followed)", path.display());
+        if checks_tokens {
+            let _ = writeln!(out, "tokens checked here before forwarding (--auth)");
+        }
         let _ = out.flush();
     };
     let front = gateway.clone();

@@ -107,6 +107,8 @@ pub struct Scraped {
     pub bad_gateway: u64,
     pub timeouts: u64,
     pub reloads: u64,
+    /// With `--auth`: requests refused at the edge.
+    pub auth_refused: Option<u64>,
     pub destinations: Vec<DestinationState>,
     pub cpu: Option<crate::machine::CpuTime>,
 }
@@ -137,6 +139,14 @@ impl Collector for Scraped {
             self.timeouts,
         )?;
         counter(e, "gateway_reloads", "Times the configuration file was read again and applied", self.reloads)?;
+        if let Some(refused) = self.auth_refused {
+            counter(
+                e,
+                "gateway_auth_refused",
+                "Requests refused 401 or 403 at the edge (--auth): no token, an invalid one, or one without the role the route needs",
+                refused,
+            )?;
+        }
         let labels =
             |d: &DestinationState| DestinationLabels { service: d.service.clone(), destination: d.url.clone() };
         gauges(
@@ -186,6 +196,7 @@ mod tests {
             bad_gateway: 1,
             timeouts: 0,
             reloads: 2,
+            auth_refused: Some(3),
             destinations: vec![destination(true, 3), destination(false, 1)],
             cpu: None,
         };
@@ -197,6 +208,7 @@ mod tests {
             "flightbench_gateway_forwarded_total 4",
             "flightbench_gateway_retries_total 1",
             "flightbench_gateway_reloads_total 2",
+            "flightbench_gateway_auth_refused_total 3",
             r#"flightbench_gateway_destination_healthy{service="query",destination="http://127.0.0.1:9003"} 1"#,
             r#"flightbench_gateway_destination_healthy{service="query",destination="http://127.0.0.1:9001"} 0"#,
             r#"flightbench_gateway_destination_requests_total{service="query",destination="http://127.0.0.1:9003"} 3"#,

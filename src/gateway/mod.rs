@@ -7,7 +7,10 @@
 //! Per request: the route and its service, a destination by two random choices,
 //! the request (body read up to the size limit) sent with the hop-by-hop headers
 //! removed and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
-//! `Forwarded` (RFC 7239) added; `Authorization` passes through. Traces: a `gateway`
+//! `Forwarded` (RFC 7239) added; `Authorization` passes through, and with `--auth`
+//! the gateway checks it first, as the service would (`auth::authorize` with the
+//! route's access), so a request without the role it needs is a 401 or 403 at the
+//! edge and never reaches a service. Traces: a `gateway`
 //! span per request (continuing the client's `traceparent`, or sampled at the ratio)
 //! with an `upstream` span per try under it, whose id goes to the service in
 //! `traceparent`, so one trace spans gateway and service ([`crate::trace_context`]);
@@ -52,6 +55,8 @@ pub struct GatewayStats {
     pub bad_gateway: AtomicU64,
     pub timeouts: AtomicU64,
     pub reloads: AtomicU64,
+    /// Requests refused 401 or 403 at the edge (`--auth`).
+    pub auth_refused: AtomicU64,
 }
 
 /// One version of the configuration, with its destinations.
@@ -99,29 +104,32 @@ pub struct Gateway {
     scheme: &'static str,
     /// With traces exported: the share of requests without a caller's decision traced.
     trace_sample_ratio: Option<f64>,
+    /// With `--auth`: every forwarded request's token checked here first.
+    auth: Option<Arc<crate::auth::Verifier>>,
     pub stats: GatewayStats,
     /// `None` with `--metrics off`: nothing recorded, `/metrics` is 404.
     metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl Gateway {
+    /// From the routes' file and the front listener's own settings (body limit, trace
+    /// sampling, metrics, auth); `tls` when the front speaks TLS.
     pub fn new(
         config: GatewayConfig,
         file: Option<PathBuf>,
-        max_body_bytes: usize,
+        server: &crate::http::ServerConfig,
         tls: bool,
-        trace_sample_ratio: Option<f64>,
-        metrics: bool,
     ) -> Result<Arc<Self>, String> {
-        let metrics = metrics.then(GatewayMetrics::new);
+        let metrics = server.metrics.then(GatewayMetrics::new);
         let table = Table::build(config, None, metrics.as_deref())?;
         Ok(Arc::new(Self {
             metrics,
             file,
             table: RwLock::new(Arc::new(table)),
-            max_body_bytes,
+            max_body_bytes: server.max_body_bytes,
             scheme: if tls { "https" } else { "http" },
-            trace_sample_ratio,
+            trace_sample_ratio: server.trace_sample_ratio,
+            auth: server.auth.clone(),
             stats: GatewayStats::default(),
         }))
     }
@@ -221,8 +229,10 @@ impl Gateway {
                     tracing::debug_span!("gateway", route, service, method, status = tracing::field::Empty)
                 });
                 let leg = Leg { route: &route, service: &service, timeout, span: &span };
-                let forwarded = self.forward(&table, request, peer, leg);
-                let outcome = Box::pin(forwarded.instrument(span.clone())).await;
+                let outcome = match self.refused(&request).await {
+                    Some(refused) => Err(ApiError::Auth(refused)),
+                    None => Box::pin(self.forward(&table, request, peer, leg).instrument(span.clone())).await,
+                };
                 let status = outcome.as_ref().map_or_else(|e| e.status(), |r| r.status());
                 span.record("status", status.as_u16());
                 if let Some(durations) = table.services.get(&service).and_then(|s| s.durations.as_ref()) {
@@ -239,6 +249,18 @@ impl Gateway {
             };
             crate::http::problem_response(&e)
         })
+    }
+
+    /// Why the request's token does not let it through, with `--auth`: the check the
+    /// service makes, for the route the path names (a route of the file's own that
+    /// names none is public here, and the service behind decides).
+    async fn refused(&self, request: &Request<Incoming>) -> Option<crate::auth::AuthError> {
+        let verifier = self.auth.as_ref()?;
+        let access = Route::locate(request.uri().path()).0.access(request.method());
+        let token = request.headers().get(header::AUTHORIZATION);
+        let refused = crate::auth::authorize(verifier, access, token, crate::auth::now()).await.err()?;
+        self.stats.auth_refused.fetch_add(1, Ordering::Relaxed);
+        Some(refused)
     }
 
     /// What the gateway answers itself: `/healthz` always, `/readyz` when every
@@ -288,6 +310,7 @@ impl Gateway {
             bad_gateway: read(&stats.bad_gateway),
             timeouts: read(&stats.timeouts),
             reloads: read(&stats.reloads),
+            auth_refused: self.auth.is_some().then(|| read(&stats.auth_refused)),
             destinations: self.destinations(),
             cpu: crate::machine::CpuTime::of_process(),
         };

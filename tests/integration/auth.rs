@@ -447,3 +447,81 @@ async fn keys_and_tokens_from_the_cli_open_what_their_roles_allow() {
     std::fs::write(&token_file, "forged.token.here").unwrap();
     assert_eq!(load_statuses(&url, &token_file, &json).await.get("401"), Some(&json!(200)));
 }
+
+/// `--auth` on the gateway alone: it checks each request's token as the service would,
+/// before forwarding. A write without a token, with a reader's, or with a payload
+/// swapped under another token's signature is refused at the edge with the service's
+/// own answer (the service behind has no auth here and would have taken it); a
+/// reporter's goes through, its token with it; reads stay public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_checks_tokens_at_the_edge() {
+    let ds = dataset(Kind::Sqlite, spec(65, 500, 10), 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("keys");
+    let k = keys.to_str().unwrap();
+    flightbench(&["keys", "--dir", k, "new", "--alg", "EdDSA", "--kid", "ed1"]).await;
+    let mint =
+        async |role: &str| flightbench(&["token", "--dir", k, "--role", role, "--sub", "dora"]).await.trim().to_owned();
+    let (reporter, reader) = (mint("reporter").await, mint("reader").await);
+    let part = |token: &str, i: usize| token.split('.').nth(i).unwrap().to_owned();
+    let swapped = format!("{}.{}.{}", part(&reader, 0), part(&reporter, 1), part(&reader, 2));
+
+    let service = app::ServeProcess::start(ds.dir(), &[], &["--no-admin"], false).await;
+    let config = work.path().join("gateway.json");
+    let to_service = json!({ "destinations": [format!("http://{}", service.api)] });
+    let file = json!({ "services": { "query": to_service, "command": to_service, "notify": to_service } });
+    std::fs::write(&config, file.to_string()).unwrap();
+    let jwks = keys.join("jwks.json");
+    let gateway_args = [
+        "--role",
+        "gateway",
+        "--gateway-config",
+        config.to_str().unwrap(),
+        "--no-admin",
+        "--auth",
+        "jwks",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--oidc-issuer",
+        "flightbench-dev",
+        "--audience",
+        "flightbench",
+    ];
+    let gateway = app::ServeProcess::start(ds.dir(), &[], &gateway_args, false).await;
+    let h1 = Transport::Plain(Proto::H1);
+
+    let writes_seen = async || {
+        let text = String::from_utf8(read(service.api, &h1, "/metrics", None).await.body.to_vec()).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("flightbench_http_request_duration_seconds_count") && l.contains("POST"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = writes_seen().await;
+    assert_refused(
+        &report(&ds, gateway.api, &h1, None).await,
+        StatusCode::UNAUTHORIZED,
+        r#"scope="reporter""#,
+        "no token",
+    );
+    assert_refused(
+        &report(&ds, gateway.api, &h1, Some(&reader)).await,
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        "a reader's token",
+    );
+    assert_refused(
+        &report(&ds, gateway.api, &h1, Some(&swapped)).await,
+        StatusCode::UNAUTHORIZED,
+        r#"error="invalid_token""#,
+        "a reporter's claims under a reader's signature",
+    );
+    assert_eq!(writes_seen().await, before, "a refused write reached the service");
+    let created = report(&ds, gateway.api, &h1, Some(&reporter)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json());
+    assert_eq!(writes_seen().await, before + 1.0);
+    assert_eq!(read(gateway.api, &h1, "/flights/1", None).await.status, StatusCode::OK, "reads are public");
+
+    let metrics = String::from_utf8(read(gateway.api, &h1, "/metrics", None).await.body.to_vec()).unwrap();
+    assert!(metrics.lines().any(|l| l == "flightbench_gateway_auth_refused_total 3"), "{metrics}");
+}
