@@ -339,6 +339,12 @@ async fn a_removed_key_stops_working_at_the_scheduled_refresh_while_serving() {
 }
 
 /// Runs `flightbench ARGS` to success and returns its stdout.
+/// `serve`'s flags for tokens from `flightbench token`, checked against the key
+/// directory's `jwks.json`.
+fn local_jwks_auth(jwks: &str) -> [&str; 8] {
+    ["--auth", "jwks", "--jwks", jwks, "--oidc-issuer", "flightbench-dev", "--audience", "flightbench"]
+}
+
 async fn flightbench(args: &[&str]) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightbench")).args(args).output().await.unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -393,16 +399,7 @@ async fn keys_and_tokens_from_the_cli_open_what_their_roles_allow() {
         mint(&["--role", "reader"]).await,
     );
     let jwks = keys.join("jwks.json");
-    let args = [
-        "--auth",
-        "jwks",
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--oidc-issuer",
-        "flightbench-dev",
-        "--audience",
-        "flightbench",
-    ];
+    let args = local_jwks_auth(jwks.to_str().unwrap());
     let server =
         crate::app::ServeProcess::start(ds.dir(), &[], &[&args[..], &["--admin-addr", "127.0.0.1:0"]].concat(), false)
             .await;
@@ -472,21 +469,8 @@ async fn the_gateway_checks_tokens_at_the_edge() {
     let file = json!({ "services": { "query": to_service, "command": to_service, "notify": to_service } });
     std::fs::write(&config, file.to_string()).unwrap();
     let jwks = keys.join("jwks.json");
-    let gateway_args = [
-        "--role",
-        "gateway",
-        "--gateway-config",
-        config.to_str().unwrap(),
-        "--no-admin",
-        "--auth",
-        "jwks",
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--oidc-issuer",
-        "flightbench-dev",
-        "--audience",
-        "flightbench",
-    ];
+    let gateway_args = ["--role", "gateway", "--gateway-config", config.to_str().unwrap(), "--no-admin"];
+    let gateway_args = [&gateway_args[..], &local_jwks_auth(jwks.to_str().unwrap())].concat();
     let gateway = app::ServeProcess::start(ds.dir(), &[], &gateway_args, false).await;
     let h1 = Transport::Plain(Proto::H1);
 
