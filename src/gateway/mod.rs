@@ -25,6 +25,7 @@
 //! connection and health. A file that does not parse is logged and ignored.
 
 pub mod config;
+mod headers;
 pub mod metrics;
 pub mod pool;
 
@@ -32,7 +33,7 @@ use crate::http::{ApiError, Body, Route};
 use crate::trace_context;
 use bytes::Bytes;
 use config::{GatewayConfig, Target};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -349,7 +350,7 @@ impl Gateway {
             }
         })?;
         let body = body.to_bytes();
-        let headers = self.forwarded_headers(&parts.headers, peer);
+        let headers = headers::forwarded(&parts.headers, peer, self.scheme);
         let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let eject_after = table.config.file.health.eject_after;
@@ -405,49 +406,6 @@ impl Gateway {
             Err(Failure::Transport(problem)) => Err(bad(problem)),
         }
     }
-
-    /// The request's headers as the service gets them: hop-by-hop ones removed, the
-    /// client and the original host and scheme recorded.
-    fn forwarded_headers(&self, incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(incoming.len() + 4);
-        let listed: Vec<String> = incoming
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-            .collect();
-        for (name, value) in incoming {
-            if !is_hop_by_hop(name) && !listed.iter().any(|l| l == name.as_str()) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        let client = peer.ip().to_string();
-        let xff = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {client}"),
-            None => client.clone(),
-        };
-        let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let node = if peer.is_ipv6() { format!("\"[{client}]\"") } else { client };
-        let mut forwarded = format!("for={node};proto={}", self.scheme);
-        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
-            forwarded.push_str(&format!(";host=\"{host}\""));
-        }
-        let forwarded = match incoming.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {forwarded}"),
-            None => forwarded,
-        };
-        for (name, value) in
-            [("x-forwarded-for", xff), ("x-forwarded-proto", self.scheme.to_owned()), ("forwarded", forwarded)]
-        {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
-        }
-        if let Some(host) = incoming.get(header::HOST) {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
-        }
-        headers
-    }
 }
 
 /// Where one request goes: its route's name (for errors and spans), the service, the
@@ -468,16 +426,6 @@ enum Failure {
 /// The statuses that say the service itself could not answer, not the request.
 fn is_gateway_error(status: StatusCode) -> bool {
     matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
-}
-
-/// RFC 9110 §7.6.1's connection-specific headers: HTTP/2 forbids them.
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
-
-/// A hop-by-hop header, or `Host`, which HTTP/2 carries as `:authority` (the
-/// original goes in `X-Forwarded-Host`).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || name == header::HOST
 }
 
 fn upstream_request(
@@ -519,7 +467,7 @@ async fn send(
 /// The service's response as the client gets it: the body streamed through.
 fn downstream_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    for name in HOP_BY_HOP {
+    for name in headers::HOP_BY_HOP {
         parts.headers.remove(name);
     }
     let body = body.map_err(std::io::Error::other).boxed_unsync();

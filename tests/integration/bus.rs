@@ -59,6 +59,17 @@ impl Names {
     }
 }
 
+/// An exchange of its own for `test` with a queue bound to it, consumed into a
+/// [`Recorder`]; `Names::remove` takes both away. The caller holds [`BROKER`].
+pub async fn recorded_exchange(test: &str) -> (Names, Recorder, Consumer) {
+    let mut names = Names::new(test);
+    let recorder = Recorder::default();
+    let config =
+        ConsumerConfig { exchange: names.exchange.clone(), ..ConsumerConfig::new(&url(), &names.queue("seen")) };
+    let consumer = Consumer::start(config, recorder.clone()).await.unwrap();
+    (names, recorder, consumer)
+}
+
 async fn admin() -> Connection {
     Connection::connect(&url(), ConnectionProperties::default()).await.expect("RabbitMQ on 127.0.0.1:5672")
 }

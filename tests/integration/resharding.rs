@@ -379,15 +379,8 @@ async fn all_published(recorder: &crate::bus::Recorder, acknowledged: &Acknowled
 /// (from the checkpoints the switch carried there, not from the newest events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_down_during_a_reshard_publishes_what_was_written_meanwhile() {
-    use flightbench::bus::{Consumer, ConsumerConfig};
     let _broker = crate::bus::BROKER.lock().await;
-    let mut names = crate::bus::Names::new("reshard-down");
-    let recorder = crate::bus::Recorder::default();
-    let config = ConsumerConfig {
-        exchange: names.exchange.clone(),
-        ..ConsumerConfig::new(&crate::bus::url(), &names.queue("seen"))
-    };
-    let consumer = Consumer::start(config, recorder.clone()).await.unwrap();
+    let (names, recorder, consumer) = crate::bus::recorded_exchange("reshard-down").await;
     let ds = dataset(Kind::Sqlite, spec(34, 1_500, 10), 2).await;
     let dir = ds.dir().to_owned();
     let flights = ds.writable_flights(FLIGHTS);
@@ -423,15 +416,8 @@ async fn a_relay_down_during_a_reshard_publishes_what_was_written_meanwhile() {
 /// bound to the relay's exchange (the switch carries the relay's checkpoints to the
 /// new layout, and the relay moves there with the server).
 async fn relay_follows_a_reshard(kind: Kind) {
-    use flightbench::bus::{Consumer, ConsumerConfig};
     let _broker = crate::bus::BROKER.lock().await;
-    let mut names = crate::bus::Names::new("reshard");
-    let recorder = crate::bus::Recorder::default();
-    let config = ConsumerConfig {
-        exchange: names.exchange.clone(),
-        ..ConsumerConfig::new(&crate::bus::url(), &names.queue("seen"))
-    };
-    let consumer = Consumer::start(config, recorder.clone()).await.unwrap();
+    let (names, recorder, consumer) = crate::bus::recorded_exchange("reshard").await;
     let ds = dataset(kind, spec(33, 1_500, 10), 2).await;
     let dir = ds.dir().to_owned();
     let flights = ds.writable_flights(FLIGHTS);
